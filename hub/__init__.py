@@ -1,0 +1,1 @@
+"""Hub-side code of OpenLedger Notebooks: settings, the managed services and their launcher."""

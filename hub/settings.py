@@ -1,0 +1,152 @@
+"""One settings file for the hub and its services: `openledger.toml`, overridable by `OPENLEDGER_*` env vars.
+
+`OPENLEDGER_CONFIG` names another file; nested keys use `__`, e.g. `OPENLEDGER_HUB__PORT=8001`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SETTINGS_FILE = REPO_ROOT / "openledger.toml"
+
+
+class SettingsError(Exception):
+    """The settings file is missing, unreadable or invalid; the message says what to do."""
+
+
+class PathSettings(BaseModel):
+    data_dir: Path = Path(".openledger-data")
+
+
+class HubSettings(BaseModel):
+    ip: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    hub_port: int = Field(8081, ge=1, le=65535)
+    proxy_api_port: int = Field(8001, ge=1, le=65535)
+    authenticator: Literal["shared-password", "github", "generic-oauth"] = "shared-password"
+    shared_password: str = ""
+    admin_users: list[str] = ["admin"]
+    demo_users: list[str] = ["demo"]
+    instructors: list[str] = []
+
+
+class SpawnerSettings(BaseModel):
+    user_isolation: Literal["none", "system"] = "none"
+    gpus: str = "auto"
+    slots_per_gpu: int = Field(1, ge=1, le=64)
+    require_gpu: bool = False
+    start_timeout: int = Field(120, ge=5)
+
+
+class ServiceSettings(BaseModel):
+    platform_port: int = Field(10101, ge=1, le=65535)
+    openlora_port: int = Field(10102, ge=1, le=65535)
+    chain_port: int = Field(10103, ge=1, le=65535)
+    cull_idle_timeout: int = Field(3600, ge=0)
+
+
+class ChainSettings(BaseModel):
+    rpc_url: str = ""
+    chain_id: int = Field(31337, ge=1)
+    anvil_port: int = Field(8545, ge=1, le=65535)
+
+
+class DatabaseSettings(BaseModel):
+    url: str = ""
+
+
+class BlobSettings(BaseModel):
+    url: str = ""
+
+
+class ModelSettings(BaseModel):
+    base_model: str = "smollm2-135m-instruct"
+
+
+class Settings(BaseSettings):
+    """Everything configurable; see `openledger.toml` for the meaning of each key."""
+
+    model_config = SettingsConfigDict(env_prefix="OPENLEDGER_", env_nested_delimiter="__", extra="forbid")
+
+    settings_file: Path = DEFAULT_SETTINGS_FILE
+    paths: PathSettings = PathSettings()
+    hub: HubSettings = HubSettings()
+    spawner: SpawnerSettings = SpawnerSettings()
+    services: ServiceSettings = ServiceSettings()
+    chain: ChainSettings = ChainSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    blobs: BlobSettings = BlobSettings()
+    models: ModelSettings = ModelSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Env vars win over the file, which is passed in as init values by load_settings().
+        return (env_settings, init_settings)
+
+    @cached_property
+    def data_dir(self) -> Path:
+        """The data dir as an absolute path (relative paths are relative to the settings file)."""
+        path = self.paths.data_dir
+        return path if path.is_absolute() else (self.settings_file.parent / path).resolve()
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.data_dir / 'openledger.sqlite'}"
+
+    @property
+    def blobs_url(self) -> str:
+        return self.blobs.url or str(self.data_dir / "blobs")
+
+    @property
+    def public_url(self) -> str:
+        return f"http://{self.hub.ip}:{self.hub.port}"
+
+    @property
+    def anvil_rpc_url(self) -> str:
+        return f"http://127.0.0.1:{self.chain.anvil_port}"
+
+    @property
+    def chain_rpc_url(self) -> str:
+        """Where the platform sends JSON-RPC: the configured node, or the embedded anvil."""
+        return self.chain.rpc_url or self.anvil_rpc_url
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise SettingsError(
+            f"settings file {path} not found: restore it with `git checkout openledger.toml` "
+            "or point OPENLEDGER_CONFIG at another file"
+        ) from None
+    except tomllib.TOMLDecodeError as err:
+        raise SettingsError(f"settings file {path} is not valid TOML ({err}): fix that line") from None
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read the settings file (default: `$OPENLEDGER_CONFIG` or the repo's `openledger.toml`) plus env vars."""
+    settings_file = Path(path or os.environ.get("OPENLEDGER_CONFIG") or DEFAULT_SETTINGS_FILE).resolve()
+    values = _read_toml(settings_file)
+    try:
+        return Settings(settings_file=settings_file, **values)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in err.errors(include_url=False)
+        )
+        raise SettingsError(f"settings in {settings_file} (or OPENLEDGER_* env) are invalid: {problems}") from None
