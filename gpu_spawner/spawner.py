@@ -1,0 +1,234 @@
+"""JupyterHub spawners that give each user server a GPU slot (or the CPU) and seed its home with templates.
+
+Lifecycle, as JupyterHub 6 drives it (jupyterhub/user.py, app.py):
+
+- spawn: `clear_state()` (drops any old slot), `start()` (allocates, seeds the home, launches),
+  then `get_state()` is saved in the hub database.
+- stop: `stop()` releases; `User.stop` then calls `clear_state()` (releases again: idempotent),
+  and so does `LocalProcessSpawner.poll()` whenever it finds the process gone.
+- hub restart: spawners of servers the database calls running are rebuilt and `load_state()` restores
+  their slot; the first one also creates the shared allocator, which drops every allocation whose
+  server the database no longer lists. `check_spawner` then polls: a dead server is cleared
+  (released), a live one keeps its slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pwd
+from pathlib import Path
+from typing import Any
+
+from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner
+from tornado.web import HTTPError
+from traitlets import Bool, Integer, Unicode, validate
+from traitlets.config import LoggingConfigurable
+
+from .allocator import Slot, SlotAllocator, shared_allocator
+from .home import Owner, ensure_home, seed_home
+from .inventory import parse_gpu_spec
+
+CPU_ENV = {"CUDA_VISIBLE_DEVICES": "", "OPENLEDGER_DEVICE": "cpu"}
+
+
+def no_slot_error(capacity: int) -> HTTPError:
+    """The 503 shown to a user when `require_gpu` is on and no slot is free."""
+    if capacity == 0:
+        message = "This hub has no GPU to give out and requires one; ask an admin"
+    else:
+        message = f"No GPU slot is free (all {capacity} in use); try again later or ask an admin"
+    error = HTTPError(503, message)
+    # JupyterHub shows `jupyterhub_message` as is; otherwise it replaces the reason of a failed spawn
+    # with a generic "Failed to start your server" text.
+    error.jupyterhub_message = message  # type: ignore[attr-defined]
+    return error
+
+
+class GPUSlotMixin(LoggingConfigurable):
+    """Put in front of a LocalProcessSpawner: a GPU slot per server, CPU fallback, template notebooks."""
+
+    gpus = Unicode(
+        "auto",
+        help='GPUs to hand out: "auto" (nvidia-smi), "none", or nvidia-smi indices like "0,1".',
+    ).tag(config=True)
+    slots_per_gpu = Integer(1, min=1, help="Servers per GPU; above 1 each gets a memory fraction.").tag(config=True)
+    require_gpu = Bool(False, help="Refuse to start (503) when no slot is free, instead of starting on CPU.").tag(
+        config=True
+    )
+    state_file = Unicode(
+        "jupyterhub-gpu-slots.json",
+        help="JSON file of the slot table, shared by all spawners of the hub (relative: to the hub's cwd).",
+    ).tag(config=True)
+    templates_dir = Unicode("", help="Folder of notebooks copied into a home on first spawn; empty: none.").tag(
+        config=True
+    )
+
+    @validate("gpus")
+    def _validate_gpus(self, proposal: Any) -> str:
+        value = proposal["value"]
+        if value.strip().lower() != "auto":
+            parse_gpu_spec(value)  # a bad spec fails at config load, not at the first spawn
+        return value
+
+    _slot: Slot | None = None
+
+    @property
+    def slot(self) -> Slot | None:
+        """The GPU slot of the running server, None when it runs on CPU or is stopped."""
+        return self._slot
+
+    @property
+    def slot_owner(self) -> str:
+        """Allocation key: named servers of one user each get their own slot."""
+        return f"{self.user.name}/{self.name}"
+
+    # --- the shared allocator ---
+
+    def _running_owners(self) -> set[str] | None:
+        """Owners of every server the hub database calls running (or starting); None outside a hub."""
+        orm_spawner = getattr(self, "orm_spawner", None)
+        if orm_spawner is None:
+            return None
+        from jupyterhub import orm
+        from sqlalchemy.orm import object_session
+
+        session = object_session(orm_spawner)
+        if session is None:
+            return None
+        running = session.query(orm.Spawner).filter(orm.Spawner.server_id.isnot(None))
+        return {f"{spawner.user.name}/{spawner.name}" for spawner in running if spawner.user is not None}
+
+    def _create_allocator(self, path: Path) -> SlotAllocator:
+        devices = parse_gpu_spec(self.gpus)
+        allocator = SlotAllocator(devices, self.slots_per_gpu, path)
+        self.log.info(
+            "GPU slots: %d GPU(s) x %d slot(s) = %d, table in %s",
+            len(devices),
+            self.slots_per_gpu,
+            allocator.capacity,
+            path,
+        )
+        running = self._running_owners()
+        if running is not None:
+            # First use in this hub process: allocations of servers that stopped while the hub was down go.
+            for owner in allocator.reconcile(running):
+                self.log.warning("released the GPU slot of %s: its server is no longer running", owner)
+        return allocator
+
+    @property
+    def allocator(self) -> SlotAllocator:
+        """The allocator shared by every spawner using the same state file."""
+        return shared_allocator(self.state_file, self._create_allocator)
+
+    # --- home ---
+
+    def home_owner(self) -> tuple[str, Owner | None]:
+        """(home folder, (uid, gid) to own what is created there) of the server's OS account."""
+        try:
+            account = pwd.getpwnam(self.user.name)
+        except KeyError:
+            raise HTTPError(
+                500, f"No system account named {self.user.name!r}: create it or use SharedUserGPUSpawner"
+            ) from None
+        return account.pw_dir, (account.pw_uid, account.pw_gid)
+
+    def _seed(self, home: str, owner: Owner | None) -> list[Path]:
+        """Create the home if missing and copy in the templates the user has not had yet."""
+        # Runs in a worker thread: touches only the file system and its arguments, never the hub's ORM objects.
+        if not self.templates_dir:
+            ensure_home(home, owner, 0o700 if owner else 0o755)
+            return []
+        copied = seed_home(self.templates_dir, home, owner)
+        if copied:
+            self.log.info("copied %d template notebook(s) into %s", len(copied), home)
+        return copied
+
+    # --- Spawner API ---
+
+    def get_env(self) -> dict[str, str]:
+        env = super().get_env()  # type: ignore[misc]
+        # Without a slot CUDA must see nothing: an unset CUDA_VISIBLE_DEVICES would mean every GPU.
+        env.update(self._slot.env() if self._slot is not None else CPU_ENV)
+        return env
+
+    async def start(self) -> Any:
+        # Read everything that touches the hub's database objects here, on the event loop's thread; only
+        # file work goes to worker threads (the flock can wait on another process).
+        owner, allocator = self.slot_owner, self.allocator
+        self._slot = await asyncio.to_thread(allocator.allocate, owner)
+        if self._slot is None:
+            if self.require_gpu:
+                raise no_slot_error(allocator.capacity)
+            level = self.log.warning if allocator.capacity else self.log.info
+            level("no GPU slot free for %s (%d in total): starting it on CPU", owner, allocator.capacity)
+        else:
+            self.log.info("%s gets %s", owner, self._slot.describe())
+        try:
+            home, home_owner = self.home_owner()
+            await asyncio.to_thread(self._seed, home, home_owner)
+            return await super().start()  # type: ignore[misc]
+        except BaseException:
+            self._release()  # JupyterHub's cleanup would too (via clear_state); don't rely on it
+            raise
+
+    async def stop(self, now: bool = False) -> None:
+        await super().stop(now=now)  # type: ignore[misc]
+        owner, allocator = self.slot_owner, self.allocator
+        released = await asyncio.to_thread(allocator.release, owner)
+        self._log_release(released, owner)
+        self._slot = None
+
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()  # type: ignore[misc]
+        if self._slot is not None:
+            state["gpu_slot"] = self._slot.to_dict()
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)  # type: ignore[misc]
+        data = state.get("gpu_slot")
+        if not data:
+            return
+        try:
+            slot = Slot.from_dict(data)
+        except (KeyError, TypeError, ValueError) as err:
+            self.log.error("ignoring unreadable GPU slot in the state of %s: %s", self.slot_owner, err)
+            return
+        orm_spawner = getattr(self, "orm_spawner", None)
+        if orm_spawner is not None and orm_spawner.server is None:
+            return  # the hub stopped this server (and died before clearing its state): nothing to keep
+        allocator = self.allocator  # created on first use: reconciles against the hub database
+        if allocator.adopt(self.slot_owner, slot):
+            self._slot = slot
+        else:
+            self.log.error("%s of %s is held by another server; not restoring it", slot.describe(), self.slot_owner)
+
+    def clear_state(self) -> None:
+        super().clear_state()  # type: ignore[misc]
+        self._release()
+
+    def _release(self) -> None:
+        # By owner, not by self._slot: also frees an allocation this spawner object never knew about.
+        owner = self.slot_owner
+        self._log_release(self.allocator.release(owner), owner)
+        self._slot = None
+
+    def _log_release(self, released: Slot | None, owner: str) -> None:
+        if released is not None:
+            self.log.info("released %s of %s", released.describe(), owner)
+
+
+class GPUSpawner(GPUSlotMixin, LocalProcessSpawner):
+    """Production: one OS account per hub user (the hub runs as root), each server with its own GPU slot."""
+
+
+class SharedUserGPUSpawner(GPUSlotMixin, SimpleLocalProcessSpawner):
+    """Dev and workshops on one machine: every server runs as the hub's OS user, homes from `home_dir_template`.
+
+    No isolation between users beyond separate home folders and GPU slots.
+    """
+
+    def home_owner(self) -> tuple[str, Owner | None]:
+        # SimpleLocalProcessSpawner only creates the home in the child's preexec, after Popen: too late for
+        # seeding, so the mixin creates it here, owned by the hub's user.
+        return self.home_dir, None

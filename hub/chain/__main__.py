@@ -1,0 +1,9 @@
+"""Run the chain service: `python -m hub.chain` (the hub starts it as a managed service)."""
+
+from hub.chain.gateway import create_app
+from hub.service_app import serve
+from hub.settings import load_settings
+
+if __name__ == "__main__":
+    settings = load_settings()
+    serve(create_app(settings), settings.services.chain_port)

@@ -1,0 +1,150 @@
+"""Everything `jupyterhub_config.py` sets, derived from the OpenLedger settings (kept here to be testable)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from hub.paths import node_bin
+from hub.secrets import HubSecrets
+from hub.settings import REPO_ROOT, Settings
+
+ADMIN_SERVICE = "openledger-admin"
+STUDENTS_GROUP = "students"
+INSTRUCTORS_GROUP = "instructors"
+
+
+def _service_env(settings: Settings) -> dict[str, str]:
+    """Managed services start with a clean env: hand them the settings file and any OPENLEDGER_* overrides."""
+    env = {key: value for key, value in os.environ.items() if key.startswith("OPENLEDGER_")}
+    env["OPENLEDGER_CONFIG"] = str(settings.settings_file)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
+def managed_services(settings: Settings, secrets: HubSecrets) -> list[dict[str, Any]]:
+    python = sys.executable
+    env = _service_env(settings)
+    services: list[dict[str, Any]] = [
+        {
+            "name": name,
+            "url": f"http://127.0.0.1:{port}",
+            "command": [python, "-m", module],
+            "cwd": str(REPO_ROOT),
+            "environment": env,
+        }
+        for name, module, port in (
+            ("platform", "hub.platform", settings.services.platform_port),
+            ("chain", "hub.chain", settings.services.chain_port),
+            ("openlora", "hub.openlora_placeholder", settings.services.openlora_port),
+        )
+    ]
+    services.append({"name": ADMIN_SERVICE, "api_token": secrets.admin_api_token})
+    if settings.services.cull_idle_timeout:
+        services.append(
+            {
+                "name": "idle-culler",
+                "command": [python, "-m", "jupyterhub_idle_culler", f"--timeout={settings.services.cull_idle_timeout}"],
+            }
+        )
+    return services
+
+
+def roles(settings: Settings) -> list[dict[str, Any]]:
+    culler = [
+        {
+            "name": "idle-culler",
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+            "services": ["idle-culler"],
+        }
+    ]
+    return (culler if settings.services.cull_idle_timeout else []) + [
+        # Users' own tokens and their servers' tokens (the kernel's JUPYTERHUB_API_TOKEN) reach the services.
+        {"name": "user", "scopes": ["self", "access:services"]},
+        {"name": "server", "scopes": ["users:activity!user", "access:servers!server", "access:services"]},
+        {
+            "name": "instructor",
+            "description": "Start, stop and open the servers of students in the workshop group",
+            "scopes": [
+                f"admin:servers!group={STUDENTS_GROUP}",
+                f"access:servers!group={STUDENTS_GROUP}",
+                f"read:users!group={STUDENTS_GROUP}",
+                f"list:users!group={STUDENTS_GROUP}",
+                f"read:groups!group={STUDENTS_GROUP}",
+            ],
+            "groups": [INSTRUCTORS_GROUP],
+        },
+        {"name": "admin", "services": [ADMIN_SERVICE]},
+    ]
+
+
+def spawner_config(c: Any, settings: Settings) -> None:
+    venv_bin = Path(sys.executable).parent
+    data_dir = settings.data_dir
+    if settings.spawner.user_isolation == "system":
+        c.JupyterHub.spawner_class = "gpu_spawner.spawner.GPUSpawner"
+    else:
+        c.JupyterHub.spawner_class = "gpu_spawner.spawner.SharedUserGPUSpawner"
+        c.SharedUserGPUSpawner.home_dir_template = str(data_dir / "homes" / "{username}")
+    c.Spawner.cmd = [str(venv_bin / "jupyterhub-singleuser")]
+    c.Spawner.default_url = "/lab"
+    c.Spawner.start_timeout = settings.spawner.start_timeout
+    c.Spawner.http_timeout = settings.spawner.start_timeout
+    c.Spawner.args = ["--allow-root"] if os.geteuid() == 0 else []
+    c.Spawner.environment = {
+        "OPENLEDGER_HUB_URL": settings.public_url,
+        "OPENLEDGER_MODELS_DIR": str(data_dir / "models"),
+        "PATH": f"{venv_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "HF_HUB_OFFLINE": "1",
+    }
+    c.GPUSlotMixin.gpus = settings.spawner.gpus
+    c.GPUSlotMixin.slots_per_gpu = settings.spawner.slots_per_gpu
+    c.GPUSlotMixin.require_gpu = settings.spawner.require_gpu
+    c.GPUSlotMixin.state_file = str(data_dir / "gpu-slots.json")
+    c.GPUSlotMixin.templates_dir = str(REPO_ROOT / "templates" / "notebooks")
+
+
+def authenticator_config(c: Any, settings: Settings, secrets: HubSecrets) -> None:
+    hub = settings.hub
+    if hub.authenticator == "shared-password":
+        c.JupyterHub.authenticator_class = "shared-password"
+        c.SharedPasswordAuthenticator.user_password = secrets.user_password
+        c.SharedPasswordAuthenticator.admin_password = secrets.admin_password
+    elif hub.authenticator == "github":
+        # Client id/secret and callback URL come from OAUTH_CLIENT_ID / OAUTH_CLIENT_SECRET / OAUTH_CALLBACK_URL.
+        c.JupyterHub.authenticator_class = "github"
+    else:
+        c.JupyterHub.authenticator_class = "generic-oauth"
+    c.Authenticator.admin_users = set(hub.admin_users)
+    c.Authenticator.allowed_users = set(hub.demo_users) | set(hub.instructors)
+    # Users created by an admin or the workshop tool (REST API) may log in too.
+    c.Authenticator.allow_existing_users = True
+
+
+def configure(c: Any, settings: Settings, secrets: HubSecrets) -> None:
+    """Apply the whole hub configuration to the traitlets config object `c`."""
+    data_dir = settings.data_dir
+    c.JupyterHub.ip = settings.hub.ip
+    c.JupyterHub.port = settings.hub.port
+    c.JupyterHub.hub_ip = "127.0.0.1"
+    c.JupyterHub.hub_port = settings.hub.hub_port
+    c.JupyterHub.db_url = f"sqlite:///{data_dir / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(secrets.cookie_secret_file)
+    c.JupyterHub.pid_file = str(data_dir / "jupyterhub.pid")
+    c.JupyterHub.allow_named_servers = True
+    c.JupyterHub.named_server_limit_per_user = 3
+    c.ConfigurableHTTPProxy.command = [str(node_bin("configurable-http-proxy"))]
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.hub.proxy_api_port}"
+    c.ConfigurableHTTPProxy.auth_token = secrets.proxy_auth_token
+    c.ConfigurableHTTPProxy.pid_file = str(data_dir / "proxy.pid")
+    c.JupyterHub.services = managed_services(settings, secrets)
+    c.JupyterHub.load_roles = roles(settings)
+    c.JupyterHub.load_groups = {
+        INSTRUCTORS_GROUP: {"users": list(settings.hub.instructors)},
+        STUDENTS_GROUP: {"users": []},
+    }
+    spawner_config(c, settings)
+    authenticator_config(c, settings, secrets)

@@ -1,0 +1,216 @@
+"""Deploy-or-attach: the platform's contracts on the configured chain, addresses kept in the data dir per chain id.
+
+First start: deploy the five contracts with the deployer key, grant the operator (the account the platform writes
+with) its roles, write `<data_dir>/chain/<chain_id>/deployments.json`. Later starts attach after checking that code
+is still at every address; a reset dev chain (no code) gets a fresh deployment, and the log says so.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+from web3 import Web3
+
+from hub.ledger.artifacts import CONTRACT_NAMES, load_artifact, sources_hash
+from hub.ledger.contracts import Ledger
+from hub.ledger.errors import ChainUnreachableError, DeploymentError, LedgerError, WrongChainError
+from hub.ledger.keys import AnvilDevKey, KeyFile, KeySource
+from hub.ledger.tx import PreparedCall, send_call
+from hub.settings import Settings
+
+log = logging.getLogger("hub.ledger")
+
+# Which roles the operator gets on which contract; the deployer keeps DEFAULT_ADMIN_ROLE everywhere.
+OPERATOR_ROLES = {
+    "OpenToken": ("minter",),
+    "DatanetRegistry": ("registrar",),
+    "ModelRegistry": ("registrar",),
+    "AttributionLedger": ("attestor",),
+    "RewardDistributor": ("attestor",),
+}
+
+
+@dataclass
+class LedgerDeployment:
+    ledger: Ledger
+    deployer: LocalAccount
+    operator: str
+    status: Literal["deployed", "attached", "redeployed"]
+    path: Path
+    message: str
+
+
+def redact_url(url: str) -> str:
+    """scheme://host:port only: RPC URLs often carry API keys in the path or user info."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}" if parts.hostname else url
+
+
+def connect(rpc_url: str, expected_chain_id: int, timeout: float = 10) -> Web3:
+    """A Web3 on `rpc_url` that answered with `expected_chain_id`, or a clear error."""
+    # The probe does not retry, so a dead endpoint fails at once; the Web3 returned keeps web3's retries.
+    probe = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None))
+    try:
+        actual = probe.eth.chain_id
+    except Exception as err:  # noqa: BLE001 - connection errors come from requests, urllib3 and web3
+        raise ChainUnreachableError(
+            f"cannot reach the chain's JSON-RPC at {redact_url(rpc_url)} ({type(err).__name__}): is the node "
+            "running? Check [chain] rpc_url (empty: the embedded anvil on [chain] anvil_port)."
+        ) from None
+    if actual != expected_chain_id:
+        raise WrongChainError(
+            f"the node at {redact_url(rpc_url)} is chain id {actual}, but the settings say {expected_chain_id}: "
+            "fix [chain] chain_id or [chain] rpc_url."
+        )
+    return Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+
+
+def default_key_source(settings: Settings) -> KeySource:
+    """The embedded anvil uses its dev account #0; any other chain a key file in the data dir (fund it yourself)."""
+    if not settings.chain.rpc_url:
+        return AnvilDevKey(0)
+    return KeyFile(deployments_dir(settings.data_dir, settings.chain.chain_id) / "deployer.key")
+
+
+def deployments_dir(data_dir: Path, chain_id: int) -> Path:
+    return data_dir / "chain" / str(chain_id)
+
+
+@contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """One deployer at a time per chain: services starting together must not deploy twice."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / "deploy.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _deploy_call(name: str, w3: Web3, *constructor_args: Any) -> PreparedCall:
+    artifact = load_artifact(name)
+    factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    data = factory.constructor(*constructor_args).data_in_transaction
+    return PreparedCall(name, "constructor", None, data, 0, constructor_args)
+
+
+def deploy_contracts(w3: Web3, deployer: LocalAccount, token_address: str | None = None) -> tuple[dict[str, str], int]:
+    """Deploy all five (or four, with an existing ERC-20 as the reward token); (addresses, first block)."""
+    admin = deployer.address
+    addresses: dict[str, str] = {}
+    first_block: int | None = None
+    for name in CONTRACT_NAMES:
+        if name == "OpenToken" and token_address:
+            addresses[name] = to_checksum_address(token_address)
+            continue
+        args: tuple[Any, ...] = (admin, addresses["OpenToken"]) if name == "RewardDistributor" else (admin,)
+        receipt = send_call(w3, _deploy_call(name, w3, *args), deployer)
+        addresses[name] = receipt["contractAddress"]
+        first_block = receipt["blockNumber"] if first_block is None else first_block
+        log.info("deployed %s at %s", name, receipt["contractAddress"])
+    return addresses, int(first_block or 0)
+
+
+def grant_operator_roles(ledger: Ledger, admin: LocalAccount, operator: str, skip: tuple[str, ...] = ()) -> None:
+    """Grant (only the missing) operator roles: safe to repeat on every start."""
+    for wrapper in ledger.contracts():
+        if wrapper.NAME in skip:
+            continue
+        for role in OPERATOR_ROLES[wrapper.NAME]:
+            if not wrapper.has_role(role, operator):
+                wrapper.send(wrapper.grant_role(role, operator), admin)
+
+
+def _missing_code(w3: Web3, addresses: dict[str, str]) -> list[str]:
+    return [name for name in CONTRACT_NAMES if len(w3.eth.get_code(addresses[name])) == 0]
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)  # atomic: a crash leaves the old file or the new one, never half of one
+
+
+def deploy_or_attach(
+    settings: Settings,
+    *,
+    key_source: KeySource | None = None,
+    operator: str | None = None,
+    token_address: str | None = None,
+    redeploy: bool = False,
+    rpc_url: str | None = None,
+) -> LedgerDeployment:
+    """The platform's contracts on the configured chain, deploying them if this chain has none of ours yet.
+
+    `key_source`: the deployer key (default: `default_key_source`). `operator`: the address the platform writes with
+    (registrar, attestor, minter); default the deployer. `token_address`: an existing ERC-20 to pay rewards in
+    instead of deploying OpenToken. `rpc_url` overrides the settings' (tests).
+    """
+    chain_id = settings.chain.chain_id
+    url = rpc_url or settings.chain_rpc_url
+    w3 = connect(url, chain_id)
+    directory = deployments_dir(settings.data_dir, chain_id)
+    path = directory / "deployments.json"
+    with _locked(directory):
+        deployer = (key_source or default_key_source(settings)).load(w3)
+        operator = to_checksum_address(operator or deployer.address)
+        status: Literal["deployed", "attached", "redeployed"] = "deployed"
+        message = f"deployed the ledger contracts on chain {chain_id}"
+        if path.exists() and not redeploy:
+            record = json.loads(path.read_text())
+            missing = _missing_code(w3, record["contracts"])
+            if not missing:
+                ledger = Ledger.at(w3, chain_id, record["contracts"])
+                skip = ("OpenToken",) if record.get("external_token") else ()
+                try:
+                    grant_operator_roles(ledger, deployer, operator, skip)
+                except LedgerError as err:
+                    raise DeploymentError(
+                        f"granting roles to operator {operator} with {deployer.address} failed: {err}"
+                    ) from err
+                message = f"attached to the ledger contracts on chain {chain_id} ({path})"
+                if record.get("sources_hash") != sources_hash():
+                    message += "; they were deployed from other contract sources: pass redeploy=True to replace them"
+                log.info(message)
+                return LedgerDeployment(ledger, deployer, operator, "attached", path, message)
+            status = "redeployed"
+            message = (
+                f"chain {chain_id} was reset (no code at {', '.join(missing)} as recorded in {path}): "
+                "redeployed the ledger contracts, earlier on-chain records are gone"
+            )
+        elif path.exists():
+            status, message = "redeployed", f"redeployed the ledger contracts on chain {chain_id} as asked"
+        try:
+            addresses, first_block = deploy_contracts(w3, deployer, token_address)
+            ledger = Ledger.at(w3, chain_id, addresses)
+            grant_operator_roles(ledger, deployer, operator, ("OpenToken",) if token_address else ())
+        except LedgerError as err:
+            raise DeploymentError(f"deploying the ledger contracts on chain {chain_id} failed: {err}") from err
+        _write_json(
+            path,
+            {
+                "chain_id": chain_id,
+                "contracts": addresses,
+                "deployer": deployer.address,
+                "operator": operator,
+                "external_token": bool(token_address),
+                "first_block": first_block,
+                "sources_hash": sources_hash(),
+                "deployed_at": int(time.time()),
+            },
+        )
+        (log.warning if status == "redeployed" else log.info)(message)
+        return LedgerDeployment(ledger, deployer, operator, status, path, message)

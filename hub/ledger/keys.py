@@ -1,0 +1,74 @@
+"""Where the deployer's key comes from: anvil's public dev accounts (local chain only) or a key file in the data dir."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from hub.ledger.errors import LedgerError
+
+# anvil's (and hardhat's) default mnemonic: public knowledge, so its accounts are only ever used on a local anvil.
+ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
+
+Account.enable_unaudited_hdwallet_features()
+
+
+class KeySource(Protocol):
+    def load(self, w3: Web3) -> LocalAccount: ...
+
+    def describe(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class AnvilDevKey:
+    """Account `index` of anvil's dev mnemonic; refuses any node that is not anvil."""
+
+    index: int = 0
+
+    def load(self, w3: Web3) -> LocalAccount:
+        client = w3.client_version
+        if not client.lower().startswith("anvil"):
+            raise LedgerError(
+                f"refusing anvil's public dev key on a node that is not anvil ({client}): use a key file instead"
+            )
+        return Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{self.index}")
+
+    def describe(self) -> str:
+        return f"anvil dev account #{self.index}"
+
+
+@dataclass(frozen=True)
+class KeyFile:
+    """A hex private key in `path`; with `create`, a new random key is written there (mode 0600) if absent."""
+
+    path: Path
+    create: bool = True
+
+    def load(self, w3: Web3 | None = None) -> LocalAccount:
+        if not self.path.exists():
+            if not self.create:
+                raise LedgerError(f"key file {self.path} not found")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # O_EXCL: two processes starting at once must not both write a key and each use a different one.
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write("0x" + secrets.token_hex(32) + "\n")
+        text = self.path.read_text().strip()
+        try:
+            return Account.from_key(text)
+        except Exception:  # noqa: BLE001 - eth_account raises several types; never echo key material
+            raise LedgerError(f"key file {self.path} does not hold a hex private key") from None
+
+    def describe(self) -> str:
+        return f"key file {self.path}"

@@ -1,0 +1,76 @@
+"""What every FastAPI service of the hub shares: the URL prefix the proxy routes, /health and /metrics."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+HealthCheck = Callable[[], Awaitable[dict]]
+
+
+def service_prefix(name: str) -> str:
+    """The path the hub's proxy forwards unchanged to this service, e.g. `/services/platform/`."""
+    return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{name}/")
+
+
+class ServiceApp:
+    """A FastAPI app mounted under the service prefix, with request metrics and a health endpoint.
+
+    Routes are added to `router` (paths relative to the prefix); call `finish()` once all are added.
+    """
+
+    def __init__(self, name: str, health: HealthCheck | None = None, **fastapi_kwargs: object) -> None:
+        self.name = name
+        self.prefix = service_prefix(name).rstrip("/")
+        self.registry = CollectorRegistry()
+        self.app = FastAPI(
+            title=f"OpenLedger {name}",
+            docs_url=f"{self.prefix}/docs",
+            openapi_url=f"{self.prefix}/openapi.json",
+            **fastapi_kwargs,
+        )
+        self.router = APIRouter()
+        self._health = health
+        self._requests = Counter(
+            "http_requests", "HTTP requests handled", ["method", "route", "status"], registry=self.registry
+        )
+        self._latency = Histogram("http_request_seconds", "HTTP request latency", ["route"], registry=self.registry)
+        self.app.middleware("http")(self._observe)
+        self.router.add_api_route("/health", self._health_endpoint, methods=["GET"])
+        self.router.add_api_route("/metrics", self._metrics_endpoint, methods=["GET"])
+
+    def finish(self) -> FastAPI:
+        self.app.include_router(self.router, prefix=self.prefix)
+        return self.app
+
+    async def _observe(self, request: Request, call_next: Callable) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        # The route template, not the raw path, keeps label cardinality bounded.
+        label = getattr(route, "path", "unmatched")
+        self._requests.labels(request.method, label, str(response.status_code)).inc()
+        self._latency.labels(label).observe(time.perf_counter() - started)
+        return response
+
+    async def _health_endpoint(self, response: Response) -> dict:
+        status = {"service": self.name, "status": "ok"}
+        if self._health is not None:
+            status |= await self._health()
+        if status.get("status") != "ok":
+            response.status_code = 503
+        return status
+
+    async def _metrics_endpoint(self) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def serve(app: FastAPI, port: int) -> None:
+    """Run a service on loopback: the hub's proxy is its only public door."""
+    import uvicorn
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="info")

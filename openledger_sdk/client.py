@@ -1,0 +1,65 @@
+"""The SDK's entry point: `connect()` returns a `Client` bound to one hub and one user's token."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx
+
+from openledger_sdk.errors import NotConnectedError, OpenLedgerError
+
+
+class Client:
+    """Talks to the platform services through the hub's proxy, as the token's owner."""
+
+    def __init__(self, hub_url: str, token: str, timeout: float = 60) -> None:
+        self.hub_url = hub_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.hub_url, headers={"Authorization": f"token {token}"}, timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"<openledger_sdk.Client {self.hub_url}>"
+
+    def service_url(self, service: str, path: str = "") -> str:
+        return f"/services/{service}/{path.lstrip('/')}"
+
+    def request(self, method: str, service: str, path: str, **kwargs: Any) -> Any:
+        """One call to a service; raises OpenLedgerError with the service's message on failure."""
+        try:
+            response = self._http.request(method, self.service_url(service, path), **kwargs)
+        except httpx.HTTPError as err:
+            raise OpenLedgerError(f"cannot reach {self.hub_url} ({err.__class__.__name__}: {err})") from None
+        if response.status_code >= 400:
+            raise OpenLedgerError(_error_message(response), response.status_code)
+        return response.json() if response.content else None
+
+    def whoami(self) -> dict:
+        """The hub user this client acts as: name, admin flag and groups."""
+        return self.request("GET", "platform", "api/me")
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        detail = response.text[:300]
+    return f"{response.request.method} {response.request.url.path} → {response.status_code}: {detail}"
+
+
+def connect(url: str | None = None, token: str | None = None) -> Client:
+    """Connect to an OpenLedger hub.
+
+    In a hub kernel no arguments are needed: the hub URL and the server's API token come from the
+    environment (`OPENLEDGER_HUB_URL`, `JUPYTERHUB_API_TOKEN`). Elsewhere pass the hub URL and a token
+    from the hub's Token page.
+    """
+    hub_url = url or os.environ.get("OPENLEDGER_HUB_URL")
+    api_token = token or os.environ.get("OPENLEDGER_API_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN")
+    if not hub_url or not api_token:
+        raise NotConnectedError(
+            "no hub to connect to: call connect('http://HUB:8000', token) with a token from the hub's Token page"
+        )
+    return Client(hub_url, api_token)

@@ -1,0 +1,29 @@
+"""Shared fixtures. `platform` starts the real hub, proxy, services and anvil once per test session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hub.launcher import stop_hub
+from tests.hub_harness import RunningHub, start_platform
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
+    directory = tmp_path_factory.mktemp("platform")
+    hub, process = start_platform(directory)
+    try:
+        yield hub
+    finally:
+        stop_hub(process)
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

@@ -1,0 +1,176 @@
+"""Start the real platform (JupyterHub + proxy + services + anvil) on free ports in a temp data dir."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import uuid
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import websocket
+
+from hub.launcher import preflight, start_hub, stop_hub, wait_until_ready
+from hub.secrets import HubSecrets, ensure_secrets
+from hub.settings import Settings, load_settings
+
+
+def free_port() -> int:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def write_settings(directory: Path, **sections: dict) -> Path:
+    """A settings file with free ports and a data dir under `directory`; `sections` override values."""
+    values: dict[str, dict] = {
+        "paths": {"data_dir": str(directory / "data")},
+        "hub": {
+            "port": free_port(),
+            "hub_port": free_port(),
+            "proxy_api_port": free_port(),
+            "demo_users": ["alice", "bob"],
+            "admin_users": ["admin"],
+        },
+        "services": {
+            "platform_port": free_port(),
+            "openlora_port": free_port(),
+            "chain_port": free_port(),
+            "cull_idle_timeout": 0,
+        },
+        "chain": {"anvil_port": free_port()},
+    }
+    for name, overrides in sections.items():
+        values.setdefault(name, {}).update(overrides)
+    lines = []
+    for name, table in values.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in table.items()]
+    path = directory / "openledger.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@dataclass
+class RunningHub:
+    settings: Settings
+    secrets: HubSecrets
+    log_file: Path
+
+    @property
+    def url(self) -> str:
+        return self.settings.public_url
+
+    def admin(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"token {self.secrets.admin_api_token}"}, timeout=60
+        )
+
+    def as_token(self, token: str) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"token {token}"}, timeout=60)
+
+    def ensure_user(self, name: str) -> str:
+        """Create the user if needed and return a fresh API token for them."""
+        with self.admin() as admin:
+            if admin.get(f"/hub/api/users/{name}").status_code == 404:
+                admin.post(f"/hub/api/users/{name}").raise_for_status()
+            answer = admin.post(f"/hub/api/users/{name}/tokens", json={"note": "test", "expires_in": 3600})
+            answer.raise_for_status()
+            return answer.json()["token"]
+
+    def spawn(self, name: str, timeout: float = 120) -> float:
+        """Start the user's server; return seconds from the request until the server answers."""
+        started = time.monotonic()
+        with self.admin() as admin:
+            answer = admin.post(f"/hub/api/users/{name}/server")
+            assert answer.status_code in (201, 202), answer.text
+            while time.monotonic() - started < timeout:
+                model = admin.get(f"/hub/api/users/{name}").json()
+                server = model.get("servers", {}).get("", {})
+                if server.get("ready"):
+                    return time.monotonic() - started
+                time.sleep(0.25)
+        raise TimeoutError(f"{name}'s server not ready after {timeout} s; see {self.log_file}")
+
+    def stop_server(self, name: str) -> None:
+        with self.admin() as admin:
+            admin.delete(f"/hub/api/users/{name}/server")
+            for _ in range(120):
+                if not admin.get(f"/hub/api/users/{name}").json().get("servers"):
+                    return
+                time.sleep(0.25)
+
+
+def start_platform(directory: Path, **sections: dict) -> tuple[RunningHub, object]:
+    settings_file = write_settings(directory, **sections)
+    settings = load_settings(settings_file)
+    preflight(settings)
+    secrets = ensure_secrets(settings.data_dir)
+    log_file = directory / "hub.log"
+    process = start_hub(settings, log_file)
+    try:
+        wait_until_ready(settings, process, timeout=180)
+    except Exception:
+        stop_hub(process)
+        raise
+    return RunningHub(settings, secrets, log_file), process
+
+
+def run_in_kernel(
+    hub: RunningHub, user: str, token: str, code: str, kernel: str = "openledger-python", timeout: float = 120
+) -> str:
+    """Start a kernel in the user's server through the hub, run `code`, return its stdout (raise on error)."""
+    with hub.as_token(token) as client:
+        answer = client.post(f"/user/{user}/api/kernels", json={"name": kernel})
+        answer.raise_for_status()
+        kernel_id = answer.json()["id"]
+    ws_url = hub.url.replace("http://", "ws://") + f"/user/{user}/api/kernels/{kernel_id}/channels"
+    conn = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=timeout)
+    try:
+        msg_id = uuid.uuid4().hex
+        conn.send(
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": msg_id,
+                        "username": user,
+                        "session": uuid.uuid4().hex,
+                        "msg_type": "execute_request",
+                        "version": "5.3",
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "channel": "shell",
+                    "buffers": [],
+                    "content": {
+                        "code": code,
+                        "silent": False,
+                        "store_history": False,
+                        "user_expressions": {},
+                        "allow_stdin": False,
+                        "stop_on_error": True,
+                    },
+                }
+            )
+        )
+        output: list[str] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = json.loads(conn.recv())
+            if message.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = message["header"]["msg_type"]
+            if kind == "stream":
+                output.append(message["content"]["text"])
+            elif kind == "error":
+                raise RuntimeError("kernel error: " + "\n".join(message["content"]["traceback"]))
+            elif kind == "status" and message["content"]["execution_state"] == "idle":
+                return "".join(output)
+        raise TimeoutError(f"no answer from the kernel in {timeout} s")
+    finally:
+        conn.close()
+        with hub.as_token(token) as client:
+            client.delete(f"/user/{user}/api/kernels/{kernel_id}")

@@ -1,0 +1,130 @@
+"""End to end through the real hub: REST user creation, spawn, the OpenLedger kernel, services, chain."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.hub_harness import RunningHub, run_in_kernel
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def alice(platform: RunningHub) -> str:
+    return platform.ensure_user("alice")
+
+
+@pytest.fixture(scope="module")
+def bob(platform: RunningHub) -> str:
+    return platform.ensure_user("bob")
+
+
+@pytest.fixture(scope="module")
+def alice_server(platform: RunningHub, alice: str) -> float:
+    seconds = platform.spawn("alice")
+    print(f"spawn-to-ready: {seconds:.1f} s")
+    return seconds
+
+
+def test_kernel_whoami_returns_the_spawning_user(platform: RunningHub, alice: str, alice_server: float) -> None:
+    output = run_in_kernel(platform, "alice", alice, "print(ol.whoami()['name'])")
+    assert output.strip() == "alice"
+
+
+def test_kernel_sees_its_gpu_or_cpu_assignment(platform: RunningHub, alice: str, alice_server: float) -> None:
+    # No GPU on the test machines: the spawner falls back to CPU and says so in the env.
+    output = run_in_kernel(platform, "alice", alice, "import os; print(repr(os.environ.get('CUDA_VISIBLE_DEVICES')))")
+    assert output.strip() == "''"
+
+
+def test_templates_are_seeded_into_the_new_home(platform: RunningHub, alice_server: float) -> None:
+    home = platform.settings.data_dir / "homes" / "alice"
+    assert (home / "00-welcome.ipynb").exists()
+
+
+def test_platform_identifies_each_token(platform: RunningHub, alice: str, bob: str) -> None:
+    with platform.as_token(alice) as client:
+        me = client.get("/services/platform/api/me")
+    assert me.status_code == 200
+    assert me.json()["name"] == "alice"
+    with platform.as_token(bob) as client:
+        assert client.get("/services/platform/api/me").json()["name"] == "bob"
+
+
+def test_second_user_cannot_read_first_users_data(platform: RunningHub, alice: str, bob: str) -> None:
+    with platform.as_token(bob) as client:
+        answer = client.get("/services/platform/api/users/alice")
+    assert answer.status_code == 403
+    assert "bob" in answer.json()["detail"]
+    with platform.as_token(alice) as client:
+        assert client.get("/services/platform/api/users/alice").json()["name"] == "alice"
+
+
+def test_admin_may_read_any_user(platform: RunningHub, alice: str) -> None:
+    with platform.admin() as admin:
+        answer = admin.get("/services/platform/api/users/alice")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["name"] == "alice"
+
+
+@pytest.mark.parametrize("header", [None, "token not-a-real-token"])
+def test_platform_refuses_missing_or_bad_tokens(platform: RunningHub, header: str | None) -> None:
+    headers = {"Authorization": header} if header else {}
+    answer = httpx.get(f"{platform.url}/services/platform/api/me", headers=headers)
+    assert answer.status_code == 401
+    assert "token" in answer.json()["detail"]
+
+
+def test_chain_answers_chain_id_through_the_service(platform: RunningHub, alice: str) -> None:
+    with platform.as_token(alice) as client:
+        answer = client.post("/services/chain/", json={"jsonrpc": "2.0", "id": 7, "method": "eth_chainId"})
+    assert answer.status_code == 200
+    assert int(answer.json()["result"], 16) == platform.settings.chain.chain_id
+
+
+def test_chain_refuses_node_control_to_users_but_not_admins(platform: RunningHub, alice: str) -> None:
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "anvil_setBalance",
+        "params": ["0x000000000000000000000000000000000000dEaD", "0x1"],
+    }
+    with platform.as_token(alice) as client:
+        refused = client.post("/services/chain/", json=call).json()
+    assert "admins only" in refused["error"]["message"]
+    with platform.admin() as admin:
+        assert "error" not in admin.post("/services/chain/", json=call).json()
+
+
+def test_services_report_health_and_metrics(platform: RunningHub) -> None:
+    platform_health = httpx.get(f"{platform.url}/services/platform/health").json()
+    assert platform_health["status"] == "ok"
+    chain_health = httpx.get(f"{platform.url}/services/chain/health").json()
+    assert chain_health["chain_id"] == platform.settings.chain.chain_id
+    metrics = httpx.get(f"{platform.url}/services/platform/metrics").text
+    assert "http_requests_total" in metrics
+
+
+def test_openlora_placeholder_says_it_is_not_ready(platform: RunningHub, alice: str) -> None:
+    health = httpx.get(f"{platform.url}/services/openlora/health")
+    assert health.status_code == 503
+    assert "not installed" in health.json()["reason"]
+
+
+def test_instructor_manages_students_servers_only(platform: RunningHub) -> None:
+    carol = platform.ensure_user("carol")
+    platform.ensure_user("dave")
+    platform.ensure_user("erin")
+    with platform.admin() as admin:
+        admin.post("/hub/api/groups/instructors/users", json={"users": ["carol"]}).raise_for_status()
+        admin.post("/hub/api/groups/students/users", json={"users": ["dave"]}).raise_for_status()
+    with platform.as_token(carol) as instructor:
+        assert instructor.get("/hub/api/users/dave").status_code == 200
+        assert instructor.get("/hub/api/users/erin").status_code in (403, 404)
+        # The hub answers 404 rather than 403 so as not to reveal which users exist.
+        assert instructor.post("/hub/api/users/erin/server").status_code in (403, 404)
+        assert instructor.post("/hub/api/users/dave/server").status_code in (201, 202)
+    with platform.admin() as admin:
+        assert not admin.get("/hub/api/users/erin").json()["servers"]
+    platform.stop_server("dave")
