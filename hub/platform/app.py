@@ -1,49 +1,43 @@
-"""The platform service's FastAPI app."""
+"""The platform service's FastAPI app: every feature's routes, under the service prefix, sharing one runtime."""
 
 from __future__ import annotations
 
-import httpx
-from fastapi import Depends, FastAPI, HTTPException, Request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from hub.auth import HubUser, current_user, hub_auth, token_from_request
+from fastapi import FastAPI
+
+from hub.db import create_tables, make_engine
+from hub.platform.features import FEATURES
+from hub.platform.runtime import Feature, PlatformRuntime
 from hub.service_app import ServiceApp
 from hub.settings import Settings
 
 
-def user_profile(user: HubUser) -> dict:
-    return {"name": user.name, "kind": user.kind, "admin": user.admin, "groups": list(user.groups)}
+def create_app(settings: Settings, features: list[Feature] | None = None) -> FastAPI:
+    features = FEATURES if features is None else features
 
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        runtime = PlatformRuntime(settings=settings, engine=make_engine(settings.database_url))
+        create_tables(runtime.engine)
+        app.state.runtime = runtime
+        started: list[Feature] = []
+        try:
+            for feature in features:
+                if feature.startup is not None:
+                    await feature.startup(runtime)
+                started.append(feature)
+            yield
+        finally:
+            for feature in reversed(started):
+                if feature.shutdown is not None:
+                    await feature.shutdown(runtime)
+            runtime.engine.dispose()
 
-def create_app(settings: Settings) -> FastAPI:
-    service = ServiceApp("platform")
-    router = service.router
-
-    @router.get("/api/me")
-    async def me(user: HubUser = Depends(current_user)) -> dict:
-        """The hub user behind the request's token."""
-        return user_profile(user)
-
-    @router.get("/api/users/{name}")
-    async def user_by_name(name: str, request: Request, user: HubUser = Depends(current_user)) -> dict:
-        """A user's profile: only that user or an admin may read it."""
-        if not user.can_act_for(name):
-            raise HTTPException(403, f"user {user.name!r} may not read user {name!r}")
-        if name == user.name:
-            return user_profile(user)
-        # Ask the hub with the caller's own token, so the hub's permission check applies too.
-        async with httpx.AsyncClient() as client:
-            answer = await client.get(
-                f"{hub_auth().api_url}/users/{name}",
-                headers={"Authorization": f"token {token_from_request(request)}"},
-            )
-        if answer.status_code != 200:
-            raise HTTPException(answer.status_code, f"hub says: {answer.text[:200]}")
-        model = answer.json()
-        return {
-            "name": model["name"],
-            "kind": "user",
-            "admin": model.get("admin", False),
-            "groups": model.get("groups", []),
-        }
-
+    service = ServiceApp("platform", lifespan=lifespan)
+    for feature in features:
+        if feature.router is not None:
+            service.router.include_router(feature.router)
     return service.finish()
