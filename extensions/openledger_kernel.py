@@ -5,12 +5,26 @@ Loading never fails the kernel: outside a hub (no token in the env) `ol` is left
 
 from __future__ import annotations
 
+import os
+
 from IPython.core.interactiveshell import InteractiveShell
 
 import openledger_sdk
 
 
+def apply_gpu_share() -> None:
+    """On a shared GPU slot the spawner sets OPENLEDGER_GPU_FRACTION: cap this kernel's CUDA memory to it."""
+    fraction = os.environ.get("OPENLEDGER_GPU_FRACTION")
+    if not fraction:
+        return  # whole GPU or CPU: importing torch here would only slow the kernel's start
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.set_per_process_memory_fraction(float(fraction))
+
+
 def load_ipython_extension(shell: InteractiveShell) -> None:
+    apply_gpu_share()
     namespace = {"openledger_sdk": openledger_sdk}
     try:
         namespace["ol"] = openledger_sdk.connect()
