@@ -18,7 +18,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hub.launcher import stop_hub  # noqa: E402
 from tests.hub_harness import run_in_kernel, start_platform  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "spawn_time.json"
@@ -47,7 +46,7 @@ def main() -> None:
                 samples["python3_kernel_s"].append(timed_kernel(hub, user, token, "python3"))
                 hub.stop_server(user)
         finally:
-            stop_hub(process)
+            process.stop()
     medians = {name: statistics.median(values) for name, values in samples.items()}
     result = {
         "command": f"python bench/spawn_time.py --runs {args.runs}",

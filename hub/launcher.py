@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -83,32 +84,66 @@ def ensure_base_model(settings: Settings) -> Path:
     return convert(settings.models.base_model, settings.data_dir / "models")
 
 
-def start_hub(settings: Settings, log_file: Path | None = None) -> subprocess.Popen:
+@dataclass
+class HubProcess:
+    """A started JupyterHub and where it keeps its log and its proxy's pid."""
+
+    popen: subprocess.Popen
+    settings: Settings
+    log_file: Path | None
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM the hub's process group (hub, services, anvil) and the proxy; SIGKILL what is left."""
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        # JupyterHub starts the proxy in a session of its own and stops it on a clean exit only: a hub
+        # that crashed during start leaves it running, holding the public port.
+        _kill_pid_file(self.settings.data_dir / "proxy.pid")
+
+
+def _kill_pid_file(pid_file: Path) -> None:
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return
+
+
+def start_hub(settings: Settings, log_file: Path | None = None) -> HubProcess:
     """Start JupyterHub (which starts the proxy and the managed services) in the background."""
     env = dict(os.environ, OPENLEDGER_CONFIG=str(settings.settings_file), PYTHONUNBUFFERED="1")
     output = log_file.open("ab") if log_file else None
-    return subprocess.Popen(
+    popen = subprocess.Popen(
         [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(REPO_ROOT / "jupyterhub_config.py")],
         cwd=settings.data_dir,
         env=env,
         stdout=output,
         stderr=subprocess.STDOUT if output else None,
-        start_new_session=True,  # so a test can stop the hub and everything it started as one group
+        start_new_session=True,  # so the hub and everything it starts can be stopped as one group
     )
+    return HubProcess(popen, settings, log_file)
 
 
-def wait_until_ready(settings: Settings, process: subprocess.Popen, timeout: float = 120) -> None:
+def wait_until_ready(hub: HubProcess, timeout: float = 120) -> None:
     """Wait until the public URL answers the hub's health check and every managed service is up."""
+    settings = hub.settings
     deadline = time.monotonic() + timeout
-    urls = [f"{settings.public_url}/hub/health"] + [
+    pending = [f"{settings.public_url}/hub/health"] + [
         f"{settings.public_url}/services/{name}/health" for name in ("platform", "chain")
     ]
-    pending = list(urls)
+    where = f"; see {hub.log_file}" if hub.log_file else ""
     while pending:
-        if process.poll() is not None:
-            raise PreflightError(f"JupyterHub exited with code {process.returncode} during start; see its log")
+        if hub.popen.poll() is not None:
+            raise PreflightError(f"JupyterHub exited with code {hub.popen.returncode} during start{where}")
         if time.monotonic() > deadline:
-            raise PreflightError(f"the platform did not become ready in {timeout:.0f} s: waiting for {pending[0]}")
+            raise PreflightError(
+                f"the platform did not become ready in {timeout:.0f} s: waiting for {pending[0]}{where}"
+            )
         try:
             if httpx.get(pending[0], timeout=2).status_code == 200:
                 pending.pop(0)
@@ -116,18 +151,6 @@ def wait_until_ready(settings: Settings, process: subprocess.Popen, timeout: flo
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-
-
-def stop_hub(process: subprocess.Popen, timeout: float = 30) -> None:
-    """SIGTERM the hub's process group (hub, proxy, services, anvil); SIGKILL what is left after `timeout`."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def banner(settings: Settings) -> str:
@@ -156,17 +179,22 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         ensure_secrets(settings.data_dir, settings.hub.shared_password)
         print(f"openledger: base model ready in {ensure_base_model(settings)}", flush=True)
-        process = start_hub(settings)
-        signal.signal(signal.SIGTERM, lambda *_: stop_hub(process))
+        log_file = settings.data_dir / "logs" / "hub.log"
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        print(f"openledger: starting; the hub's log is {log_file}", flush=True)
+        hub = start_hub(settings, log_file)
+        signal.signal(signal.SIGTERM, lambda *_: hub.stop())
         try:
-            wait_until_ready(settings, process)
+            wait_until_ready(hub)
             print(banner(settings), flush=True)
-            return process.wait()
+            code = hub.popen.wait()
+            print(f"openledger: the hub exited with code {code}; see {log_file}", file=sys.stderr)
+            return code
         except KeyboardInterrupt:
-            stop_hub(process)
+            hub.stop()
             return 0
         except PreflightError:
-            stop_hub(process)
+            hub.stop()
             raise
     except (SettingsError, PreflightError, OpenLedgerError) as err:
         print(f"openledger: {err}", file=sys.stderr)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from hub.launcher import stop_hub
 from tests.hub_harness import RunningHub, start_platform
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -20,7 +19,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
     try:
         yield hub
     finally:
-        stop_hub(process)
+        process.stop()
 
 
 @pytest.fixture(scope="session")

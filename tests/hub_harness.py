@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import websocket
 
-from hub.launcher import preflight, start_hub, stop_hub, wait_until_ready
+from hub.launcher import HubProcess, preflight, start_hub, wait_until_ready
 from hub.secrets import HubSecrets, ensure_secrets
 from hub.settings import Settings, load_settings
 
@@ -104,7 +104,7 @@ class RunningHub:
                 time.sleep(0.25)
 
 
-def start_platform(directory: Path, **sections: dict) -> tuple[RunningHub, object]:
+def start_platform(directory: Path, **sections: dict) -> tuple[RunningHub, HubProcess]:
     settings_file = write_settings(directory, **sections)
     settings = load_settings(settings_file)
     preflight(settings)
@@ -112,9 +112,9 @@ def start_platform(directory: Path, **sections: dict) -> tuple[RunningHub, objec
     log_file = directory / "hub.log"
     process = start_hub(settings, log_file)
     try:
-        wait_until_ready(settings, process, timeout=180)
+        wait_until_ready(process, timeout=180)
     except Exception:
-        stop_hub(process)
+        process.stop()
         raise
     return RunningHub(settings, secrets, log_file), process
 

@@ -1,0 +1,69 @@
+"""The hub configuration derived from settings: authenticator, spawner, services, roles."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from traitlets.config import Config
+
+from hub.hub_config import configure
+from hub.secrets import ensure_secrets
+from hub.settings import load_settings
+from tests.hub_harness import write_settings
+
+
+def configured(tmp_path: Path, **sections: dict) -> Config:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    settings = load_settings(write_settings(tmp_path, **sections))
+    config = Config()
+    configure(config, settings, ensure_secrets(settings.data_dir, settings.hub.shared_password))
+    return config
+
+
+def test_shared_password_auth_by_default(tmp_path: Path) -> None:
+    config = configured(tmp_path)
+    assert config.JupyterHub.authenticator_class == "shared-password"
+    assert len(config.SharedPasswordAuthenticator.admin_password) >= 32
+    assert config.SharedPasswordAuthenticator.user_password != config.SharedPasswordAuthenticator.admin_password
+
+
+@pytest.mark.parametrize("name", ["github", "generic-oauth"])
+def test_oauthenticator_is_selectable(tmp_path: Path, name: str) -> None:
+    assert configured(tmp_path, hub={"authenticator": name}).JupyterHub.authenticator_class == name
+
+
+def test_configured_shared_password_is_used(tmp_path: Path) -> None:
+    config = configured(tmp_path, hub={"shared_password": "workshop-2026"})
+    assert config.SharedPasswordAuthenticator.user_password == "workshop-2026"
+
+
+def test_system_isolation_uses_one_os_account_per_user(tmp_path: Path) -> None:
+    assert configured(tmp_path).JupyterHub.spawner_class == "gpu_spawner.spawner.SharedUserGPUSpawner"
+    config = configured(tmp_path, spawner={"user_isolation": "system", "require_gpu": True})
+    assert config.JupyterHub.spawner_class == "gpu_spawner.spawner.GPUSpawner"
+    assert config.GPUSlotMixin.require_gpu is True
+
+
+def test_culler_service_and_role_follow_the_timeout(tmp_path: Path) -> None:
+    on = configured(tmp_path / "on", services={"cull_idle_timeout": 600})
+    assert any(s["name"] == "idle-culler" and "--timeout=600" in s["command"] for s in on.JupyterHub.services)
+    assert any(role["name"] == "idle-culler" for role in on.JupyterHub.load_roles)
+    off = configured(tmp_path / "off", services={"cull_idle_timeout": 0})
+    assert all(s["name"] != "idle-culler" for s in off.JupyterHub.services)
+
+
+def test_secrets_are_private_and_stable(tmp_path: Path) -> None:
+    first = ensure_secrets(tmp_path)
+    second = ensure_secrets(tmp_path)
+    assert first == second
+    for path in first.directory.iterdir():
+        assert path.stat().st_mode & 0o077 == 0, path
+
+
+def test_sdk_imports_without_torch_or_web3() -> None:
+    code = "import sys, openledger_sdk; bad = {'torch', 'web3', 'transformers'} & set(sys.modules); print(sorted(bad))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
