@@ -10,6 +10,7 @@ from typing import Any
 from hub.paths import node_bin
 from hub.secrets import HubSecrets
 from hub.settings import REPO_ROOT, Settings
+from hub.workshop.roster import USERNAME_PATTERN
 
 ADMIN_SERVICE = "openledger-admin"
 STUDENTS_GROUP = "students"
@@ -119,6 +120,8 @@ def authenticator_config(c: Any, settings: Settings, secrets: HubSecrets) -> Non
     else:
         c.JupyterHub.authenticator_class = "generic-oauth"
     c.Authenticator.admin_users = set(hub.admin_users)
+    # Names end up in URLs, home paths and pod names: keep them simple (the workshop tool checks the same).
+    c.Authenticator.username_pattern = USERNAME_PATTERN
     c.Authenticator.allowed_users = set(hub.demo_users) | set(hub.instructors)
     # Users created by an admin or the workshop tool (REST API) may log in too.
     c.Authenticator.allow_existing_users = True

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from hub.platform import users
+from hub.platform import progress, users
 from hub.platform.runtime import Feature
 
 FEATURES: list[Feature] = [
     users.feature,
+    progress.feature,
 ]

@@ -1,0 +1,143 @@
+"""`openledger-workshop`: run a class on the hub.
+
+    openledger-workshop create ml101 --csv students.csv --instructor prof
+    openledger-workshop create ml101 --count 30 --prefix ml101-
+    openledger-workshop distribute ml101
+    openledger-workshop dry-run ml101 templates/notebooks/00-welcome.ipynb
+    openledger-workshop progress ml101
+    openledger-workshop cleanup ml101
+
+Talks to the hub's REST API with the `openledger-admin` service token from the data dir (or --token /
+OPENLEDGER_ADMIN_TOKEN). Students join the `students` group, which the `instructors` group may manage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from hub.hub_config import INSTRUCTORS_GROUP, STUDENTS_GROUP
+from hub.secrets import ensure_secrets
+from hub.settings import REPO_ROOT, SettingsError, load_settings
+from hub.workshop.hub_api import HubAPI, HubAPIError
+from hub.workshop.progress import class_progress, format_table
+from hub.workshop.roster import Roster, RosterError, check_names, generated_roster, roster_from_csv
+from hub.workshop.runner import dry_run
+
+
+def workshop_group(name: str) -> str:
+    return f"workshop-{name}"
+
+
+def create(api: HubAPI, name: str, roster: Roster, instructors: list[str]) -> list[str]:
+    """Create the class; refuse (creating nothing) if a name belongs to someone outside this workshop."""
+    group = workshop_group(name)
+    members = set(api.group_members(group))
+    taken = [user for user in roster.names if user not in members and api.user(user) is not None]
+    if taken:
+        raise RosterError([f"{user!r} already exists outside workshop {name!r}" for user in taken])
+    api.ensure_group(group)
+    created = api.create_users(list(roster.names) + instructors)
+    api.add_to_group(group, list(roster.names))
+    api.add_to_group(STUDENTS_GROUP, list(roster.names))
+    if instructors:
+        api.add_to_group(INSTRUCTORS_GROUP, instructors)
+    return created
+
+
+def distribute(homes_dir: Path, templates_dir: Path, users: list[str]) -> dict[str, list[str]]:
+    """Copy templates into each student's home; files they already have are never overwritten."""
+    from gpu_spawner.home import seed_home
+
+    return {user: [str(path) for path in seed_home(templates_dir, homes_dir / user)] for user in users}
+
+
+def cleanup(api: HubAPI, name: str) -> list[str]:
+    group = workshop_group(name)
+    users = api.group_members(group)
+    for user in users:
+        api.stop_server(user)
+        api.delete_user(user)
+    api.delete_group(group)
+    return users
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="openledger-workshop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--hub-url", help="default: the settings' public URL")
+    parser.add_argument("--token", help="admin token; default: $OPENLEDGER_ADMIN_TOKEN or the data dir's")
+    sub = parser.add_subparsers(dest="command", required=True)
+    create_cmd = sub.add_parser("create", help="create the class's users and groups")
+    create_cmd.add_argument("workshop")
+    source = create_cmd.add_mutually_exclusive_group(required=True)
+    source.add_argument("--csv", type=Path, help="CSV with a username column, or one name per line")
+    source.add_argument("--count", type=int, help="generate this many names")
+    create_cmd.add_argument("--prefix", default="student", help="prefix of generated names")
+    create_cmd.add_argument("--instructor", action="append", default=[], help="instructor user (repeatable)")
+    for command, help_text in (
+        ("distribute", "copy the template notebooks into every student's home"),
+        ("progress", "show who has a server, a trained model, inferences"),
+        ("cleanup", "stop servers, delete the class's users and group"),
+    ):
+        cmd = sub.add_parser(command, help=help_text)
+        cmd.add_argument("workshop")
+        if command == "progress":
+            cmd.add_argument("--json", action="store_true")
+    run_cmd = sub.add_parser("dry-run", help="run a template notebook as every student with papermill")
+    run_cmd.add_argument("workshop")
+    run_cmd.add_argument("notebook", type=Path)
+    run_cmd.add_argument("--out", type=Path, default=Path("workshop-dry-run"))
+    run_cmd.add_argument("--kernel", default="openledger-python")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        token = (
+            args.token or os.environ.get("OPENLEDGER_ADMIN_TOKEN") or ensure_secrets(settings.data_dir).admin_api_token
+        )
+        reserved = set(settings.hub.admin_users)
+        with HubAPI(args.hub_url or settings.public_url, token) as api:
+            if args.command == "create":
+                if args.csv:
+                    roster = roster_from_csv(args.csv, reserved)
+                else:
+                    roster = generated_roster(args.prefix, args.count, reserved)
+                check_names([(0, name) for name in args.instructor])
+                created = create(api, args.workshop, roster, args.instructor)
+                print(f"workshop {args.workshop}: {len(roster.names)} students ({len(created)} new accounts)")
+            elif args.command == "distribute":
+                users = api.group_members(workshop_group(args.workshop))
+                copied = distribute(settings.data_dir / "homes", REPO_ROOT / "templates" / "notebooks", users)
+                print(f"copied {sum(map(len, copied.values()))} files into {len(users)} homes")
+            elif args.command == "dry-run":
+                users = api.group_members(workshop_group(args.workshop))
+                results = dry_run(api, users, args.notebook, args.out, kernel=args.kernel)
+                for user, error in results.items():
+                    print(f"{user}\t{'ok' if error is None else 'FAILED: ' + error}")
+                return 0 if all(error is None for error in results.values()) else 1
+            elif args.command == "progress":
+                users = api.group_members(workshop_group(args.workshop))
+                rows = class_progress(api, users, token)
+                print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+            elif args.command == "cleanup":
+                removed = cleanup(api, args.workshop)
+                print(f"workshop {args.workshop}: removed {len(removed)} users")
+    except RosterError as err:
+        print(f"openledger-workshop: nothing was created:\n{err}", file=sys.stderr)
+        return 2
+    except (SettingsError, HubAPIError) as err:
+        print(f"openledger-workshop: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

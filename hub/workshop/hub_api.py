@@ -1,0 +1,93 @@
+"""A small typed client for the JupyterHub REST API, as an admin (or instructor) token holder."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+
+class HubAPIError(Exception):
+    """The hub refused a call; the message carries the hub's own reason."""
+
+
+class HubAPI:
+    def __init__(self, hub_url: str, token: str, timeout: float = 60) -> None:
+        self.hub_url = hub_url.rstrip("/")
+        self.http = httpx.Client(
+            base_url=f"{self.hub_url}/hub/api", headers={"Authorization": f"token {token}"}, timeout=timeout
+        )
+
+    def __enter__(self) -> HubAPI:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.http.close()
+
+    def call(self, method: str, path: str, ok: tuple[int, ...] = (200, 201, 202, 204), **kwargs: Any) -> Any:
+        response = self.http.request(method, path, **kwargs)
+        if response.status_code not in ok:
+            try:
+                reason = response.json().get("message", response.text)
+            except ValueError:
+                reason = response.text[:300]
+            raise HubAPIError(f"{method} {path}: {response.status_code} {reason}")
+        return response.json() if response.content else None
+
+    # users
+    def user(self, name: str) -> dict | None:
+        response = self.http.get(f"/users/{name}")
+        return response.json() if response.status_code == 200 else None
+
+    def users(self) -> list[dict]:
+        return self.call("GET", "/users")
+
+    def create_users(self, names: list[str]) -> list[str]:
+        """Create the users that do not exist yet; return the names created."""
+        missing = [name for name in names if self.user(name) is None]
+        if not missing:
+            return []
+        return [model["name"] for model in self.call("POST", "/users", json={"usernames": missing})]
+
+    def delete_user(self, name: str) -> None:
+        self.call("DELETE", f"/users/{name}", ok=(204, 404))
+
+    def new_token(self, name: str, note: str, expires_in: int = 3600) -> str:
+        return self.call("POST", f"/users/{name}/tokens", json={"note": note, "expires_in": expires_in})["token"]
+
+    # groups
+    def ensure_group(self, group: str) -> None:
+        if self.http.get(f"/groups/{group}").status_code == 404:
+            self.call("POST", f"/groups/{group}")
+
+    def group_members(self, group: str) -> list[str]:
+        response = self.http.get(f"/groups/{group}")
+        return response.json()["users"] if response.status_code == 200 else []
+
+    def add_to_group(self, group: str, names: list[str]) -> None:
+        self.call("POST", f"/groups/{group}/users", json={"users": names})
+
+    def delete_group(self, group: str) -> None:
+        self.call("DELETE", f"/groups/{group}", ok=(204, 404))
+
+    # servers
+    def start_server(self, name: str, timeout: float = 120) -> float:
+        """Start the user's default server; return seconds until the hub reports it ready."""
+        started = time.monotonic()
+        self.call("POST", f"/users/{name}/server", ok=(201, 202, 400))  # 400: already running
+        while time.monotonic() - started < timeout:
+            server = (self.user(name) or {}).get("servers", {}).get("", {})
+            if server.get("ready"):
+                return time.monotonic() - started
+            time.sleep(0.25)
+        raise HubAPIError(f"{name}'s server was not ready after {timeout:.0f} s")
+
+    def stop_server(self, name: str, timeout: float = 60) -> None:
+        self.call("DELETE", f"/users/{name}/server", ok=(202, 204, 400, 404))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not (self.user(name) or {}).get("servers"):
+                return
+            time.sleep(0.25)
+        raise HubAPIError(f"{name}'s server did not stop within {timeout:.0f} s")
