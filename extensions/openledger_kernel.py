@@ -10,6 +10,7 @@ import os
 from IPython.core.interactiveshell import InteractiveShell
 
 import openledger_sdk
+from extensions.magics import OpenLedgerMagics
 
 
 def apply_gpu_share() -> None:
@@ -31,3 +32,4 @@ def load_ipython_extension(shell: InteractiveShell) -> None:
     except openledger_sdk.NotConnectedError as err:
         print(f"OpenLedger: {err}")
     shell.push(namespace)
+    shell.register_magics(OpenLedgerMagics)

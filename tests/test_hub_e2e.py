@@ -128,3 +128,10 @@ def test_instructor_manages_students_servers_only(platform: RunningHub) -> None:
     with platform.admin() as admin:
         assert not admin.get("/hub/api/users/erin").json()["servers"]
     platform.stop_server("dave")
+
+
+def test_openledger_magic_in_the_kernel(platform: RunningHub, alice: str, alice_server: float) -> None:
+    output = run_in_kernel(platform, "alice", alice, "%openledger whoami")
+    assert output.strip().startswith("alice; groups:")
+    with pytest.raises(RuntimeError, match="unknown command 'fly'"):
+        run_in_kernel(platform, "alice", alice, "%openledger fly")
