@@ -38,8 +38,9 @@ def managed_services(settings: Settings, secrets: HubSecrets) -> list[dict[str, 
             "environment": env,
         }
         for name, module, port in (
-            ("platform", "hub.platform", settings.services.platform_port),
+            # The chain first: the platform's ledger waits for its anvil.
             ("chain", "hub.chain", settings.services.chain_port),
+            ("platform", "hub.platform", settings.services.platform_port),
             ("openlora", "hub.openlora_placeholder", settings.services.openlora_port),
         )
     ]

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from hub.datanets.config import DatanetSettings
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SETTINGS_FILE = REPO_ROOT / "openledger.toml"
 
@@ -85,6 +87,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     blobs: BlobSettings = BlobSettings()
     models: ModelSettings = ModelSettings()
+    datanets: DatanetSettings = DatanetSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from openledger_sdk.errors import NotConnectedError, OpenLedgerError
+
+if TYPE_CHECKING:
+    from openledger_sdk.datanets import Datanets
+    from openledger_sdk.wallet import Wallet
 
 
 class Client:
@@ -33,9 +38,23 @@ class Client:
             raise OpenLedgerError(_error_message(response), response.status_code)
         return response.json() if response.content else None
 
+    @cached_property
+    def datanets(self) -> Datanets:
+        """Create, browse, contribute to and load datanets (`ol.datanets.get("name").load()`)."""
+        from openledger_sdk.datanets import Datanets
+
+        return Datanets(self)
+
     def whoami(self) -> dict:
         """The hub user this client acts as: name, admin flag and groups."""
         return self.request("GET", "platform", "api/me")
+
+    @cached_property
+    def wallet(self) -> Wallet:
+        """Your platform wallet: `.address`, `.balance()`, `.link(account)` (made on first use)."""
+        from openledger_sdk.wallet import Wallet
+
+        return Wallet(self)
 
     def close(self) -> None:
         self._http.close()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from hub.platform import progress, users
+from hub.datanets import api as datanets
+from hub.platform import ledger_feature, progress, users
 from hub.platform.runtime import Feature
 
 FEATURES: list[Feature] = [
     users.feature,
     progress.feature,
+    ledger_feature.feature,  # before the features that enqueue chain writes
+    datanets.feature,
 ]

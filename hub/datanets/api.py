@@ -1,0 +1,306 @@
+"""Datanet routes under `/services/platform/api/datanets`, and the platform `Feature` that starts the service.
+
+Uploads are checked before their body is read: the caller's access, the file name, and the Content-Length against
+the limit (a 2 GB claim is refused at once with 413); the body is then streamed to a temporary file with the limit
+enforced again for chunked requests that send no length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, StreamingResponse
+
+from hub.auth import HubUser, current_user
+from hub.blobs import BlobStore
+from hub.datanets import config
+from hub.datanets.chain import RegistryWriter, wallet_addresses
+from hub.datanets.parsing import FileRejected, file_format, loads_strict, safe_filename
+from hub.datanets.service import DatanetError, DatanetService
+from hub.datanets.spec import DatanetSpec, MembersSpec, Review
+from hub.keys.store import WalletKeyStore
+from hub.platform.runtime import Feature, PlatformRuntime, get_runtime
+
+log = logging.getLogger("hub.datanets")
+router = APIRouter(prefix="/api/datanets", tags=["datanets"])
+
+
+def get_service(runtime: PlatformRuntime = Depends(get_runtime)) -> DatanetService:
+    return runtime.extras["datanets"]
+
+
+async def _run(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run blocking service code off the event loop; its DatanetError becomes the HTTP answer."""
+    try:
+        return await run_in_threadpool(fn, *args)
+    except DatanetError as err:
+        raise HTTPException(err.status, err.detail) from None
+
+
+def _declared_length(request: Request) -> int | None:
+    value = request.headers.get("content-length")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise HTTPException(400, f"Content-Length {value[:40]!r} is not a number") from None
+
+
+def _check_declared(request: Request, what: str) -> int | None:
+    length = _declared_length(request)
+    limit = config.settings.max_upload_bytes
+    if length is not None and length > limit:
+        raise HTTPException(413, f"{what} is {length} bytes; the limit is {limit} bytes per upload: split it")
+    return length
+
+
+async def _stream_to(request: Request, sink: Callable[[bytes], Any], what: str) -> int:
+    limit = config.settings.max_upload_bytes
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"{what} is over the limit of {limit} bytes per upload: split it")
+        sink(chunk)
+    return size
+
+
+@router.post("", status_code=201)
+async def create_datanet(
+    spec: DatanetSpec, user: HubUser = Depends(current_user), service: DatanetService = Depends(get_service)
+) -> dict:
+    return await _run(service.create, user, spec)
+
+
+@router.get("")
+async def search_datanets(
+    q: str = Query("", max_length=200),
+    tags: str = Query("", description="comma-separated; a datanet must have all of them"),
+    mine: bool = False,
+    user: HubUser = Depends(current_user),
+    service: DatanetService = Depends(get_service),
+) -> list[dict]:
+    return await _run(service.search, user, q, [t for t in tags.split(",") if t], mine)
+
+
+@router.get("/{name}")
+async def get_datanet(
+    name: str, user: HubUser = Depends(current_user), service: DatanetService = Depends(get_service)
+) -> dict:
+    return await _run(service.get, user, name)
+
+
+@router.put("/{name}/members")
+async def set_members(
+    name: str, spec: MembersSpec, user: HubUser = Depends(current_user), service: DatanetService = Depends(get_service)
+) -> dict:
+    return await _run(service.set_members, user, name, spec)
+
+
+@router.post("/{name}/rows", status_code=201)
+async def contribute_rows(
+    name: str, request: Request, user: HubUser = Depends(current_user), service: DatanetService = Depends(get_service)
+) -> dict:
+    """Body: `{"rows": [{...}, ...]}`. One call is one submission; any bad row refuses all of them (422)."""
+    await _run(service.check_contributor, user, name)  # 404/403 before reading the body
+    _check_declared(request, "the request")
+    parts: list[bytes] = []
+    await _stream_to(request, parts.append, "the request")
+    try:
+        body = loads_strict(b"".join(parts).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise HTTPException(400, f"the body is not valid UTF-8 JSON: {err}") from None
+    rows = body.get("rows") if isinstance(body, dict) else None
+    if not isinstance(rows, list):
+        raise HTTPException(400, 'send {"rows": [{...}, ...]}')
+    return await _run(service.contribute_rows, user, name, rows)
+
+
+@router.post("/{name}/files", status_code=201)
+async def contribute_file(
+    name: str,
+    request: Request,
+    filename: str = Query(..., max_length=1000, description="the file's name; its extension picks the format"),
+    user: HubUser = Depends(current_user),
+    service: DatanetService = Depends(get_service),
+) -> dict:
+    """Body: the raw file (JSONL, JSON array, CSV, Parquet, .txt or .md). Refused before reading when too large."""
+    await _run(service.check_contributor, user, name)
+    try:
+        safe = safe_filename(filename)
+        file_format(safe)
+    except FileRejected as err:
+        raise HTTPException(err.status, str(err)) from None
+    length = _check_declared(request, safe)
+    if length == 0:
+        raise HTTPException(400, f"{safe} is empty (0 bytes): nothing to contribute")
+    directory = service.upload_dir
+    directory.mkdir(parents=True, exist_ok=True)
+    # A random name in the platform's own temp dir: the uploaded name never becomes a path.
+    handle = tempfile.NamedTemporaryFile(dir=directory, prefix="upload-", delete=False)  # noqa: SIM115
+    path = Path(handle.name)
+    try:
+        with handle:
+            size = await _stream_to(request, handle.write, safe)
+        if size == 0:
+            raise HTTPException(400, f"{safe} is empty (0 bytes): nothing to contribute")
+        return await _run(service.contribute_file, user, name, path, safe)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+@router.get("/{name}/submissions")
+async def list_submissions(
+    name: str,
+    status: str | None = None,
+    mine: bool = False,
+    user: HubUser = Depends(current_user),
+    service: DatanetService = Depends(get_service),
+) -> list[dict]:
+    return await _run(service.submissions, user, name, status, mine)
+
+
+@router.get("/{name}/submissions/{submission_id}")
+async def get_submission(
+    name: str, submission_id: int, user: HubUser = Depends(current_user), service: DatanetService = Depends(get_service)
+) -> dict:
+    return await _run(service.submission, user, name, submission_id)
+
+
+@router.get("/{name}/submissions/{submission_id}/rows")
+async def submission_rows(
+    name: str,
+    submission_id: int,
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+    user: HubUser = Depends(current_user),
+    service: DatanetService = Depends(get_service),
+) -> list[dict]:
+    return await _run(service.submission_rows, user, name, submission_id, limit, offset)
+
+
+@router.post("/{name}/submissions/{submission_id}/approve")
+async def approve(
+    name: str,
+    submission_id: int,
+    review: Review | None = None,
+    user: HubUser = Depends(current_user),
+    service: DatanetService = Depends(get_service),
+) -> dict:
+    return await _run(service.review, user, name, submission_id, True, (review or Review()).reason)
+
+
+@router.post("/{name}/submissions/{submission_id}/reject")
+async def reject(
+    name: str,
+    submission_id: int,
+    review: Review,
+    user: HubUser = Depends(current_user),
+    service: DatanetService = Depends(get_service),
+) -> dict:
+    return await _run(service.review, user, name, submission_id, False, review.reason)
+
+
+@router.post("/{name}/versions", status_code=201)
+async def publish(
+    name: str, user: HubUser = Depends(current_user), service: DatanetService = Depends(get_service)
+) -> dict:
+    return await _run(service.publish, user, name)
+
+
+@router.get("/{name}/versions")
+async def list_versions(
+    name: str, user: HubUser = Depends(current_user), service: DatanetService = Depends(get_service)
+) -> list[dict]:
+    return await _run(service.versions, user, name)
+
+
+@router.get("/{name}/versions/{version}")
+async def get_version(
+    name: str, version: str, user: HubUser = Depends(current_user), service: DatanetService = Depends(get_service)
+) -> dict:
+    return await _run(service.version, user, name, version)
+
+
+@router.get("/{name}/versions/{version}/snapshot")
+async def download_snapshot(
+    name: str, version: str, user: HubUser = Depends(current_user), service: DatanetService = Depends(get_service)
+) -> Any:
+    digest, download_name = await _run(service.snapshot_digest, user, name, version)
+    headers = {"ETag": f'"{digest}"', "X-Content-SHA256": digest}
+    local = service.blobs.local_path(digest)
+    if local is not None:
+        return FileResponse(local, media_type="application/vnd.apache.parquet", filename=download_name, headers=headers)
+    headers["Content-Disposition"] = f'attachment; filename="{download_name}"'
+    return StreamingResponse(
+        service.blobs.iter_chunks(digest), media_type="application/vnd.apache.parquet", headers=headers
+    )
+
+
+@router.get("/{name}/versions/{version}/rows/{row_id}/proof")
+async def row_proof(
+    name: str,
+    version: str,
+    row_id: int,
+    user: HubUser = Depends(current_user),
+    service: DatanetService = Depends(get_service),
+) -> dict:
+    return await _run(service.proof, user, name, version, row_id)
+
+
+async def startup(runtime: PlatformRuntime) -> None:
+    config.configure(runtime.settings.datanets)
+    blobs = runtime.extras.get("blobs")
+    if blobs is None:
+        blobs = runtime.extras["blobs"] = BlobStore(runtime.settings.blobs_url)
+    store = WalletKeyStore.for_data_dir(runtime.settings.data_dir)
+    service = DatanetService(
+        runtime.engine,
+        blobs,
+        wallet_addresses(runtime.engine, store),
+        RegistryWriter(runtime),
+        upload_dir=runtime.settings.data_dir / "tmp" / "uploads",
+    )
+    await run_in_threadpool(service.rebuild_indexes)
+    runtime.extras["datanets"] = service
+    runtime.extras["datanets_chain_sync"] = asyncio.create_task(_sync_chain_when_ready(runtime, service))
+    if config.settings.seed_demo:
+        from hub.datanets.demo_data import seed_demo_datanet
+
+        result = await run_in_threadpool(seed_demo_datanet, runtime)
+        log.info("demo datanet: %s", json.dumps(result)[:300])
+
+
+async def _sync_chain_when_ready(runtime: PlatformRuntime, service: DatanetService) -> None:
+    """The ledger comes up in the background (it waits for the chain): once it is there, put on-chain what was
+    created or published before."""
+    while runtime.extras.get("ledger") is None:
+        await asyncio.sleep(1)
+    try:
+        enqueued = await run_in_threadpool(service.sync_chain)
+    except Exception:  # noqa: BLE001 - a failed sync must not take the service down; the next start retries
+        log.exception("datanets: enqueuing registry writes made before the ledger was up failed")
+        return
+    if enqueued:
+        log.info("datanets: enqueued %d version(s) published before the ledger was up", enqueued)
+
+
+async def shutdown(runtime: PlatformRuntime) -> None:
+    task: asyncio.Task | None = runtime.extras.pop("datanets_chain_sync", None)
+    if task is not None and not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+feature = Feature(name="datanets", router=router, startup=startup, shutdown=shutdown)

@@ -1,0 +1,539 @@
+"""The relay worker of one signer: nonces, signing, broadcast, receipts, fee bumps, restart reconciliation.
+
+Only one worker per signer and chain may run at a time (hub.relay.service holds a file lock for it), so nonces are
+assigned here without asking anyone: the next nonce is max(the node's pending count, the highest nonce held by an
+unfinished row + 1). A nonce is only given to a row whose call just estimated without a revert, and every signed
+transaction is written to SQL before it is broadcast, so after a crash each nonce either has its exact bytes in the
+outbox (rebroadcast them) or was never used.
+
+`step()` never blocks on a receipt: it settles what was mined, (re)broadcasts what the node does not hold yet, bumps
+the fee of what is stuck, then signs and sends the next batch of pending rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, func, select, update
+from web3 import Web3
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
+
+from hub.db import session_scope
+from hub.ledger.errors import ContractRevert, InsufficientFundsError, TransactionError
+from hub.ledger.tx import (
+    GAS_HEADROOM,
+    Fees,
+    PreparedCall,
+    build_transaction,
+    estimate_gas,
+    revert_from_exception,
+    suggest_fees,
+)
+from hub.relay.outbox import IN_FLIGHT, OutboxEntry, OutboxStatus, utcnow
+
+log = logging.getLogger("hub.relay")
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    batch_size: int = 50  # transactions in flight per signer at most; also the rows signed per pass
+    poll_interval: float = 0.1  # seconds between passes while transactions are in flight
+    idle_interval: float = 0.5  # seconds between looks at the outbox when there is nothing to do
+    stuck_after: float = 60.0  # seconds a sent transaction may stay unmined before its fee is bumped
+    fee_bump_percent: int = 12  # nodes want at least +10% on both fees to replace a transaction
+    max_fee_bumps: int = 8
+    orphan_grace: float = 5.0  # seconds a used-up nonce without our receipt is watched before the row is re-queued
+    unfunded_pause: float = 5.0  # seconds to wait before retrying when the signer cannot pay for gas
+
+
+@dataclass
+class WorkerStatus:
+    """What a worker is doing, for /api/ledger and the logs."""
+
+    signer: str
+    address: str
+    state: str = "starting"  # starting | idle | running | paused | error | locked | stopped
+    message: str = ""
+    since: float = field(default_factory=time.time)
+    sent: int = 0
+    confirmed: int = 0
+    failed: int = 0
+
+    def set(self, state: str, message: str = "") -> None:
+        if (state, message) != (self.state, self.message):
+            if state in ("paused", "error", "locked"):
+                log.warning("relay %s: %s: %s", self.signer, state, message)
+            self.state, self.message, self.since = state, message, time.time()
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Failpoints:
+    """Crash injection for the kill tests: OPENLEDGER_RELAY_FAILPOINT=<point>:<n> SIGKILLs this process at the n-th
+    time it passes <point> ("signed": after a batch was stored signed, before its broadcast; "broadcast": after a
+    node accepted a transaction, before the row says so)."""
+
+    def __init__(self, spec: str | None = None) -> None:
+        spec = os.environ.get("OPENLEDGER_RELAY_FAILPOINT", "") if spec is None else spec
+        point, _, count = spec.partition(":")
+        self.point, self.remaining = (point, int(count or 1)) if point else ("", 0)
+
+    def hit(self, point: str) -> None:
+        if point == self.point:
+            self.remaining -= 1
+            if self.remaining <= 0:
+                log.warning("relay failpoint %s reached: SIGKILL", point)
+                os.kill(os.getpid(), signal.SIGKILL)
+
+
+def classify_refusal(err: Exception) -> str:
+    """Why a node refused a raw transaction: known | nonce_low | unfunded | underpriced | other."""
+    text = str(err).lower()
+    if "already imported" in text or "already known" in text or "known transaction" in text:
+        return "known"
+    if "nonce too low" in text or "nonce is too low" in text:
+        return "nonce_low"
+    if "insufficient funds" in text:
+        return "unfunded"
+    if "underpriced" in text or "fee too low" in text or "less than block base fee" in text or "fee cap" in text:
+        return "underpriced"
+    return "other"
+
+
+def relay_web3(rpc_url: str, timeout: float = 30) -> Web3:
+    """A Web3 for a worker. Without web3's validation middleware, which asks the node for its chain id before every
+    estimate (a third of all requests): the chain id was checked at start, and each transaction is signed with it."""
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    w3.middleware_onion.remove("validation")
+    return w3
+
+
+def hex0x(data: bytes) -> str:
+    return "0x" + bytes(data).hex()
+
+
+def higher_fees(previous: Fees, suggested: Fees, percent: int) -> Fees:
+    """A replacement's fees: the old ones bumped, or today's suggestion where that is higher."""
+    bumped = previous.bumped(percent)
+    if bumped.gas_price is not None or suggested.gas_price is not None:
+        return Fees(gas_price=max(bumped.gas_price or 0, suggested.gas_price or 0))
+    return Fees(
+        max_fee_per_gas=max(bumped.max_fee_per_gas or 0, suggested.max_fee_per_gas or 0),
+        max_priority_fee_per_gas=max(bumped.max_priority_fee_per_gas or 0, suggested.max_priority_fee_per_gas or 0),
+    )
+
+
+class SignerWorker:
+    """Relays the outbox rows of one signer; call `step()` in a loop (hub.relay.service does)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        w3: Web3,
+        account: LocalAccount,
+        signer: str,
+        chain_id: int,
+        config: RelayConfig | None = None,
+        failpoints: Failpoints | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.engine = engine
+        self.w3 = w3
+        self.account = account
+        self.address = account.address
+        self.signer = signer
+        self.chain_id = chain_id
+        self.config = config or RelayConfig()
+        self.failpoints = failpoints or Failpoints()
+        self.clock = clock
+        self.status = WorkerStatus(signer, account.address)
+        self.paused_until = 0.0
+        self._fresh = True  # the first pass after a start reconciles: it rebroadcasts what the node lost
+        self._orphans: dict[int, float] = {}
+        self._problem = False  # set by this pass when it paused or hit an error
+        self._buffer: list[tuple[int | None, dict[str, Any]]] | None = None
+
+    # One pass --------------------------------------------------------------------------------------------------
+    def step(self) -> bool:
+        """One pass over this signer's rows; True when it should run again soon (work done or in flight)."""
+        self._problem = False
+        in_flight = self._rows(IN_FLIGHT, order_by_nonce=True)
+        if in_flight:
+            with self._batched():
+                self._advance(in_flight)
+        self._fresh = False
+        if self.clock() < self.paused_until:
+            return bool(in_flight)
+        with self._batched():
+            worked = self._send_pending()
+        if not self._problem and self.clock() >= self.paused_until:
+            # Nothing went wrong this pass: a pause or error reported earlier is over.
+            self.status.set("running" if worked or in_flight else "idle")
+        return worked or bool(in_flight)
+
+    # In-flight rows --------------------------------------------------------------------------------------------
+    def _advance(self, rows: list[OutboxEntry]) -> None:
+        mined_below = self.w3.eth.get_transaction_count(self.address, "latest")
+        receipts = self._batch_receipts([row for row in rows if row.nonce is not None and row.nonce < mined_below])
+        sent: list[int] = []
+        for row in rows:
+            assert row.nonce is not None and row.id is not None
+            if row.nonce < mined_below:
+                if row.id in receipts:
+                    self._orphans.pop(row.id, None)
+                    self._finish(row, str(row.tx_hash), receipts[row.id])
+                else:
+                    self._settle(row)
+            elif row.status == OutboxStatus.SIGNED:
+                if not self._broadcast(row, sent):
+                    break  # paused or refused: later nonces would only queue behind this one
+            elif self._fresh and not self._node_knows(row.tx_hash):
+                self._broadcast(row, sent)  # restarted and the node lost it (node restart, dropped): same bytes again
+            elif row.sent_at is None or utcnow() - row.sent_at > timedelta(seconds=self.config.stuck_after):
+                self._bump(row, sent)
+        self._mark_sent(sent)
+
+    def _settle(self, row: OutboxEntry) -> None:
+        """The row's nonce is used on chain: find which of its transactions was mined, or re-queue it."""
+        for tx_hash in row.all_hashes():
+            receipt = self._receipt(tx_hash)
+            if receipt is not None:
+                self._orphans.pop(row.id, None)
+                self._finish(row, tx_hash, receipt)
+                return
+        # Another transaction of this key (sent outside the relay) took the nonce: none of ours can be mined any
+        # more. Wait a little first, a lagging node may index the receipt after the nonce.
+        first_seen = self._orphans.setdefault(row.id, self.clock())
+        if self.clock() - first_seen < self.config.orphan_grace:
+            return
+        self._orphans.pop(row.id, None)
+        message = f"nonce {row.nonce} of {self.address} was used by a transaction not sent by this relay; re-queued"
+        log.warning("relay %s: outbox row %s: %s", self.signer, row.id, message)
+        self._save(
+            row.id,
+            status=OutboxStatus.PENDING,
+            nonce=None,
+            raw_tx=None,
+            tx_hash=None,
+            previous_hashes="",
+            sent_at=None,
+            last_error=message,
+        )
+
+    def _finish(self, row: OutboxEntry, tx_hash: str, receipt: Any) -> None:
+        done = {"tx_hash": tx_hash, "receipt_block": receipt["blockNumber"], "gas_used": receipt["gasUsed"]}
+        if receipt["status"] == 1:
+            self._save(row.id, status=OutboxStatus.CONFIRMED, confirmed_at=utcnow(), last_error=None, **done)
+            self.status.confirmed += 1
+            return
+        error = self._diagnose(row, tx_hash, receipt)
+        if error.already_done:
+            # A retried write that was already on chain (its first transaction, or someone else's): success.
+            note = f"already on chain ({error.error_name}); transaction {tx_hash} reverted as a duplicate"
+            self._save(row.id, status=OutboxStatus.CONFIRMED, confirmed_at=utcnow(), last_error=note, **done)
+            self.status.confirmed += 1
+            return
+        self._fail(row.id, error, **done)
+
+    def _diagnose(self, row: OutboxEntry, tx_hash: str, receipt: Any) -> ContractRevert:
+        """The revert's custom error: replayed on the state before its block, else after it (a write earlier in the
+        same block, e.g. the duplicate of this record, only shows there)."""
+        call = row.prepared_call()
+        if row.gas is not None and receipt["gasUsed"] >= row.gas:
+            return ContractRevert(call.contract, call.function, "OutOfGas", {"gasLimit": row.gas}, tx_hash=tx_hash)
+        params = call.call_params(self.address) | {"gas": row.gas}
+        for block in (receipt["blockNumber"] - 1, receipt["blockNumber"]):
+            try:
+                self.w3.eth.call(params, block_identifier=block)
+            except ContractLogicError as err:
+                return revert_from_exception(err, call, tx_hash)
+            except Web3RPCError:
+                continue  # e.g. a node without that block's state (pruned): no reason from this replay
+        return ContractRevert(call.contract, call.function, None, tx_hash=tx_hash)
+
+    def _broadcast(self, row: OutboxEntry, sent: list[int], retry_underpriced: bool = True) -> bool:
+        """Send the row's stored raw transaction; True when a node holds it now (appended to `sent`)."""
+        assert row.raw_tx is not None and row.id is not None
+        try:
+            self.w3.eth.send_raw_transaction(row.raw_tx)
+        except Web3RPCError as err:
+            reason = classify_refusal(err)
+            if reason == "unfunded":
+                self._pause(self._unfunded_message(row.max_cost()))
+                return False
+            if reason == "underpriced" and retry_underpriced:
+                return self._bump(row, sent)
+            if reason not in ("known", "nonce_low"):  # nonce_low: mined already; the next pass settles it
+                self._error(row, f"the node refused the transaction: {err}")
+                return False
+        self.failpoints.hit("broadcast")
+        sent.append(row.id)
+        self.status.sent += 1
+        return True
+
+    def _bump(self, row: OutboxEntry, sent: list[int]) -> bool:
+        """Replace a stuck or dropped transaction: same nonce, higher fees, stored before it is broadcast."""
+        bumps = len(row.all_hashes()) - 1
+        if bumps >= self.config.max_fee_bumps:
+            self._error(row, f"not mined after {bumps} fee bumps (nonce {row.nonce}); still waiting")
+            return False
+        fees = higher_fees(row.fees(), suggest_fees(self.w3), self.config.fee_bump_percent)
+        assert row.nonce is not None and row.gas is not None
+        signed = self._sign(row.prepared_call(), row.nonce, row.gas, fees)
+        earlier = ",".join(h for h in (row.previous_hashes, row.tx_hash) if h)
+        values = self._signed_values(signed, fees) | {"previous_hashes": earlier, "attempts": row.attempts + 1}
+        self._write_now([(row.id, values)])  # stored before it is broadcast
+        log.info("relay %s: outbox row %s: fee bump %d, nonce %s, %s", self.signer, row.id, bumps + 1, row.nonce, fees)
+        for key, value in values.items():
+            setattr(row, key, value)
+        return self._broadcast(row, sent, retry_underpriced=False)
+
+    # New rows --------------------------------------------------------------------------------------------------
+    def _send_pending(self) -> bool:
+        in_flight = self._rows(IN_FLIGHT)
+        room = self.config.batch_size - len(in_flight)
+        if room <= 0:
+            return False
+        rows = self._rows((OutboxStatus.PENDING,), limit=room)
+        if not rows:
+            return False
+        self.status.set("running")
+        prepared: list[tuple[OutboxEntry, int]] = []
+        finished = False
+        estimates = self._batch_estimates(rows)
+        for row in rows:
+            call = row.prepared_call()
+            try:
+                gas = estimates[row.id] if row.id in estimates else estimate_gas(self.w3, call, self.address)
+            except ContractRevert as err:
+                if err.already_done:
+                    note = f"already on chain ({err.error_name}); no transaction sent"
+                    self._save(row.id, status=OutboxStatus.CONFIRMED, confirmed_at=utcnow(), last_error=note)
+                    self.status.confirmed += 1
+                    finished = True
+                    continue
+                if in_flight or prepared:
+                    break  # it may depend on a write still in flight (create, then publish): retry once mined
+                self._fail(row.id, err)
+                finished = True
+                continue
+            except InsufficientFundsError:
+                self._pause(self._unfunded_message(None))
+                break
+            except TransactionError as err:
+                self._error(row, str(err))
+                break
+            prepared.append((row, gas))
+        if not prepared:
+            return finished
+        return self._sign_and_send(prepared, in_flight) or finished
+
+    def _sign_and_send(self, prepared: list[tuple[OutboxEntry, int]], in_flight: list[OutboxEntry]) -> bool:
+        fees = suggest_fees(self.w3)
+        budget = self.w3.eth.get_balance(self.address) - sum(row.max_cost() for row in in_flight)
+        affordable: list[tuple[OutboxEntry, int]] = []
+        for row, gas in prepared:
+            budget -= gas * fees.max_per_gas + int(row.value)
+            if budget < 0:
+                break
+            affordable.append((row, gas))
+        if not affordable:
+            row, gas = prepared[0]
+            self._pause(self._unfunded_message(gas * fees.max_per_gas + int(row.value)))
+            return False
+        nonce = self._next_nonce()
+        signed_rows: list[tuple[OutboxEntry, dict[str, Any]]] = []
+        for offset, (row, gas) in enumerate(affordable):
+            signed = self._sign(row.prepared_call(), nonce + offset, gas, fees)
+            values = self._signed_values(signed, fees) | {
+                "nonce": nonce + offset,
+                "gas": gas,
+                "chain_id": self.chain_id,
+                "attempts": row.attempts + 1,
+            }
+            signed_rows.append((row, values))
+        # One transaction for the whole batch, before anything is broadcast: after a crash every nonce handed out
+        # has its exact bytes here.
+        self._write_now([(row.id, values) for row, values in signed_rows])
+        self.failpoints.hit("signed")
+        for row, values in signed_rows:
+            for key, value in values.items():
+                setattr(row, key, value)
+        self._mark_sent(self._batch_broadcast([row for row, _ in signed_rows]))
+        if len(affordable) < len(prepared):
+            self._pause(self._unfunded_message(None))
+        return True
+
+    def _next_nonce(self) -> int:
+        with Session(self.engine) as session:
+            held = session.exec(
+                select(func.max(OutboxEntry.nonce)).where(
+                    OutboxEntry.signer == self.signer,
+                    OutboxEntry.status.in_(IN_FLIGHT),  # type: ignore[attr-defined]
+                )
+            ).one()
+        pending = self.w3.eth.get_transaction_count(self.address, "pending")
+        return max(pending, held + 1 if held is not None else 0)
+
+    # JSON-RPC batches: one request for many rows (4x faster on anvil). A batch fails as a whole when one of its
+    # calls does; then the rows go one by one, which also tells which row failed and why.
+    def _batch_estimates(self, rows: list[OutboxEntry]) -> dict[int | None, int]:
+        if len(rows) < 2:
+            return {}
+        try:
+            with self.w3.batch_requests() as batch:
+                for row in rows:
+                    batch.add(self.w3.eth.estimate_gas(row.prepared_call().call_params(self.address)))
+                results = batch.execute()
+        except Exception:  # noqa: BLE001 - a revert (or anything else) in the batch: estimate one by one
+            return {}
+        return {row.id: int(gas * GAS_HEADROOM) for row, gas in zip(rows, results, strict=True)}
+
+    def _batch_broadcast(self, rows: list[OutboxEntry]) -> list[int]:
+        """Send the rows' raw transactions in one JSON-RPC batch (web3 allows no sends in its batches, the provider
+        does); the ids a node now holds. A refused one is sent again alone, which handles its error; resending is
+        safe, the same bytes are only ever accepted once ("already imported" or "nonce too low")."""
+        sent: list[int] = []
+        if len(rows) == 1:
+            self._broadcast(rows[0], sent)
+            return sent
+        answer = self.w3.provider.make_batch_request(  # type: ignore[attr-defined]
+            [("eth_sendRawTransaction", [row.raw_tx]) for row in rows]
+        )
+        # A node without batch support answers with one error object: then each row goes alone.
+        responses = answer if isinstance(answer, list) else [answer] * len(rows)
+        for row, response in zip(rows, responses, strict=True):
+            error = response.get("error") if isinstance(response, dict) else "no answer"
+            if error is None or classify_refusal(Exception(str(error))) in ("known", "nonce_low"):
+                self.failpoints.hit("broadcast")
+                self.status.sent += 1
+                sent.append(row.id)
+            elif not self._broadcast(row, sent):
+                break  # paused or refused: its error is noted; the rest waits for the next pass
+        return sent
+
+    def _batch_receipts(self, rows: list[OutboxEntry]) -> dict[int | None, Any]:
+        if len(rows) < 2:
+            return {}
+        try:
+            with self.w3.batch_requests() as batch:
+                for row in rows:
+                    batch.add(self.w3.eth.get_transaction_receipt(str(row.tx_hash)))
+                results = batch.execute()
+        except Exception:  # noqa: BLE001 - e.g. a replaced transaction has no receipt under this hash
+            return {}
+        return {row.id: receipt for row, receipt in zip(rows, results, strict=True) if receipt is not None}
+
+    # Helpers ---------------------------------------------------------------------------------------------------
+    def _sign(self, call: PreparedCall, nonce: int, gas: int, fees: Fees) -> Any:
+        tx = build_transaction(self.w3, call, self.address, nonce=nonce, gas=gas, fees=fees, chain_id=self.chain_id)
+        return self.account.sign_transaction(tx)
+
+    @staticmethod
+    def _signed_values(signed: Any, fees: Fees) -> dict[str, Any]:
+        return {
+            "status": OutboxStatus.SIGNED,
+            "raw_tx": hex0x(signed.raw_transaction),
+            "tx_hash": hex0x(signed.hash),
+            "max_fee_per_gas": fees.max_fee_per_gas,
+            "max_priority_fee_per_gas": fees.max_priority_fee_per_gas,
+            "gas_price": fees.gas_price,
+        }
+
+    def _unfunded_message(self, needed: int | None) -> str:
+        balance = self.w3.eth.get_balance(self.address)
+        need = f", the next transaction needs up to {needed} wei" if needed else ""
+        return (
+            f"signer {self.signer} ({self.address}) cannot pay for gas on chain {self.chain_id}: balance {balance} wei"
+            f"{need}. Send it the chain's gas token (dev chain: POST /api/admin/faucet); rows stay pending and the "
+            f"relay retries every {self.config.unfunded_pause:.0f} s"
+        )
+
+    def _pause(self, message: str) -> None:
+        self._problem = True
+        self.paused_until = self.clock() + self.config.unfunded_pause
+        self.status.set("paused", message)
+
+    def _error(self, row: OutboxEntry, message: str) -> None:
+        """A retryable problem with one row: noted on the row (once) and in the status; the row keeps its state."""
+        self._problem = True
+        if row.last_error != message:
+            self._save(row.id, last_error=message)
+            row.last_error = message
+        self.status.set("error", f"outbox row {row.id}: {message}")
+
+    def _fail(self, row_id: int | None, error: ContractRevert, **values: Any) -> None:
+        self._save(row_id, status=OutboxStatus.FAILED, last_error=str(error), error_name=error.error_name, **values)
+        self.status.failed += 1
+        log.warning("relay %s: outbox row %s failed: %s", self.signer, row_id, error)
+
+    def _receipt(self, tx_hash: str) -> Any | None:
+        try:
+            return self.w3.eth.get_transaction_receipt(tx_hash)
+        except TransactionNotFound:
+            return None
+
+    def _node_knows(self, tx_hash: str | None) -> bool:
+        if tx_hash is None:
+            return False
+        try:
+            self.w3.eth.get_transaction(tx_hash)
+        except TransactionNotFound:
+            return False
+        return True
+
+    def _rows(
+        self, statuses: Iterable[OutboxStatus], limit: int | None = None, order_by_nonce: bool = False
+    ) -> list[OutboxEntry]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            query = select(OutboxEntry).where(
+                OutboxEntry.signer == self.signer,
+                OutboxEntry.status.in_(list(statuses)),  # type: ignore[attr-defined]
+            )
+            query = query.order_by(OutboxEntry.nonce if order_by_nonce else OutboxEntry.id).limit(limit)
+            rows = list(session.exec(query))
+            session.expunge_all()  # plain snapshots: no SQL (and no lock) is held while talking to the chain
+            return rows
+
+    def _mark_sent(self, ids: list[int]) -> None:
+        for row_id in ids:
+            self._save(row_id, status=OutboxStatus.SENT, sent_at=utcnow())
+
+    @contextmanager
+    def _batched(self) -> Iterator[None]:
+        """Collect the row updates of a phase into one SQL transaction (a commit per row costs more than the chain
+        calls on SQLite); what was learned before an exception is still written."""
+        self._buffer = []
+        try:
+            yield
+        finally:
+            changes, self._buffer = self._buffer, None
+            self._write_now(changes)
+
+    def _save(self, row_id: int | None, **values: Any) -> None:
+        if self._buffer is not None:
+            self._buffer.append((row_id, values))
+        else:
+            self._write_now([(row_id, values)])
+
+    def _write_now(self, changes: list[tuple[int | None, dict[str, Any]]]) -> None:
+        """Write `changes` (after whatever is buffered, to keep their order) in one transaction, now."""
+        if self._buffer:
+            changes, self._buffer[:] = [*self._buffer, *changes], []
+        if not changes:
+            return
+        with session_scope(self.engine) as session:
+            now = utcnow()
+            for row_id, values in changes:
+                session.exec(update(OutboxEntry).where(OutboxEntry.id == row_id).values(**values, updated_at=now))
