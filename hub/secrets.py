@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,19 +19,30 @@ class HubSecrets:
     admin_api_token: str  # the `openledger-admin` service's token: workshop CLI, tests
 
 
-def _secret_file(directory: Path, name: str, make: callable, configured: str = "") -> str:
-    """Read a secret file, creating it with `make()` (or the configured value) the first time."""
+def read_or_create_secret(path: Path, make: Callable[[], str]) -> str:
+    """The secret in `path`, written there (mode 0600) from `make()` the first time.
+
+    O_EXCL makes creation atomic: two processes starting together both end up reading the one value written.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(make() + "\n")
+    return path.read_text().strip()
+
+
+def _secret_file(directory: Path, name: str, make: Callable[[], str], configured: str = "") -> str:
+    """A secret of the hub; a value configured in the settings replaces the stored one."""
     path = directory / name
     if configured:
-        value = configured
-        path.write_text(value)
-    elif path.exists():
-        value = path.read_text().strip()
-    else:
-        value = make()
-        path.write_text(value)
-    os.chmod(path, 0o600)
-    return value
+        path.write_text(configured)
+        os.chmod(path, 0o600)
+        return configured
+    return read_or_create_secret(path, make)
 
 
 def ensure_secrets(data_dir: Path, shared_password: str = "") -> HubSecrets:

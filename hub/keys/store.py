@@ -11,6 +11,8 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from hub.secrets import read_or_create_secret
+
 
 class WalletKeyError(Exception):
     """The wallet key file is missing, malformed, or does not decrypt the stored keys."""
@@ -32,19 +34,11 @@ class WalletKeyStore:
         return cls(wallet_key_file(data_dir))
 
     def _load(self, create: bool) -> bytes:
-        if not self.path.exists():
-            if not create:
-                raise WalletKeyError(f"wallet key file {self.path} not found: custodial keys cannot be decrypted")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(self.path.parent, 0o700)
-            # O_EXCL: two services starting together must not each write a different key.
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass
-            else:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(Fernet.generate_key() + b"\n")
+        if not create and not self.path.exists():
+            raise WalletKeyError(f"wallet key file {self.path} not found: custodial keys cannot be decrypted")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.path.parent, 0o700)
+        read_or_create_secret(self.path, lambda: Fernet.generate_key().decode())
         key = self.path.read_bytes().strip()
         try:
             Fernet(key)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from hub.ledger.errors import LedgerError
+from hub.secrets import read_or_create_secret
 
 # anvil's (and hardhat's) default mnemonic: public knowledge, so its accounts are only ever used on a local anvil.
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
@@ -52,18 +52,9 @@ class KeyFile:
     create: bool = True
 
     def load(self, w3: Web3 | None = None) -> LocalAccount:
-        if not self.path.exists():
-            if not self.create:
-                raise LedgerError(f"key file {self.path} not found")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # O_EXCL: two processes starting at once must not both write a key and each use a different one.
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass
-            else:
-                with os.fdopen(fd, "w") as handle:
-                    handle.write("0x" + secrets.token_hex(32) + "\n")
+        if not self.create and not self.path.exists():
+            raise LedgerError(f"key file {self.path} not found")
+        read_or_create_secret(self.path, lambda: "0x" + secrets.token_hex(32))
         text = self.path.read_text().strip()
         try:
             return Account.from_key(text)
