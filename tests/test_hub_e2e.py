@@ -135,3 +135,18 @@ def test_openledger_magic_in_the_kernel(platform: RunningHub, alice: str, alice_
     assert output.strip().startswith("alice; groups:")
     with pytest.raises(RuntimeError, match="unknown command 'fly'"):
         run_in_kernel(platform, "alice", alice, "%openledger fly")
+
+
+def test_datanet_cell_magic_contributes_the_cell_rows(platform: RunningHub, alice: str, alice_server: float) -> None:
+    setup = "ol.datanets.create('magic-qa', schema={'prompt': 'str', 'response': 'str'}, summary='magic test')"
+    run_in_kernel(platform, "alice", alice, setup)
+    cell = (
+        "%%datanet contribute magic-qa\n"
+        '{"prompt": "What does the cell magic do?", "response": "It turns each line into a row."}\n'
+        '{"prompt": "Where do the rows go?", "response": "Into the datanet named on the first line."}\n'
+    )
+    run_in_kernel(platform, "alice", alice, cell)
+    output = run_in_kernel(platform, "alice", alice, "print(len(ol.datanets.get('magic-qa').submissions()))")
+    assert output.strip() == "1"
+    with pytest.raises(RuntimeError, match="usage: %%datanet contribute NAME"):
+        run_in_kernel(platform, "alice", alice, "%%datanet add magic-qa\nx\n")
