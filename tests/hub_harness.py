@@ -42,6 +42,8 @@ def write_settings(directory: Path, **sections: dict) -> Path:
             "cull_idle_timeout": 0,
         },
         "chain": {"anvil_port": free_port()},
+        # The template notebooks explore the demo datanet, as on a `make run` hub.
+        "datanets": {"seed_demo": True},
     }
     for name, overrides in sections.items():
         values.setdefault(name, {}).update(overrides)
