@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from hub.datanets.config import DatanetSettings
+from hub.rewards.config import RewardSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SETTINGS_FILE = REPO_ROOT / "openledger.toml"
@@ -71,6 +72,7 @@ class BlobSettings(BaseModel):
 
 class ModelSettings(BaseModel):
     base_model: str = "smollm2-135m-instruct"
+    max_upload_bytes: int = Field(1 << 30, ge=1024)  # one published adapter with its index
 
 
 class Settings(BaseSettings):
@@ -88,6 +90,7 @@ class Settings(BaseSettings):
     blobs: BlobSettings = BlobSettings()
     models: ModelSettings = ModelSettings()
     datanets: DatanetSettings = DatanetSettings()
+    rewards: RewardSettings = RewardSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -11,7 +11,9 @@ import httpx
 from openledger_sdk.errors import NotConnectedError, OpenLedgerError
 
 if TYPE_CHECKING:
+    from openledger_sdk.attribution import Attribution
     from openledger_sdk.datanets import Datanets
+    from openledger_sdk.rewards import Rewards
     from openledger_sdk.wallet import Wallet
 
 
@@ -55,6 +57,20 @@ class Client:
         from openledger_sdk.wallet import Wallet
 
         return Wallet(self)
+
+    @cached_property
+    def rewards(self) -> Rewards:
+        """Your OPEN rewards: `.pending()`, `.claim()`, `.proof()`."""
+        from openledger_sdk.rewards import Rewards
+
+        return Rewards(self)
+
+    @cached_property
+    def attribution(self) -> Attribution:
+        """Why an inference paid whom: `.explain(request_id)`, then `.verify()` against the chain."""
+        from openledger_sdk.attribution import Attribution
+
+        return Attribution(self)
 
     def close(self) -> None:
         self._http.close()

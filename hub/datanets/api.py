@@ -2,13 +2,11 @@
 
 Uploads are checked before their body is read: the caller's access, the file name, and the Content-Length against
 the limit (a 2 GB claim is refused at once with 413); the body is then streamed to a temporary file with the limit
-enforced again for chunked requests that send no length.
+enforced again for chunked requests that send no length (hub.platform.transfers).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import tempfile
@@ -18,20 +16,22 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, StreamingResponse
 
 from hub.auth import HubUser, current_user
-from hub.blobs import BlobStore
 from hub.datanets import config
 from hub.datanets.chain import RegistryWriter, wallet_addresses
 from hub.datanets.parsing import FileRejected, file_format, loads_strict, safe_filename
 from hub.datanets.service import DatanetError, DatanetService
 from hub.datanets.spec import DatanetSpec, MembersSpec, Review
 from hub.keys.store import WalletKeyStore
+from hub.platform.relay_writes import start_chain_sync, stop_chain_sync
 from hub.platform.runtime import Feature, PlatformRuntime, get_runtime
+from hub.platform.transfers import blob_response, check_declared, shared_blob_store, stream_to
 
 log = logging.getLogger("hub.datanets")
 router = APIRouter(prefix="/api/datanets", tags=["datanets"])
+SPLIT_HINT = ": split it"
+CHAIN_SYNC = "datanets_chain_sync"  # the runtime.extras key of the catch-up task
 
 
 def get_service(runtime: PlatformRuntime = Depends(get_runtime)) -> DatanetService:
@@ -46,33 +46,12 @@ async def _run(fn: Callable[..., Any], *args: Any) -> Any:
         raise HTTPException(err.status, err.detail) from None
 
 
-def _declared_length(request: Request) -> int | None:
-    value = request.headers.get("content-length")
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise HTTPException(400, f"Content-Length {value[:40]!r} is not a number") from None
-
-
 def _check_declared(request: Request, what: str) -> int | None:
-    length = _declared_length(request)
-    limit = config.settings.max_upload_bytes
-    if length is not None and length > limit:
-        raise HTTPException(413, f"{what} is {length} bytes; the limit is {limit} bytes per upload: split it")
-    return length
+    return check_declared(request, what, config.settings.max_upload_bytes, SPLIT_HINT)
 
 
 async def _stream_to(request: Request, sink: Callable[[bytes], Any], what: str) -> int:
-    limit = config.settings.max_upload_bytes
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"{what} is over the limit of {limit} bytes per upload: split it")
-        sink(chunk)
-    return size
+    return await stream_to(request, sink, what, config.settings.max_upload_bytes, SPLIT_HINT)
 
 
 @router.post("", status_code=201)
@@ -237,14 +216,7 @@ async def download_snapshot(
     name: str, version: str, user: HubUser = Depends(current_user), service: DatanetService = Depends(get_service)
 ) -> Any:
     digest, download_name = await _run(service.snapshot_digest, user, name, version)
-    headers = {"ETag": f'"{digest}"', "X-Content-SHA256": digest}
-    local = service.blobs.local_path(digest)
-    if local is not None:
-        return FileResponse(local, media_type="application/vnd.apache.parquet", filename=download_name, headers=headers)
-    headers["Content-Disposition"] = f'attachment; filename="{download_name}"'
-    return StreamingResponse(
-        service.blobs.iter_chunks(digest), media_type="application/vnd.apache.parquet", headers=headers
-    )
+    return blob_response(service.blobs, digest, "application/vnd.apache.parquet", download_name)
 
 
 @router.get("/{name}/versions/{version}/rows/{row_id}/proof")
@@ -260,9 +232,7 @@ async def row_proof(
 
 async def startup(runtime: PlatformRuntime) -> None:
     config.configure(runtime.settings.datanets)
-    blobs = runtime.extras.get("blobs")
-    if blobs is None:
-        blobs = runtime.extras["blobs"] = BlobStore(runtime.settings.blobs_url)
+    blobs = shared_blob_store(runtime)
     store = WalletKeyStore.for_data_dir(runtime.settings.data_dir)
     service = DatanetService(
         runtime.engine,
@@ -273,7 +243,7 @@ async def startup(runtime: PlatformRuntime) -> None:
     )
     await run_in_threadpool(service.rebuild_indexes)
     runtime.extras["datanets"] = service
-    runtime.extras["datanets_chain_sync"] = asyncio.create_task(_sync_chain_when_ready(runtime, service))
+    start_chain_sync(runtime, CHAIN_SYNC, service.sync_chain, log, "datanets")
     if config.settings.seed_demo:
         from hub.datanets.demo_data import seed_demo_datanet
 
@@ -281,26 +251,8 @@ async def startup(runtime: PlatformRuntime) -> None:
         log.info("demo datanet: %s", json.dumps(result)[:300])
 
 
-async def _sync_chain_when_ready(runtime: PlatformRuntime, service: DatanetService) -> None:
-    """The ledger comes up in the background (it waits for the chain): once it is there, put on-chain what was
-    created or published before."""
-    while runtime.extras.get("ledger") is None:
-        await asyncio.sleep(1)
-    try:
-        enqueued = await run_in_threadpool(service.sync_chain)
-    except Exception:  # noqa: BLE001 - a failed sync must not take the service down; the next start retries
-        log.exception("datanets: enqueuing registry writes made before the ledger was up failed")
-        return
-    if enqueued:
-        log.info("datanets: enqueued %d version(s) published before the ledger was up", enqueued)
-
-
 async def shutdown(runtime: PlatformRuntime) -> None:
-    task: asyncio.Task | None = runtime.extras.pop("datanets_chain_sync", None)
-    if task is not None and not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await stop_chain_sync(runtime, CHAIN_SYNC)
 
 
 feature = Feature(name="datanets", router=router, startup=startup, shutdown=shutdown)

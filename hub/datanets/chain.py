@@ -11,24 +11,21 @@ from sqlmodel import Session
 from hub.datanets.models import Datanet, DatanetVersion
 from hub.keys.store import WalletKeyStore
 from hub.keys.wallets import ensure_wallet
-from hub.platform.runtime import PlatformRuntime
-from hub.relay.outbox import OPERATOR, OutboxEntry, enqueue
+from hub.platform.relay_writes import RelayWriter
+from hub.relay.outbox import OPERATOR, enqueue
 
 
-class RegistryWriter:
+class RegistryWriter(RelayWriter):
     """Enqueues createDatanet / publishVersion in the caller's transaction; the relay signs them as the operator.
 
     The ledger deployment is looked up at each call (`runtime.extras["ledger"]`), so a chain that comes up after
     the datanets feature is still used; with no ledger at all, nothing is enqueued and versions say "off".
     """
 
-    def __init__(self, runtime: PlatformRuntime) -> None:
-        self.runtime = runtime
-
     @property
     def _registry(self) -> Any | None:
-        deployment = self.runtime.extras.get("ledger")
-        return deployment.ledger.datanets if deployment is not None else None
+        ledger = self.ledger
+        return ledger.datanets if ledger is not None else None
 
     def create_datanet(self, session: Session, datanet: Datanet) -> int | None:
         registry = self._registry
@@ -53,19 +50,6 @@ class RegistryWriter:
         )
         session.flush()
         return entry.id
-
-    def status(self, session: Session, outbox_id: int | None) -> dict[str, Any]:
-        if outbox_id is None:
-            return {"status": "off" if self._registry is None else "not enqueued"}
-        entry = session.get(OutboxEntry, outbox_id)
-        if entry is None:
-            return {"status": "unknown"}
-        return {"status": entry.status, "tx_hash": entry.tx_hash, "error": entry.last_error}
-
-    def committed(self) -> None:
-        relay = self.runtime.extras.get("relay")
-        if relay is not None and hasattr(relay, "wake"):
-            relay.wake()  # send now rather than at the relay's next idle tick
 
 
 def wallet_addresses(engine: Engine, store: WalletKeyStore) -> Callable[[str], str]:

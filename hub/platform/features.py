@@ -5,10 +5,12 @@ from __future__ import annotations
 from hub.datanets import api as datanets
 from hub.platform import ledger_feature, progress, users
 from hub.platform.runtime import Feature
+from hub.rewards import api as rewards
 
 FEATURES: list[Feature] = [
     users.feature,
     progress.feature,
     ledger_feature.feature,  # before the features that enqueue chain writes
     datanets.feature,
+    rewards.feature,  # after the ledger: settles inference fees into epochs and claims
 ]

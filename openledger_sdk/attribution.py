@@ -1,0 +1,123 @@
+"""Why an inference paid whom: `ol.attribution.explain(request_id)`, and checking it yourself with `.verify()`.
+
+    e = ol.attribution.explain("req-42")
+    e.fee_wei, e.split            # the fee and who got what (owner, contributors with weights, protocol, unattributed)
+    e.top_examples                # the training rows that weighed most (row ids, datanet version)
+    e.verify()                    # True: this record, with this split, is in the epoch root committed on chain
+
+Every inference record carries an attribution document (the fee split, the shares and the top examples) whose hash
+is part of the record's Merkle leaf `(recordId, modelId, user, tokens, fee, attributionHash)`. `verify()` recomputes
+that hash from the document, rebuilds the leaf and checks the inclusion proof against the records root that the
+platform reads from the AttributionLedger contract — so a changed split, fee, token count or proof fails.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from eth_hash.auto import keccak
+
+from openledger_sdk.errors import OpenLedgerError
+from openledger_sdk.ledger.records import RECORD_LEAF_TYPES, derive_id
+from openledger_sdk.merkle import MerkleError, verify
+
+if TYPE_CHECKING:
+    from openledger_sdk.client import Client
+
+DOCUMENT_VERSION = 1
+
+
+def canonical_document(document: Mapping[str, Any]) -> bytes:
+    """The attribution document's canonical bytes: sorted keys, no whitespace, UTF-8, no NaN."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def attribution_hash(document: Mapping[str, Any]) -> bytes:
+    """keccak256 of the canonical attribution document: the record leaf's `attributionHash`."""
+    return keccak(canonical_document(document))
+
+
+def record_leaf(record: Mapping[str, Any]) -> list[Any]:
+    """The record's Merkle leaf values, with the attribution hash recomputed from its document."""
+    return [
+        record["record_id"],
+        record["model_id"],
+        record["payer_address"],
+        int(record["tokens"]),
+        int(record["fee"]),
+        attribution_hash(record["attribution"]),
+    ]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One inference record as the platform stores it, with its inclusion proof once its epoch is committed."""
+
+    record: dict[str, Any]
+
+    @property
+    def request_id(self) -> str:
+        return self.record["request_id"]
+
+    @property
+    def fee_wei(self) -> int:
+        return int(self.record["fee"])
+
+    @property
+    def split(self) -> dict[str, Any]:
+        """owner {address, amount}, contributors [{address, weight, amount}], protocol, unattributed (base units)."""
+        doc = self.record["attribution"]
+        keys = ("owner", "contributors", "protocol", "unattributed", "unattributed_to")
+        return {key: doc[key] for key in keys}
+
+    @property
+    def top_examples(self) -> list[dict[str, Any]]:
+        return self.record["attribution"]["top_examples"]
+
+    @property
+    def epoch(self) -> int | None:
+        return self.record["epoch"]
+
+    @property
+    def settled(self) -> bool:
+        """True when the record is in an epoch root committed on chain (then `verify()` can check it)."""
+        proof = self.record.get("proof")
+        return bool(proof and proof.get("chain_records_root"))
+
+    def verify(self, proof: Sequence[str] | None = None, root: str | None = None) -> bool:
+        """Check this record against the on-chain records root of its epoch (or the `proof`/`root` given).
+
+        False when anything does not match (document, leaf, proof); an error when there is nothing to check yet."""
+        record_proof = self.record.get("proof") or {}
+        root = root or record_proof.get("chain_records_root")
+        proof = record_proof.get("proof") if proof is None else proof
+        if not root or proof is None:
+            state = self.record.get("charge_status")
+            raise OpenLedgerError(
+                f"record {self.request_id} is not in an epoch committed on chain yet (epoch {self.epoch}, "
+                f"charge {state}): settle first, or it was excluded as unpaid"
+            )
+        if self.record["record_id"] != "0x" + derive_id("inference", self.request_id).hex():
+            return False
+        if self.record["attribution"].get("request_id") != self.request_id:
+            return False
+        try:
+            return verify(root, record_leaf(self.record), RECORD_LEAF_TYPES, list(proof))
+        except (MerkleError, KeyError, TypeError, ValueError):
+            return False
+
+
+class Attribution:
+    """`ol.attribution`: explanations of inference records."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def explain(self, request_id: str) -> Explanation:
+        """The record of one inference (its `request_id` from the completion response)."""
+        record = self._client.request("GET", "platform", f"api/attribution/{quote(request_id, safe='')}")
+        return Explanation(record)
