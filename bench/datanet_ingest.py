@@ -40,7 +40,7 @@ from hub.blobs import BlobStore  # noqa: E402
 from hub.datanets import config  # noqa: E402
 from hub.datanets.service import DatanetService  # noqa: E402
 from hub.datanets.spec import DatanetSpec  # noqa: E402
-from hub.db import create_tables, make_engine  # noqa: E402
+from hub.db import make_engine, migrate  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "datanet_ingest.json"
 SYLLABLES = ["da", "ta", "net", "lo", "ra", "led", "ger", "mer", "kle", "at", "tri", "bu", "tion", "jup", "y", "ter"]
@@ -76,7 +76,7 @@ class Bench:
     def service(self) -> DatanetService:
         self.runs += 1
         engine = make_engine(f"sqlite:///{self.directory / f'ingest-{self.runs}.sqlite'}")
-        create_tables(engine)
+        migrate(engine)
         service = DatanetService(engine, self.blobs, address)
         service.create(User("owner"), DatanetSpec(name="bench-rows", schema={"prompt": "str", "response": "str"}))
         return service

@@ -20,7 +20,7 @@ from hub.datanets.demo_data import DEMO_NAME, demo_rows, seed_demo_datanet
 from hub.datanets.models import DatanetRow, DatanetVersion, Submission
 from hub.datanets.service import DatanetError, DatanetService
 from hub.datanets.spec import DatanetSpec
-from hub.db import create_tables, make_engine
+from hub.db import make_engine, migrate
 from hub.ledger.tx import PreparedCall
 from hub.relay.outbox import OutboxEntry
 from openledger_sdk.datanets import verify_row
@@ -54,7 +54,7 @@ class FakeRegistry:
 @pytest.fixture
 def engine(tmp_path: Path):
     engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    create_tables(engine)
+    migrate(engine)
     yield engine
     engine.dispose()
 

@@ -18,7 +18,7 @@ from hub.blobs import BlobStore
 from hub.datanets import api, config
 from hub.datanets.service import DatanetService
 from hub.datanets.spec import DatanetSpec
-from hub.db import create_tables, make_engine
+from hub.db import make_engine, migrate
 
 LIMIT = 2048
 
@@ -32,7 +32,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     saved = config.settings.model_dump()
     config.configure(max_upload_bytes=LIMIT)
     engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    create_tables(engine)
+    migrate(engine)
     service = DatanetService(
         engine,
         BlobStore(tmp_path / "blobs"),

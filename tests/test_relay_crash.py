@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from hub.chain.anvil import AnvilNode, start_anvil
-from hub.db import create_tables, make_engine, session_scope
+from hub.db import make_engine, migrate, session_scope
 from hub.ledger.contracts import Ledger
 from hub.ledger.deploy import deploy_or_attach
 from hub.ledger.keys import AnvilDevKey
@@ -52,7 +52,7 @@ def chain(tmp_path: Path) -> Iterator[Chain]:
         fund(node, operator.address)
         ledger = deploy_or_attach(settings, key_source=AnvilDevKey(0), operator=operator.address).ledger
         engine = make_engine(settings.database_url)
-        create_tables(engine)
+        migrate(engine)
         yield Chain(node, settings, ledger, engine, config_file)
     finally:
         node.stop()

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from hub.chain.anvil import rpc_call
-from hub.db import create_tables, make_engine, session_scope
+from hub.db import make_engine, migrate, session_scope
 from hub.ledger.tx import PreparedCall, send_call
 from hub.relay.outbox import OPERATOR, OutboxConflictError, OutboxEntry, OutboxStatus, enqueue, status_counts
 from hub.relay.service import RelayService
@@ -37,7 +37,7 @@ def record(salt: str, i: int = 0) -> InferenceRecord:
 
 def new_engine(tmp_path: Path) -> Engine:
     engine = make_engine(f"sqlite:///{tmp_path / 'relay.sqlite'}")
-    create_tables(engine)
+    migrate(engine)
     return engine
 
 

@@ -10,7 +10,7 @@ from eth_utils import to_checksum_address
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from hub.db import create_tables, make_engine, session_scope
+from hub.db import make_engine, migrate, session_scope
 from hub.keys.wallets import UserWallet
 from hub.relay.outbox import OutboxEntry
 from hub.rewards.config import RewardSettings
@@ -34,7 +34,7 @@ SETTINGS = RewardSettings(platform_fee="0.000000000000001", owner_percent=50, co
 @pytest.fixture
 def engine(tmp_path: Path) -> Engine:
     engine = make_engine(f"sqlite:///{tmp_path / 'rewards.sqlite'}")
-    create_tables(engine)
+    migrate(engine)
     with session_scope(engine) as session:
         session.add(UserWallet(username="payer", address=PAYER, encrypted_key="not used here"))
     return engine

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from hub.db import create_tables, make_engine, session_scope
+from hub.db import make_engine, migrate, session_scope
 from hub.keys.store import WalletKeyStore
 from hub.keys.wallets import ensure_wallet
 from hub.platform.runtime import PlatformRuntime
@@ -81,7 +81,7 @@ class Stack:
 def stack(ledger_env: LedgerEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     directory: Path = tmp_path_factory.mktemp("rewards-settlement")
     engine = make_engine(f"sqlite:///{directory / 'platform.sqlite'}")
-    create_tables(engine)
+    migrate(engine)
     wallets = WalletKeyStore.for_data_dir(directory)
     addresses = {name: ensure_wallet(engine, name, wallets).address for name in ("rich", "broke", "contributor")}
     token = ledger_env.ledger.token

@@ -1,4 +1,4 @@
-"""SQL tables of the datanets feature (sqlmodel; created by `hub.db.create_tables`, later by Alembic)."""
+"""SQL tables of the datanets feature (sqlmodel; schema changes need an Alembic revision in hub/migrations)."""
 
 from __future__ import annotations
 

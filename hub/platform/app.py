@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from hub.db import create_tables, make_engine
+from hub.db import make_engine, migrate
 from hub.platform.features import FEATURES
 from hub.platform.runtime import Feature, PlatformRuntime
 from hub.service_app import ServiceApp
@@ -21,7 +21,7 @@ def create_app(settings: Settings, features: list[Feature] | None = None) -> Fas
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         runtime = PlatformRuntime(settings=settings, engine=make_engine(settings.database_url))
-        create_tables(runtime.engine)
+        migrate(runtime.engine)
         app.state.runtime = runtime
         started: list[Feature] = []
         try:

@@ -12,7 +12,7 @@ import logging
 import signal
 import sys
 
-from hub.db import create_tables, make_engine
+from hub.db import make_engine, migrate
 from hub.keys.store import WalletKeyStore
 from hub.ledger.deploy import connect
 from hub.ledger.errors import LedgerError
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         connect(settings.chain_rpc_url, settings.chain.chain_id)  # wrong chain id / unreachable: fail here, clearly
         engine = make_engine(settings.database_url)
-        create_tables(engine)
+        migrate(engine)
         keyring = KeyRing(engine, load_operator(settings.data_dir), WalletKeyStore.for_data_dir(settings.data_dir))
     except (SettingsError, LedgerError) as err:
         print(f"relay: {err}", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""Alembic migrations of the platform database (`hub.db.migrate` applies them at service start)."""
