@@ -6,12 +6,12 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: run test install python-env node-env browser lint format bench clean-data
+.PHONY: run test install python-env node-env browser lint format model
 
 run: install
 	$(PY) -m hub.launcher
 
-test: install browser lint
+test: install browser lint model
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 install: python-env node-env
@@ -32,6 +32,10 @@ $(VENV)/.installed: pyproject.toml
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
+
+# The real base model (SmolLM2-135M-Instruct, GGUF -> safetensors, once): the demo, slow tests and benchmarks.
+model: python-env
+	$(PY) -m openledger_sdk.catalog convert --models-dir .openledger-data/models
 
 # Debian's Chromium for the browser tests (Playwright drives it; no browser is downloaded).
 browser:

@@ -21,7 +21,7 @@ from typing import Any
 
 from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner
 from tornado.web import HTTPError
-from traitlets import Bool, Integer, Unicode, validate
+from traitlets import Bool, Integer, List, Unicode, validate
 from traitlets.config import LoggingConfigurable
 
 from .allocator import Slot, SlotAllocator, shared_allocator
@@ -29,6 +29,19 @@ from .home import Owner, ensure_home, seed_home
 from .inventory import parse_gpu_spec
 
 CPU_ENV = {"CUDA_VISIBLE_DEVICES": "", "OPENLEDGER_DEVICE": "cpu"}
+DASHBOARDS_DEFAULT_URL = "/voila/render/contributor.ipynb"
+# The dashboards server only renders Voila pages: no JupyterLab UI, no terminals, no language servers; errors in a
+# dashboard show a message, never a traceback.
+DASHBOARDS_ARGS = [
+    "--ServerApp.jpserver_extensions=jupyterlab=False",
+    "--ServerApp.jpserver_extensions=jupyter_lsp=False",
+    "--ServerApp.jpserver_extensions=jupyter_server_terminals=False",
+    "--ServerApp.terminals_enabled=False",
+    "--VoilaConfiguration.show_tracebacks=False",
+    # An upload widget sends the whole file in one websocket message (tornado's default cap: 10 MiB); this lets a
+    # file up to the platform's default upload limit (64 MiB) through, and the platform has the last word.
+    '--ServerApp.tornado_settings={"websocket_max_message_size": 83886080}',
+]
 
 
 def no_slot_error(capacity: int) -> HTTPError:
@@ -40,6 +53,14 @@ def no_slot_error(capacity: int) -> HTTPError:
     error = HTTPError(503, message)
     # JupyterHub shows `jupyterhub_message` as is; otherwise it replaces the reason of a failed spawn
     # with a generic "Failed to start your server" text.
+    error.jupyterhub_message = message  # type: ignore[attr-defined]
+    return error
+
+
+def dashboards_missing_error(folder: str) -> HTTPError:
+    """The 500 shown when the configured dashboards folder is missing (a deployment error, not the user's)."""
+    message = f"The dashboards folder {folder} is missing on the hub; ask an admin"
+    error = HTTPError(500, message)
     error.jupyterhub_message = message  # type: ignore[attr-defined]
     return error
 
@@ -62,6 +83,17 @@ class GPUSlotMixin(LoggingConfigurable):
     templates_dir = Unicode("", help="Folder of notebooks copied into a home on first spawn; empty: none.").tag(
         config=True
     )
+    dashboards_server_name = Unicode(
+        "dashboards", help="Name of the named server that serves the curated Voila dashboards (see dashboards_dir)."
+    ).tag(config=True)
+    dashboards_dir = Unicode(
+        "",
+        help="Root folder of the dashboards server: Voila renders only the notebooks in it; on CPU, no GPU slot, "
+        "no templates. Empty: a server of that name is an ordinary one.",
+    ).tag(config=True)
+    dashboards_args = List(
+        Unicode(), DASHBOARDS_ARGS, help="Arguments added to Spawner.args for the dashboards server."
+    ).tag(config=True)
 
     @validate("gpus")
     def _validate_gpus(self, proposal: Any) -> str:
@@ -76,6 +108,11 @@ class GPUSlotMixin(LoggingConfigurable):
     def slot(self) -> Slot | None:
         """The GPU slot of the running server, None when it runs on CPU or is stopped."""
         return self._slot
+
+    @property
+    def serves_dashboards(self) -> bool:
+        """True for the user's dashboards server: a Voila-only server rooted in the curated dashboards folder."""
+        return bool(self.dashboards_dir) and self.name == self.dashboards_server_name  # type: ignore[attr-defined]
 
     @property
     def slot_owner(self) -> str:
@@ -135,7 +172,7 @@ class GPUSlotMixin(LoggingConfigurable):
     def _seed(self, home: str, owner: Owner | None) -> list[Path]:
         """Create the home if missing and copy in the templates the user has not had yet."""
         # Runs in a worker thread: touches only the file system and its arguments, never the hub's ORM objects.
-        if not self.templates_dir:
+        if not self.templates_dir or self.serves_dashboards:
             ensure_home(home, owner, 0o700 if owner else 0o755)
             return []
         copied = seed_home(self.templates_dir, home, owner)
@@ -149,20 +186,28 @@ class GPUSlotMixin(LoggingConfigurable):
         env = super().get_env()  # type: ignore[misc]
         # Without a slot CUDA must see nothing: an unset CUDA_VISIBLE_DEVICES would mean every GPU.
         env.update(self._slot.env() if self._slot is not None else CPU_ENV)
+        if self.serves_dashboards:
+            # The server's root is the curated folder (Voila refuses paths outside it) and it opens on a dashboard.
+            env["JUPYTERHUB_ROOT_DIR"] = self.dashboards_dir
+            env["JUPYTERHUB_DEFAULT_URL"] = DASHBOARDS_DEFAULT_URL
         return env
+
+    def get_args(self) -> list[str]:
+        args = list(super().get_args())  # type: ignore[misc]
+        return args + list(self.dashboards_args) if self.serves_dashboards else args
 
     async def start(self) -> Any:
         # Read everything that touches the hub's database objects here, on the event loop's thread; only
         # file work goes to worker threads (the flock can wait on another process).
         owner, allocator = self.slot_owner, self.allocator
-        self._slot = await asyncio.to_thread(allocator.allocate, owner)
-        if self._slot is None:
-            if self.require_gpu:
-                raise no_slot_error(allocator.capacity)
-            level = self.log.warning if allocator.capacity else self.log.info
-            level("no GPU slot free for %s (%d in total): starting it on CPU", owner, allocator.capacity)
+        if self.serves_dashboards:
+            # Dashboards only call the platform: a GPU slot would sit idle.
+            if not await asyncio.to_thread(Path(self.dashboards_dir).is_dir):
+                raise dashboards_missing_error(self.dashboards_dir)
+            self._slot = None
+            self.log.info("%s serves the dashboards in %s, on CPU", owner, self.dashboards_dir)
         else:
-            self.log.info("%s gets %s", owner, self._slot.describe())
+            await self._take_slot(owner, allocator)
         try:
             home, home_owner = self.home_owner()
             await asyncio.to_thread(self._seed, home, home_owner)
@@ -170,6 +215,16 @@ class GPUSlotMixin(LoggingConfigurable):
         except BaseException:
             self._release()  # JupyterHub's cleanup would too (via clear_state); don't rely on it
             raise
+
+    async def _take_slot(self, owner: str, allocator: SlotAllocator) -> None:
+        self._slot = await asyncio.to_thread(allocator.allocate, owner)
+        if self._slot is not None:
+            self.log.info("%s gets %s", owner, self._slot.describe())
+            return
+        if self.require_gpu:
+            raise no_slot_error(allocator.capacity)
+        level = self.log.warning if allocator.capacity else self.log.info
+        level("no GPU slot free for %s (%d in total): starting it on CPU", owner, allocator.capacity)
 
     async def stop(self, now: bool = False) -> None:
         await super().stop(now=now)  # type: ignore[misc]

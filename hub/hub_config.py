@@ -107,6 +107,9 @@ def spawner_config(c: Any, settings: Settings) -> None:
     c.GPUSlotMixin.require_gpu = settings.spawner.require_gpu
     c.GPUSlotMixin.state_file = str(data_dir / "gpu-slots.json")
     c.GPUSlotMixin.templates_dir = str(REPO_ROOT / "templates" / "notebooks")
+    # A user's named server "dashboards" is Voila-only, rooted in the curated dashboards folder (docs/dashboards.md).
+    c.GPUSlotMixin.dashboards_server_name = "dashboards"
+    c.GPUSlotMixin.dashboards_dir = str(REPO_ROOT / "extensions" / "dashboards")
 
 
 def authenticator_config(c: Any, settings: Settings, secrets: HubSecrets) -> None:

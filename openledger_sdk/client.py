@@ -13,6 +13,7 @@ from openledger_sdk.errors import NotConnectedError, OpenLedgerError
 if TYPE_CHECKING:
     from openledger_sdk.attribution import Attribution
     from openledger_sdk.datanets import Datanets
+    from openledger_sdk.models import Models
     from openledger_sdk.rewards import Rewards
     from openledger_sdk.wallet import Wallet
 
@@ -57,6 +58,13 @@ class Client:
         from openledger_sdk.wallet import Wallet
 
         return Wallet(self)
+
+    @cached_property
+    def models(self) -> Models:
+        """Published fine-tuned models: `.list()`, `.get(name)`, `.publish(trained, name, price_per_1k_tokens)`."""
+        from openledger_sdk.models import Models
+
+        return Models(self)
 
     @cached_property
     def rewards(self) -> Rewards:

@@ -690,3 +690,50 @@ def test_build_profile_list_rejects_bad_offers(offers, kwargs, message):
 def test_build_profile_list_rejects_other_types():
     with pytest.raises(TypeError, match="expected GPUOffer or MIGOffer"):
         build_profile_list([{"product": "NVIDIA-L4"}])
+
+
+# --- the dashboards server -------------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_the_dashboards_server_is_voila_only_on_cpu_in_the_curated_folder(tmp_path, launches, templates):
+    dashboards = tmp_path / "dashboards"
+    dashboards.mkdir()
+    hub = FakeHub(tmp_path, gpus="0", templates_dir=str(templates), dashboards_dir=str(dashboards))
+    user = hub.user("alice", "", "dashboards")
+    server, lab = user.spawners["dashboards"], user.spawners[""]
+    assert server.serves_dashboards and not lab.serves_dashboards
+    home = tmp_path / "homes" / "alice"
+
+    await spawn(server)
+    env = launches[0]["env"]
+    assert env["JUPYTERHUB_ROOT_DIR"] == str(dashboards)
+    assert env["JUPYTERHUB_DEFAULT_URL"] == "/voila/render/contributor.ipynb"
+    assert CPU_ENV.items() <= env.items()
+    assert server.slot is None and server.allocator.allocations() == {}  # the only GPU stays free
+    assert home.is_dir() and not (home / "welcome.ipynb").exists()  # a home, but no templates
+    args = server.get_args()
+    for arg in ("--ServerApp.jpserver_extensions=jupyterlab=False", "--VoilaConfiguration.show_tracebacks=False"):
+        assert arg in args
+
+    await spawn(lab)  # the user's own server is unchanged: the GPU, the templates, JupyterLab
+    assert launches[1]["env"]["CUDA_VISIBLE_DEVICES"] == "0"
+    assert "JUPYTERHUB_ROOT_DIR" not in launches[1]["env"]
+    assert lab.get_args() == [] and (home / "welcome.ipynb").exists()
+    await server.stop()
+    assert set(server.allocator.allocations()) == {"alice/"}
+
+
+@pytest.mark.asyncio
+async def test_a_missing_dashboards_folder_refuses_the_spawn_clearly(tmp_path, launches):
+    spawner = FakeHub(tmp_path, dashboards_dir=str(tmp_path / "missing")).spawner("alice", "dashboards")
+    with pytest.raises(HTTPError) as info:
+        await spawn(spawner)
+    assert info.value.status_code == 500
+    message = f"The dashboards folder {tmp_path / 'missing'} is missing on the hub; ask an admin"
+    assert info.value.jupyterhub_message == message
+    assert launches == []
+
+
+def test_without_a_dashboards_folder_the_name_is_an_ordinary_server(tmp_path):
+    assert not FakeHub(tmp_path).spawner("alice", "dashboards").serves_dashboards

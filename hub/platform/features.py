@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hub.datanets import api as datanets
+from hub.models import api as models
 from hub.platform import ledger_feature, progress, users
 from hub.platform.runtime import Feature
 from hub.rewards import api as rewards
@@ -12,5 +13,6 @@ FEATURES: list[Feature] = [
     progress.feature,
     ledger_feature.feature,  # before the features that enqueue chain writes
     datanets.feature,
+    models.feature,  # after datanets: publishing checks the datanet versions a model was trained on
     rewards.feature,  # after the ledger: settles inference fees into epochs and claims
 ]

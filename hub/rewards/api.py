@@ -6,7 +6,7 @@ POST /api/rewards/claim                the platform claims for me (or for {"addr
 GET  /api/rewards/epochs[/{n}]         settled epochs: totals, roots (admins also see the charges)
 POST /api/admin/settle                 admins: close and settle an epoch now
 GET  /api/attribution/{request_id}     one inference record: fee split, shares, top examples, inclusion proof
-GET  /api/models/{name}/revenue        requests and fees per day, the split, top contributors
+GET  /api/models/{name}/revenue        requests, fees and the owner's share per day, the split, top contributors
 """
 
 from __future__ import annotations

@@ -81,11 +81,12 @@ def model_revenue(session: Session, model: str, days: int, now: datetime | None 
     contributors: dict[str, int] = {}
     for row in rows:
         doc = row.attribution
-        day = per_day.setdefault(row.created_at.date().isoformat(), {"requests": 0, "tokens": 0, "fees": 0})
+        day = per_day.setdefault(row.created_at.date().isoformat(), {"requests": 0, "tokens": 0, "fees": 0, "owner": 0})
+        owner = int(doc["owner"]["amount"]) + (int(doc["unattributed"]) if doc["unattributed_to"] == "owner" else 0)
         day["requests"] += 1
         day["tokens"] += row.tokens
         day["fees"] += row.fee
-        owner = int(doc["owner"]["amount"]) + (int(doc["unattributed"]) if doc["unattributed_to"] == "owner" else 0)
+        day["owner"] += owner  # the owner dashboard plots its revenue per day
         totals["requests"] += 1
         totals["tokens"] += row.tokens
         totals["fees"] += row.fee
@@ -101,7 +102,13 @@ def model_revenue(session: Session, model: str, days: int, now: datetime | None 
         "days": days,
         "totals": {key: value if key in ("requests", "tokens") else str(value) for key, value in totals.items()},
         "per_day": [
-            {"date": date, "requests": day["requests"], "tokens": day["tokens"], "fees": str(day["fees"])}
+            {
+                "date": date,
+                "requests": day["requests"],
+                "tokens": day["tokens"],
+                "fees": str(day["fees"]),
+                "owner": str(day["owner"]),
+            }
             for date, day in sorted(per_day.items())
         ],
         "top_contributors": [{"address": address, "amount": str(amount)} for address, amount in top],

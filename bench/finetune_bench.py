@@ -1,0 +1,278 @@
+"""ModelFactory benchmark: our `finetune()` vs a plain transformers `Trainer` + peft run, same settings and data.
+
+Reports training tokens/s of both (target: ours / Trainer >= 0.95) from interleaved A/B runs, and the attribution
+index build time as a share of training time (target <= 30%) for both ways of collecting the gradients (an extra
+pass at the final weights, the default; or inside the last epoch's backward passes), plus index seconds per 1k
+examples and bytes per example. Both runs train the same tokenized examples (our chat-template formatting and
+response-only labels) with the same LoRA config, optimizer (AdamW), linear schedule, clipping, batch size, epochs and
+seed, and the Trainer reads the batches in our seeded order (so padding, and even the losses, match); tokens/s
+counts non-padding tokens over each loop's own timer (ours: `manifest.training.seconds`, which excludes index work;
+Trainer: `train_runtime`).
+
+    .venv/bin/python bench/finetune_bench.py                     # real base model, CPU, 1 thread
+    .venv/bin/python bench/finetune_bench.py --device cuda --threads 8 --out bench/results/finetune-gpu.json
+
+Writes JSON to bench/results/finetune.json (with the command line and the machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TOPICS = ["billing", "login", "shipping", "refunds", "warranty", "returns", "invoices", "passwords"]
+
+
+def bench_rows(n: int) -> list[dict[str, Any]]:
+    """Support-style prompt/response pairs of near-equal length (so batching pads about the same either way)."""
+    return [
+        {
+            "_row_id": i,
+            "_contributor": f"0x{(i % 8) + 1:040x}",
+            "prompt": f"Ticket {1000 + i}: a customer asks about {TOPICS[i % 8]} for order {50000 + 37 * i}. "
+            "What should the agent reply?",
+            "response": f"Thank the customer, confirm order {50000 + 37 * i}, explain our {TOPICS[i % 8]} policy in "
+            f"two sentences, and offer follow-up code {chr(65 + i % 26)}{i % 97:02d} if anything is still unclear.",
+        }
+        for i in range(n)
+    ]
+
+
+def run_ours(args: argparse.Namespace, rows: list[dict], workdir: Path, gradients: str = "final") -> dict[str, Any]:
+    from openledger_sdk.modelfactory import IndexSettings, LoraSettings, finetune
+
+    started = time.perf_counter()
+    model = finetune(
+        args.base,
+        rows=rows,
+        models_dir=args.models_dir,
+        lora=LoraSettings(r=args.rank, alpha=2 * args.rank, dropout=0.0),
+        lr=args.lr,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        max_len=args.max_len,
+        seed=0,
+        eval_split=0.0,
+        index=IndexSettings(dim=args.index_dim, batch_size=args.index_batch_size, gradients=gradients),
+        device=args.device,
+        output_dir=workdir / "ours",
+        progress=False,
+    )
+    wall = time.perf_counter() - started
+    training, index = model.manifest["training"], model.manifest["attribution_index"]
+    result = {
+        "tokens": training["tokens"],
+        "train_seconds": training["seconds"],
+        "tokens_per_second": training["tokens"] / training["seconds"],
+        "steps": training["steps"],
+        "mean_step_loss": sum(training["step_losses"]) / len(training["step_losses"]),
+        "index_seconds": index["build_seconds"],
+        "index_seconds_per_1k_examples": index["seconds_per_1k_examples"],
+        "index_bytes_per_example": index["bytes_per_example"],
+        "index_share_of_training": index["build_seconds"] / training["seconds"],
+        "wall_seconds_incl_load_index_save": round(wall, 3),
+    }
+    del model
+    _free()
+    return result
+
+
+def run_trainer(args: argparse.Namespace, rows: list[dict], workdir: Path) -> dict[str, Any]:
+    """The baseline: transformers.Trainer + peft on exactly our tokenized examples."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from torch.utils.data import SequentialSampler
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+
+    from openledger_sdk.catalog import resolve_base_model
+    from openledger_sdk.modelfactory.data import collate, epoch_order, prepare
+    from openledger_sdk.modelfactory.trainer import resolve_device
+
+    base_dir = resolve_base_model(args.base, args.models_dir)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    prepared = prepare(rows, tokenizer, max_len=args.max_len, eval_split=0.0, seed=0)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    device, precision = resolve_device(args.device)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype)
+    torch.manual_seed(0)
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=args.rank, lora_alpha=2 * args.rank, lora_dropout=0.0, target_modules=targets, task_type="CAUSAL_LM"
+        ),  # fmt: skip
+    )
+    # The same batches in the same order as ours (our seeded per-epoch permutations, laid end to end, read
+    # sequentially in one Trainer epoch): identical padding, identical schedule length, comparable losses.
+    order = [i for epoch in range(args.epochs) for i in epoch_order(len(prepared.train), 0, epoch)]
+    train = [{"example": prepared.train[i]} for i in order]
+    training_args = TrainingArguments(
+        output_dir=str(workdir / "trainer"),
+        per_device_train_batch_size=args.batch_size,
+        gradient_accumulation_steps=1,
+        num_train_epochs=1,
+        learning_rate=args.lr,
+        lr_scheduler_type="linear",
+        warmup_steps=0,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        optim="adamw_torch",
+        bf16=precision == "bf16",
+        use_cpu=device == "cpu",
+        seed=0,
+        data_seed=0,
+        save_strategy="no",
+        report_to=[],
+        logging_steps=10**6,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+    )
+
+    class SameOrderTrainer(Trainer):
+        def _get_train_sampler(self, *_args: Any, **_kwargs: Any) -> Any:
+            return SequentialSampler(train)
+
+    trainer = SameOrderTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train,
+        data_collator=lambda items: collate([item["example"] for item in items], pad_id),
+    )
+    started = time.perf_counter()
+    output = trainer.train()
+    wall = time.perf_counter() - started
+    tokens = sum(len(item["example"].input_ids) for item in train)
+    seconds = output.metrics["train_runtime"]
+    result = {
+        "tokens": tokens,
+        "train_seconds": seconds,
+        "tokens_per_second": tokens / seconds,
+        "steps": output.global_step,
+        "mean_step_loss": output.training_loss,  # same batches and maths: should match ours closely
+        "wall_seconds_train_call": round(wall, 3),
+    }
+    del trainer, model
+    _free()
+    return result
+
+
+def _free() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base", default="smollm2-135m-instruct")
+    parser.add_argument("--models-dir", type=Path, default=ROOT / ".openledger-data" / "models")
+    parser.add_argument("--rows", type=int, default=48)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--max-len", type=int, default=128)
+    parser.add_argument("--rank", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--index-dim", type=int, default=1024)
+    parser.add_argument("--index-batch-size", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved A/B rounds (order alternates)")
+    parser.add_argument("--capture-runs", type=int, default=1, help='runs with IndexSettings(gradients="last_epoch")')
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 on shared CPUs: contended OpenMP spins)"
+    )
+    parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "finetune.json")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)  # pinned: the machine is shared, and both sides get the same
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    rows = bench_rows(args.rows)
+    workdir = Path(tempfile.mkdtemp(prefix="finetune-bench-"))
+    ours: list[dict] = []
+    baseline: list[dict] = []
+    captured: list[dict] = []  # ours with IndexSettings(gradients="last_epoch")
+    results = {"ours": ours, "trainer": baseline, "ours_last_epoch": captured}
+    runners = {
+        "ours": run_ours,
+        "trainer": run_trainer,
+        "ours_last_epoch": lambda a, r, d: run_ours(a, r, d, gradients="last_epoch"),
+    }
+    try:
+        # Warm-up (file cache, lazy imports, kernels) so round 1 does not favour whichever runs second.
+        run_ours(argparse.Namespace(**{**vars(args), "epochs": 1}), rows[: args.batch_size * 2], workdir / "warm")
+        schedule = [["ours", "trainer"] if r % 2 == 0 else ["trainer", "ours"] for r in range(args.rounds)]
+        schedule += [["ours_last_epoch"]] * args.capture_runs  # an index-cost measurement, not part of the A/B
+        for round_, names in enumerate(schedule):
+            for name in names:
+                result = runners[name](args, rows, workdir / f"{name}-{round_}")
+                results[name].append(result)
+                print(f"run {round_ + 1} {name}: {result['tokens_per_second']:.1f} tokens/s", flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    ours_tps = statistics.median(r["tokens_per_second"] for r in ours)
+    base_tps = statistics.median(r["tokens_per_second"] for r in baseline)
+    share = statistics.median(r["index_share_of_training"] for r in ours)
+    import peft
+    import transformers
+
+    summary = {
+        "ours_tokens_per_second": round(ours_tps, 2),
+        "trainer_tokens_per_second": round(base_tps, 2),
+        "ratio_ours_over_trainer": round(ours_tps / base_tps, 4),
+        "ratio_target": 0.95,
+        "ratio_per_round": [
+            round(a["tokens_per_second"] / b["tokens_per_second"], 4) for a, b in zip(ours, baseline, strict=True)
+        ],  # fmt: skip
+        "index_share_of_training": round(share, 4),
+        "index_share_of_training_last_epoch_gradients": round(
+            statistics.median(r["index_share_of_training"] for r in captured), 4
+        )
+        if captured
+        else None,
+        "index_share_target": 0.30,
+        "index_seconds_per_1k_examples": statistics.median(r["index_seconds_per_1k_examples"] for r in ours),
+        "index_bytes_per_example": ours[0]["index_bytes_per_example"],
+    }
+    report = {
+        "benchmark": "finetune",
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "device": torch.cuda.get_device_name(0) if args.device != "cpu" and torch.cuda.is_available() else "cpu",
+            "platform": platform.platform(),
+            "load_average_at_end": os.getloadavg(),
+        },
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__},
+        "summary": summary,
+        **results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

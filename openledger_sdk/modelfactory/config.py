@@ -1,0 +1,169 @@
+"""Fine-tuning settings, their validation, and the config hash recorded in the provenance manifest.
+
+No torch here: the widget panel validates settings with these checks before anything heavy is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from openledger_sdk.modelfactory.errors import FinetuneError
+
+DEFAULT_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+MIN_MAX_LEN = 16  # below this not even a chat template's role markers fit
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA adapter shape: rank `r`, scaling `alpha / r`, dropout on the adapter input, and which Linear layers."""
+
+    r: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = DEFAULT_TARGETS
+
+    def __post_init__(self) -> None:
+        # Accept a list or a single name; keep a tuple so the settings stay hashable and canonical.
+        targets = self.target_modules
+        if isinstance(targets, str):
+            targets = (targets,)
+        object.__setattr__(self, "target_modules", tuple(targets))
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """The attribution index: projection dimension and seed, TRAK damping, per-example gradient batch size.
+
+    `seed=None` uses the training seed. `damping` is λ relative to the mean non-zero eigenvalue of ΦᵀΦ.
+    `gradients`: "final" computes every example's gradient at the final adapter in one extra forward+backward pass
+    over the training set (exact TRAK features; costs about one epoch); "last_epoch" collects them inside the last
+    epoch's own backward passes (almost free, but at the weights of the step that saw each example).
+    """
+
+    enabled: bool = True
+    dim: int = 1024
+    seed: int | None = None
+    damping: float = 0.1
+    batch_size: int = 8
+    span_index: bool = True
+    gradients: str = "final"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting that changes the trained adapter; its canonical JSON hash goes into the manifest."""
+
+    base: str
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    lr: float = 2e-4
+    epochs: int = 1
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_len: int = 512
+    seed: int = 0
+    eval_split: float = 0.1
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    max_grad_norm: float | None = 1.0
+    max_steps: int | None = None  # cap on optimizer steps (quick trials, benchmarks); None = all epochs
+    index: IndexSettings = field(default_factory=IndexSettings)
+
+    def validate(self) -> None:
+        """Raise `FinetuneError` naming the first bad setting (cheap checks; no model or data needed)."""
+        problems = validation_problems(self)
+        if problems:
+            raise FinetuneError(problems[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["lora"]["target_modules"] = list(self.lora.target_modules)
+        return data
+
+    def config_hash(self) -> str:
+        return canonical_hash(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        values["lora"] = LoraSettings(**data.get("lora", {}))
+        values["index"] = IndexSettings(**data.get("index", {}))
+        return cls(**values)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def validation_problems(config: TrainConfig) -> list[str]:
+    """Every problem with the settings, as messages a user can act on (empty when all is well)."""
+    problems: list[str] = []
+    lora = config.lora
+    if not isinstance(config.base, str) or not config.base.strip():
+        problems.append("base model: give a catalog name (e.g. 'smollm2-135m-instruct') or a local model folder")
+    if not _is_int(lora.r) or lora.r <= 0:
+        problems.append(f"LoRA rank r must be a positive integer (got {lora.r!r}); typical values are 4 to 64")
+    if not _is_number(lora.alpha) or lora.alpha <= 0:
+        problems.append(f"LoRA alpha must be a positive number (got {lora.alpha!r}); 2 x r is a common choice")
+    if not _is_number(lora.dropout) or not 0 <= lora.dropout < 1:
+        problems.append(f"LoRA dropout must be in [0, 1) (got {lora.dropout!r})")
+    if not lora.target_modules or not all(isinstance(t, str) and t for t in lora.target_modules):
+        problems.append("target_modules: name at least one Linear layer, e.g. ('q_proj', 'v_proj')")
+    if not _is_number(config.lr) or config.lr <= 0:
+        problems.append(f"learning rate lr must be a positive number (got {config.lr!r}); try 1e-4 to 1e-3 for LoRA")
+    elif config.lr >= 1:
+        problems.append(f"learning rate lr={config.lr} is far too large for LoRA; try 1e-4 to 1e-3")
+    if not _is_int(config.epochs) or config.epochs < 1:
+        problems.append(f"epochs must be an integer >= 1 (got {config.epochs!r})")
+    if not _is_int(config.batch_size) or config.batch_size < 1:
+        problems.append(f"batch_size must be an integer >= 1 (got {config.batch_size!r})")
+    if not _is_int(config.grad_accum) or config.grad_accum < 1:
+        problems.append(f"grad_accum must be an integer >= 1 (got {config.grad_accum!r})")
+    if not _is_int(config.max_len) or config.max_len < MIN_MAX_LEN:
+        problems.append(
+            f"max_len={config.max_len!r} is too small: it must be an integer >= {MIN_MAX_LEN} tokens "
+            "(prompt, template markers and response must fit)"
+        )
+    if not _is_int(config.seed) or config.seed < 0:
+        problems.append(f"seed must be a non-negative integer (got {config.seed!r})")
+    if not _is_number(config.eval_split) or not 0 <= config.eval_split < 1:
+        problems.append(f"eval_split must be a fraction in [0, 1) (got {config.eval_split!r}); 0 disables evaluation")
+    if not _is_number(config.weight_decay) or config.weight_decay < 0:
+        problems.append(f"weight_decay must be >= 0 (got {config.weight_decay!r})")
+    if not _is_number(config.warmup_ratio) or not 0 <= config.warmup_ratio < 1:
+        problems.append(f"warmup_ratio must be in [0, 1) (got {config.warmup_ratio!r})")
+    if config.max_grad_norm is not None and (not _is_number(config.max_grad_norm) or config.max_grad_norm <= 0):
+        problems.append(f"max_grad_norm must be positive or None (got {config.max_grad_norm!r})")
+    if config.max_steps is not None and (not _is_int(config.max_steps) or config.max_steps < 1):
+        problems.append(f"max_steps must be a positive integer or None (got {config.max_steps!r})")
+    index = config.index
+    if index.enabled:
+        if not _is_int(index.dim) or index.dim < 1:
+            problems.append(f"attribution index dim must be a positive integer (got {index.dim!r}); default 1024")
+        if index.seed is not None and (not _is_int(index.seed) or index.seed < 0):
+            problems.append(f"attribution index seed must be a non-negative integer or None (got {index.seed!r})")
+        if not _is_number(index.damping) or index.damping <= 0:
+            problems.append(f"attribution index damping must be positive (got {index.damping!r})")
+        if not _is_int(index.batch_size) or index.batch_size < 1:
+            problems.append(f"attribution index batch_size must be >= 1 (got {index.batch_size!r})")
+        if index.gradients not in ("final", "last_epoch"):
+            problems.append(f"attribution index gradients must be 'final' or 'last_epoch' (got {index.gradients!r})")
+    return problems
+
+
+def canonical_json(data: Any) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: the same settings always give the same bytes (and hash)."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def canonical_hash(data: Any) -> str:
+    return hashlib.sha256(canonical_json(data)).hexdigest()
