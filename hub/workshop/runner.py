@@ -47,6 +47,7 @@ def dry_run(
                     kernel_name=kernel,
                     progress_bar=False,
                     execution_timeout=timeout,
+                    cwd=str(target.parent),  # notebooks that write files write them beside their output
                 )
                 results[user] = None
             except papermill.PapermillExecutionError as err:
