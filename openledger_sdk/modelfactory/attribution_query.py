@@ -1,0 +1,422 @@
+"""Tier-1 Proof of Attribution on one inference: gradient influence + span evidence → top examples → shares.
+
+The OpenLoRA request path calls, per request (after generation, unless the request says `attribution: false`):
+
+    attributor = Attributor.load(adapter_dir, base_model_or_model)      # cached per adapter folder
+    result = attributor.attribute(prompt_ids, output_ids, top_k=10)      # model= the PEFT model, adapter active
+    record_inference(..., shares=result.shares, top_examples=result.top_examples())
+
+How one answer is scored (n training examples in the adapter's index):
+
+1. Gradient influence. One forward + backward pass of the answer's mean cross-entropy (labels on `output_ids`
+   only) w.r.t. the adapter's LoRA weights, per-layer weight gradients einsum(dL/dy, x) in the index's layout order,
+   CountSketch-projected with the index's seed — `attribution_index.query_projection`, the very code that built the
+   index, so the query and the training examples live in the same space. Then one matrix-vector product with the
+   stored preconditioned features: g_i = q·M·Φ_i / (‖q‖ ‖Φ_i‖) (TRAK, LESS-normalised so high-gradient-norm
+   outlier rows cannot win every query). Standardised over the index: z_i = (g_i − mean g) / std g ("how far this
+   example stands out for this answer"); G_i = max(z_i, 0) / max_j z_j ∈ [0, 1].
+2. Span evidence. The suffix array finds the maximal spans (≥ `min_span` tokens) of the answer that occur verbatim
+   in training responses. A span of length L found in df examples weighs w = (L / |answer|) · idf with
+   idf = log(1 + n / df) / log(1 + n) (1 for a span unique to one example, → 0 for boilerplate every row has);
+   S_i = min(1, Σ w over the spans example i contains) ∈ [0, 1].
+3. Combined: c_i = gradient_weight · G_i + (1 − gradient_weight) · S_i (default 0.5 / 0.5).
+4. Null test. The answer is attributed when max_j z_j clears the calibrated gradient threshold, or max_j S_j clears
+   the span threshold (`calibrate_null`: a high quantile of both statistics over answers to unrelated prompts,
+   stored beside the index in `attribution_null.json`). Otherwise the result is "unattributed": no shares (the
+   rewards side sends the whole contributors' pool to the unattributed bucket), top examples still reported.
+5. Near-copies. Among the top candidates, examples whose preconditioned features have cosine ≥ `copy_cosine` and
+   share a verbatim span are one cluster; the cluster's score goes to its earliest row (index order = datanet
+   order), so a later near-copy of someone's row, or a flood of near-identical rows, earns what one row earns.
+6. Top-k by c (> 0) → per-contributor shares: Σ c_i over the contributor's top-k rows, normalised to sum to 1.
+   Negatives never enter (clipped in 1 and 2); the per-contributor cap and "never more than the fee" are applied
+   by `hub.rewards.split` when the record is metered.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from openledger_sdk.modelfactory.attribution_index import INDEX_FILE, INDEX_META, AttributionIndex, query_projection
+from openledger_sdk.modelfactory.data import IGNORE
+from openledger_sdk.modelfactory.span_index import SPAN_META, SpanIndex
+
+NULL_FILE = "attribution_null.json"
+NULL_FORMAT = "openledger-attribution-null/1"
+__all__ = [
+    "NULL_FILE",
+    "AttributedExample",
+    "AttributionResult",
+    "Attributor",
+    "NullThreshold",
+    "ScoringSettings",
+    "calibrate_null",
+]
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """Knobs of the combination; the defaults are what the quality harness measured."""
+
+    gradient_weight: float = 0.5  # c = w·G + (1 − w)·S
+    min_span: int = 8  # shorter verbatim matches are common phrases, not evidence
+    candidates: int = 64  # top examples by combined score examined for near-copies
+    copy_cosine: float = 0.98  # feature cosine at or above which two rows sharing a span are one cluster
+    dense_limit: int = 1 << 26  # keep float32 features in memory up to this many numbers (256 MB); chunked above
+
+
+@dataclass(frozen=True)
+class NullThreshold:
+    """Scores an answer must beat to be attributed (calibrated on answers to unrelated prompts)."""
+
+    gradient_z: float = 3.0  # max_j z_j; the uncalibrated default is a 3-sigma outlier
+    span: float = 0.05  # max_j S_j; a span must cover a few percent of the answer
+    quantile: float | None = None
+    samples: int = 0
+    observed: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / NULL_FILE
+        path.write_text(json.dumps({"format": NULL_FORMAT, **asdict(self)}, indent=1), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> NullThreshold | None:
+        path = Path(directory) / NULL_FILE
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.pop("format", None) != NULL_FORMAT:
+            raise ValueError(f"{path} is not an {NULL_FORMAT} file")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class AttributedExample:
+    """One training row in the top-k, with why it was credited."""
+
+    position: int  # row in the index
+    row_id: Any
+    contributor: str
+    datanet: str | None
+    version: Any
+    score: float  # combined c_i (after near-copy clustering)
+    gradient: float  # G_i
+    gradient_z: float  # z_i
+    span: float  # S_i
+    spans: tuple[tuple[int, int], ...] = ()  # (start, length) of the answer's verbatim spans found in this row
+    copies: tuple[Any, ...] = ()  # row ids of later near-copies whose credit this row received
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "row_id": self.row_id,
+            "contributor": self.contributor,
+            "datanet": self.datanet,
+            "version": self.version,
+            "score": round(self.score, 6),
+            "gradient": round(self.gradient, 6),
+            "gradient_z": round(self.gradient_z, 4),
+            "span": round(self.span, 6),
+            "spans": [list(s) for s in self.spans],
+            **({"copies": list(self.copies)} if self.copies else {}),
+        }
+
+
+@dataclass
+class AttributionResult:
+    """Top examples and contributor shares of one answer; `shares` is empty when `attributed` is False."""
+
+    attributed: bool
+    examples: list[AttributedExample]
+    shares: dict[str, float]  # contributor → share, non-negative, summing to 1 (empty: unattributed)
+    max_gradient_z: float
+    max_span: float
+    threshold: NullThreshold
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: backward, matvec, spans, total
+
+    @property
+    def top(self) -> AttributedExample | None:
+        return self.examples[0] if self.examples else None
+
+    def top_examples(self, limit: int = 10) -> list[dict[str, Any]]:
+        """JSON objects for `record_inference(top_examples=...)` and the API response."""
+        return [example.to_dict() for example in self.examples[:limit]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "attributed": self.attributed,
+            "shares": self.shares,
+            "top_examples": self.top_examples(),
+            "max_gradient_z": round(self.max_gradient_z, 4),
+            "max_span": round(self.max_span, 6),
+            "threshold": {"gradient_z": self.threshold.gradient_z, "span": self.threshold.span},
+        }
+
+
+_CACHE: dict[tuple[str, int, str], Attributor] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _load_peft(adapter_dir: Path, base: str | Path, device: str) -> Any:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from openledger_sdk.catalog import resolve_base_model
+
+    base_path = Path(base)
+    base_dir = base_path if base_path.is_dir() else resolve_base_model(str(base), None)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).to(device)
+    return PeftModel.from_pretrained(model, adapter_dir, is_trainable=False).eval()
+
+
+class Attributor:
+    """The attribution index, span index and null threshold of one adapter, ready to score answers."""
+
+    def __init__(
+        self,
+        index: AttributionIndex,
+        spans: SpanIndex | None,
+        *,
+        model: Any = None,
+        threshold: NullThreshold | None = None,
+        settings: ScoringSettings | None = None,
+        directory: str | Path | None = None,
+    ) -> None:
+        self.index = index
+        self.spans = spans
+        self.model = model
+        self.settings = settings or ScoringSettings()
+        self.threshold = threshold or NullThreshold()
+        self.directory = Path(directory) if directory is not None else None
+        self.lock = threading.Lock()  # one backward pass at a time on a shared model
+        n = len(index)
+        self._dense = index.features.to(torch.float32) if n * index.dim <= self.settings.dense_limit else None
+        self._norms = index.raw_norms.to(torch.float32).clamp_min(1e-12)
+        sources = index.meta.get("datanets") or []
+        self._source = (sources[0].get("name"), sources[0].get("version")) if sources else (None, None)
+        # Every row's datanet and version: one source per index today (ModelFactory trains on one datanet version).
+
+    @classmethod
+    def load(
+        cls,
+        adapter_dir: str | Path,
+        base_model_or_model: Any = None,
+        *,
+        settings: ScoringSettings | None = None,
+        device: str = "cpu",
+        cache: bool = True,
+    ) -> Attributor:
+        """The adapter folder's indexes (+ null threshold), loaded once per folder and model.
+
+        `base_model_or_model`: the PEFT model serving this adapter (its LoRA layout must match the index), or a
+        base model folder / catalog name to load the adapter onto (float32, on `device`), or None to pass
+        `model=` to every `attribute()` call.
+        """
+        directory = Path(adapter_dir).resolve()
+        if not (directory / INDEX_META).is_file():
+            raise FileNotFoundError(f"{directory} has no attribution index ({INDEX_META})")
+        model_key = "none" if base_model_or_model is None else (
+            str(base_model_or_model) if isinstance(base_model_or_model, str | Path) else f"id{id(base_model_or_model)}"
+        )  # fmt: skip
+        key = (str(directory), (directory / INDEX_FILE).stat().st_mtime_ns, model_key)
+        with _CACHE_LOCK:
+            if cache and key in _CACHE:
+                return _CACHE[key]
+        index = AttributionIndex.load(directory)
+        spans = SpanIndex.load(directory) if (directory / SPAN_META).is_file() else None
+        model = base_model_or_model
+        if isinstance(model, str | Path):
+            model = _load_peft(directory, model, device)
+        attributor = cls(
+            index, spans, model=model, threshold=NullThreshold.load(directory), settings=settings, directory=directory
+        )
+        if cache:
+            with _CACHE_LOCK:
+                _CACHE[key] = attributor
+        return attributor
+
+    # --- the pieces --------------------------------------------------------------------------------------------
+
+    def projection(self, prompt_ids: Sequence[int], output_ids: Sequence[int], model: Any = None) -> torch.Tensor:
+        """The answer's projected LoRA gradient [dim] (same computation as the index build)."""
+        model = model if model is not None else self.model
+        if model is None:
+            raise ValueError("no model: pass model= (the PEFT model with this adapter active) or load with one")
+        output = [int(t) for t in output_ids]
+        if not output:
+            raise ValueError("the output has no tokens to attribute")
+        ids = [int(t) for t in prompt_ids] + output
+        labels = [IGNORE] * len(prompt_ids) + output
+        with self.lock, torch.enable_grad():
+            return query_projection(model, self.index, ids, labels).detach().cpu()
+
+    def gradient_scores(self, q: torch.Tensor) -> torch.Tensor:
+        """g_i = q·M·Φ_i / (‖q‖ ‖Φ_i‖) for every row: one matrix-vector product [n]."""
+        q = q.to(torch.float32).reshape(-1)
+        if q.shape[0] != self.index.dim:
+            raise ValueError(f"query projection has {q.shape[0]} entries; this index has dim {self.index.dim}")
+        if self._dense is not None:
+            raw = self._dense @ q
+        else:  # big index: convert float16 → float32 in chunks instead of holding a float32 copy
+            raw = torch.cat([chunk.to(torch.float32) @ q for chunk in self.index.features.split(1 << 16)])
+        return raw * (self.index.scale / float(q.norm().clamp_min(1e-12))) / self._norms
+
+    def span_scores(self, output_ids: Sequence[int]) -> tuple[np.ndarray, dict[int, list[tuple[int, int]]]]:
+        """S_i for every row [n], and the (start, length) spans each credited row contains."""
+        n = len(self.index)
+        scores = np.zeros(n, dtype=np.float64)
+        where: dict[int, list[tuple[int, int]]] = {}
+        output = [int(t) for t in output_ids]
+        if self.spans is None or len(output) < self.settings.min_span:
+            return scores, where
+        norm = math.log1p(n)
+        for match in self.spans.longest_matches(output, min_len=self.settings.min_span, max_examples=n):
+            df = max(len(match.examples), 1)
+            weight = (match.length / len(output)) * (math.log1p(n / df) / norm if n > 1 else 1.0)
+            for example in match.examples:
+                scores[example] += weight
+                where.setdefault(example, []).append((match.start, match.length))
+        return np.minimum(scores, 1.0), where
+
+    # --- one answer --------------------------------------------------------------------------------------------
+
+    def statistics(self, prompt_ids: Sequence[int], output_ids: Sequence[int], model: Any = None) -> dict[str, Any]:
+        """Everything `attribute()` combines: z [n], S [n], spans per row, timings (also used by calibration)."""
+        started = time.perf_counter()
+        q = self.projection(prompt_ids, output_ids, model)
+        backward = time.perf_counter()
+        g = self.gradient_scores(q)
+        std = float(g.std()) if len(g) > 1 else 0.0
+        z = (g - g.mean()) / std if std > 0 else torch.zeros_like(g)
+        matvec = time.perf_counter()
+        span, where = self.span_scores(output_ids)
+        done = time.perf_counter()
+        timings = {"backward": backward - started, "matvec": matvec - backward, "spans": done - matvec}
+        return {"z": z.numpy().astype(np.float64), "span": span, "where": where, "timings": timings}
+
+    def attribute(
+        self, prompt_ids: Sequence[int], output_ids: Sequence[int], model: Any = None, top_k: int = 10
+    ) -> AttributionResult:
+        """Attribute one generated answer (`output_ids`, after `prompt_ids`) to training rows and contributors."""
+        started = time.perf_counter()
+        stats = self.statistics(prompt_ids, output_ids, model)
+        z, span, where = stats["z"], stats["span"], stats["where"]
+        max_z = float(z.max()) if len(z) else 0.0
+        max_span = float(span.max()) if len(span) else 0.0
+        gradient = np.clip(z, 0.0, None) / max(max_z, 1e-12)
+        weight = self.settings.gradient_weight
+        combined = weight * gradient + (1.0 - weight) * span
+        credited, copies = self._cluster_copies(combined, where)
+        order = [int(i) for i in np.argsort(-credited, kind="stable")[:top_k] if credited[i] > 0]
+        examples = [
+            AttributedExample(
+                position=i,
+                row_id=self.index.row_ids[i],
+                contributor=self.index.contributors[i],
+                datanet=self._source[0],
+                version=self._source[1],
+                score=float(credited[i]),
+                gradient=float(gradient[i]),
+                gradient_z=float(z[i]),
+                span=float(span[i]),
+                spans=tuple(where.get(i, ())),
+                copies=tuple(self.index.row_ids[j] for j in copies.get(i, ())),
+            )
+            for i in order
+        ]
+        attributed = bool(examples) and (max_z > self.threshold.gradient_z or max_span > self.threshold.span)
+        shares = contributor_shares(examples) if attributed else {}
+        timings = {**stats["timings"], "total": time.perf_counter() - started}
+        return AttributionResult(attributed, examples, shares, max_z, max_span, self.threshold, timings)
+
+    def _cluster_copies(
+        self, combined: np.ndarray, where: Mapping[int, list[tuple[int, int]]]
+    ) -> tuple[np.ndarray, dict[int, list[int]]]:
+        """Give each near-copy cluster's best score to its earliest row; the later copies get 0."""
+        credited = combined.copy()
+        k = min(self.settings.candidates, len(combined))
+        top = [int(i) for i in np.argsort(-combined, kind="stable")[:k] if combined[i] > 0]
+        copies: dict[int, list[int]] = {}
+        if len(top) < 2:
+            return credited, copies
+        feats = self.index.features[top].to(torch.float32)
+        feats = feats / feats.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        cosine = (feats @ feats.T).numpy()
+        spans_of = [set(where.get(i, ())) for i in top]
+        claimed: set[int] = set()
+        for a in sorted(range(len(top)), key=lambda j: top[j]):  # earliest row first: it keeps the credit
+            if a in claimed:
+                continue
+            members = [
+                b
+                for b in range(len(top))
+                if b != a and b not in claimed and top[b] > top[a] and cosine[a, b] >= self.settings.copy_cosine
+                and (spans_of[a] & spans_of[b] or not spans_of[a])  # same verbatim evidence (or none to tell apart)
+            ]  # fmt: skip
+            if not members:
+                continue
+            credited[top[a]] = max(combined[top[j]] for j in [a, *members])
+            for b in members:
+                credited[top[b]] = 0.0
+                claimed.add(b)
+            copies[top[a]] = [top[b] for b in members]
+        return credited, copies
+
+
+def contributor_shares(examples: Sequence[AttributedExample]) -> dict[str, float]:
+    """Σ combined score per contributor over the top-k, normalised to sum to 1 (rows without a contributor skipped)."""
+    totals: dict[str, float] = {}
+    for example in examples:
+        if example.contributor and example.score > 0:
+            totals[example.contributor] = totals.get(example.contributor, 0.0) + example.score
+    total = sum(totals.values())
+    return {who: value / total for who, value in sorted(totals.items())} if total > 0 else {}
+
+
+def calibrate_null(
+    attributor: Attributor,
+    unrelated: Sequence[tuple[Sequence[int], Sequence[int]]],
+    *,
+    quantile: float = 0.95,
+    model: Any = None,
+    save: bool = True,
+) -> NullThreshold:
+    """Set the null thresholds at the `quantile` of max z and max S over answers to unrelated prompts.
+
+    `unrelated`: (prompt_ids, output_ids) pairs — prompts the datanet says nothing about, with the adapter's own
+    answers to them. The floors (z ≥ 2, S ≥ 0.02) keep a handful of samples from setting an absurdly low bar. Saved
+    as `attribution_null.json` beside the index (when the attributor came from a folder and `save`).
+    """
+    if not unrelated:
+        raise ValueError("calibration needs at least one unrelated (prompt, output) pair")
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+    max_z, max_s = [], []
+    for prompt_ids, output_ids in unrelated:
+        stats = attributor.statistics(prompt_ids, output_ids, model)
+        max_z.append(float(stats["z"].max()))
+        max_s.append(float(stats["span"].max()))
+    threshold = NullThreshold(
+        gradient_z=max(float(np.quantile(max_z, quantile)), 2.0),
+        span=max(float(np.quantile(max_s, quantile)), 0.02),
+        quantile=quantile,
+        samples=len(unrelated),
+        observed={
+            "gradient_z": [round(v, 4) for v in np.quantile(max_z, [0.5, 0.9, 0.95, 1.0]).tolist()],
+            "span": [round(v, 4) for v in np.quantile(max_s, [0.5, 0.9, 0.95, 1.0]).tolist()],
+            "quantiles": [0.5, 0.9, 0.95, 1.0],
+        },
+    )
+    attributor.threshold = threshold
+    if save and attributor.directory is not None:
+        threshold.save(attributor.directory)
+    return threshold
