@@ -41,7 +41,7 @@ def managed_services(settings: Settings, secrets: HubSecrets) -> list[dict[str, 
             # The chain first: the platform's ledger waits for its anvil.
             ("chain", "hub.chain", settings.services.chain_port),
             ("platform", "hub.platform", settings.services.platform_port),
-            ("openlora", "hub.openlora_placeholder", settings.services.openlora_port),
+            ("openlora", "hub.openlora.hub_service", settings.services.openlora_port),
         )
     ]
     services.append({"name": ADMIN_SERVICE, "api_token": secrets.admin_api_token})

@@ -16,6 +16,7 @@ import websocket
 from hub.launcher import HubProcess, preflight, start_hub, wait_until_ready
 from hub.secrets import HubSecrets, ensure_secrets
 from hub.settings import Settings, load_settings
+from tests.tiny_model import build_tiny_model
 
 
 def free_port() -> int:
@@ -107,6 +108,11 @@ class RunningHub:
 
 
 def start_platform(directory: Path, **sections: dict) -> tuple[RunningHub, HubProcess]:
+    # OpenLoRA serves a tiny random model here (seconds to load); the real base model is for `make run`.
+    base = directory / "data" / "models" / "tiny-base"
+    if not base.exists():
+        build_tiny_model(base)
+    sections.setdefault("models", {"base_model": str(base)})
     settings_file = write_settings(directory, **sections)
     settings = load_settings(settings_file)
     preflight(settings)

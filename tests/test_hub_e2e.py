@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import openai
 import pytest
 
 from tests.hub_harness import RunningHub, run_in_kernel
@@ -106,10 +107,17 @@ def test_services_report_health_and_metrics(platform: RunningHub) -> None:
     assert "http_requests_total" in metrics
 
 
-def test_openlora_placeholder_says_it_is_not_ready(platform: RunningHub, alice: str) -> None:
-    health = httpx.get(f"{platform.url}/services/openlora/health")
-    assert health.status_code == 503
-    assert "not installed" in health.json()["reason"]
+def test_openlora_serves_the_base_model_to_the_openai_client(platform: RunningHub, alice: str) -> None:
+    client = openai.OpenAI(base_url=f"{platform.url}/services/openlora/v1", api_key=alice)
+    models = [model.id for model in client.models.list().data]
+    assert "tiny-base" in models
+    answer = client.chat.completions.create(
+        model="tiny-base", messages=[{"role": "user", "content": "hello"}], max_tokens=5, temperature=0
+    )
+    assert answer.usage.completion_tokens <= 5 and answer.choices[0].finish_reason in ("stop", "length")
+    with pytest.raises(openai.NotFoundError, match="/v1/models"):
+        client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+    assert httpx.get(f"{platform.url}/services/openlora/health").json()["status"] == "ok"
 
 
 def test_instructor_manages_students_servers_only(platform: RunningHub) -> None:

@@ -1,0 +1,372 @@
+"""OpenAI-compatible HTTP API over an `OpenLoRAEngine` (a JupyterHub managed service, hub-token auth).
+
+`model` is an adapter id or the base model's id. Responses carry OpenAI's `usage` plus two fields of ours:
+`price` (OPEN charged: total tokens / 1000 x the model's price per 1k tokens) and `attribution` (filled by the
+attribution service later; null for now). Errors use OpenAI's `{"error": {...}}` shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hub.auth import HubUser, admin_user, current_user
+from hub.openlora.engine import OpenLoRAEngine
+from hub.openlora.errors import EngineError, InvalidRequestError
+from hub.openlora.request import Completion, RequestHandle, StreamEvent
+from hub.openlora.sampling import SamplingParams
+
+PriceTable = Callable[[str], float]  # model id -> OPEN per 1k tokens (prompt + completion)
+
+
+# -- request bodies -------------------------------------------------------------------------------------------
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class _GenerationBody(BaseModel):
+    model_config = ConfigDict(extra="allow")  # unknown OpenAI fields are accepted and ignored
+
+    model: str
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    n: int = 1
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    user: str | None = None
+
+    def sampling(self, max_tokens: int | None) -> SamplingParams:
+        if self.n != 1:
+            raise InvalidRequestError("only n=1 is supported")
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        params = SamplingParams(
+            max_tokens=max_tokens,
+            temperature=1.0 if self.temperature is None else self.temperature,
+            top_p=1.0 if self.top_p is None else self.top_p,
+            stop=stop,
+            seed=self.seed,
+        )
+        params.validate()
+        return params
+
+
+class CompletionBody(_GenerationBody):
+    prompt: str | list[str] | list[int]
+    max_tokens: int | None = 16  # OpenAI's default for completions
+    echo: bool = False
+    logprobs: int | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):  # content parts: keep the text ones
+            return "".join(p.get("text", "") for p in self.content if p.get("type") == "text")
+        return self.content or ""
+
+
+class ChatBody(_GenerationBody):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    logprobs: bool | None = None
+
+
+class AdapterBody(BaseModel):
+    # vLLM's runtime LoRA API names (lora_name, lora_path) are accepted too.
+    model: str = Field(validation_alias=AliasChoices("model", "lora_name", "adapter_id"))
+    path: str | None = Field(None, validation_alias=AliasChoices("path", "lora_path"))
+
+
+# -- helpers ----------------------------------------------------------------------------------------------------
+def error_body(message: str, type_: str, code: str | int | None = None, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def _engine_error_response(exc: EngineError) -> JSONResponse:
+    return JSONResponse(error_body(str(exc), exc.error_type, exc.code), status_code=exc.status_code)
+
+
+def _sse(payload: dict[str, Any] | str) -> str:
+    data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
+    return f"data: {data}\n\n"
+
+
+class Metering(Protocol):
+    """Prices and records inferences; the hub service's is `hub.openlora.metering.PlatformMetering`."""
+
+    def price_per_1k(self, model: str) -> float: ...
+
+    def record(self, *, payer: str, request_id: str, model: str, prompt_tokens: int, completion_tokens: int) -> dict:
+        """Record a finished inference; return at least its `price` in OPEN."""
+        ...
+
+
+class FlatMetering:
+    """A fixed price table and no records: for a stand-alone server outside the hub."""
+
+    def __init__(self, price_per_1k: PriceTable) -> None:
+        self.price_per_1k = price_per_1k
+
+    def record(self, *, payer: str, request_id: str, model: str, prompt_tokens: int, completion_tokens: int) -> dict:
+        return {"price": (prompt_tokens + completion_tokens) / 1000.0 * float(self.price_per_1k(model))}
+
+
+def usage(prompt: int, completion: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+async def _result_unless_disconnected(request: Request, handle: RequestHandle) -> Completion:
+    """Wait for the result; if the client goes away first, cancel the request (frees its KV row and slot)."""
+    task = asyncio.ensure_future(handle.aresult())
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.25)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                handle.cancel()
+                return await task  # raises RequestCancelledError
+    finally:
+        if not task.done():
+            handle.cancel()
+            task.cancel()
+
+
+# -- the app ----------------------------------------------------------------------------------------------------
+def create_app(
+    engine: OpenLoRAEngine,
+    *,
+    price_per_1k: PriceTable | None = None,
+    metering: Metering | None = None,
+    service_prefix: str | None = None,
+    owned_by: str = "openledger",
+) -> FastAPI:
+    """The FastAPI app. Routes are served at `/` and under the hub's service prefix (the proxy keeps it)."""
+    metering = metering or FlatMetering(price_per_1k or (lambda _model: 0.0))
+
+    async def charge(user: HubUser, request_id: str, model: str, prompt_tokens: int, completion_tokens: int) -> object:
+        """The price of a finished request; the hub's metering also records it for settlement."""
+        charged = await run_in_threadpool(
+            lambda: metering.record(
+                payer=user.name,
+                request_id=request_id,
+                model=model,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+            )
+        )
+        return charged["price"]
+
+    app = FastAPI(title="OpenLoRA", version="0.1.0")
+    app.state.engine = engine
+
+    @app.exception_handler(EngineError)
+    async def _engine_error(_request: Request, exc: EngineError) -> JSONResponse:
+        return _engine_error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        type_ = {401: "authentication_error", 403: "permission_error", 404: "not_found_error"}.get(exc.status_code)
+        body = error_body(str(exc.detail), type_ or "invalid_request_error", exc.status_code)
+        body["detail"] = exc.detail  # FastAPI's usual field, for non-OpenAI clients
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+        message = f"invalid request: {param + ': ' if param else ''}{first.get('msg', 'bad body')}"
+        return JSONResponse(error_body(message, "invalid_request_error", None, param), status_code=400)
+
+    router = APIRouter()
+
+    @router.get("/health")
+    async def health() -> dict[str, Any]:
+        return {
+            "status": "ok" if engine.scheduler.alive else "stopped",
+            "model": engine.base_model_id,
+            "waiting": engine.scheduler.waiting_count,
+            "running": len(engine.scheduler.running),
+        }
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        # Unauthenticated like every service's /metrics (scraped by Prometheus inside the deployment).
+        return Response(engine.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @router.get("/v1/models")
+    async def list_models(_user: HubUser = Depends(current_user)) -> dict[str, Any]:
+        data = [
+            {
+                "id": m["id"],
+                "object": "model",
+                "created": engine.created,
+                "owned_by": owned_by,
+                "root": engine.base_model_id,
+                "parent": m["parent"],
+                "max_model_len": m["max_model_len"],
+                "tier": m["tier"],
+                "price_per_1k_tokens": metering.price_per_1k(m["id"]),
+            }
+            for m in await run_in_threadpool(engine.list_models)
+        ]
+        return {"object": "list", "data": data}
+
+    @router.post("/v1/completions")
+    async def completions(body: CompletionBody, request: Request, user: HubUser = Depends(current_user)):
+        if body.echo or body.logprobs:
+            raise InvalidRequestError("echo and logprobs are not supported")
+        params = body.sampling(body.max_tokens)
+        prompts: list[str | list[int]]
+        if isinstance(body.prompt, list) and body.prompt and all(isinstance(p, str) for p in body.prompt):
+            prompts = list(body.prompt)
+        else:
+            prompts = [body.prompt]  # a string or one list of token ids
+        if body.stream and len(prompts) != 1:
+            raise InvalidRequestError("streaming supports a single prompt")
+        engine.resolve_model(body.model)  # 404 before any tokenising work
+        encoded = [await run_in_threadpool(engine.encode, p) for p in prompts]
+        handles = [engine.submit(body.model, ids, params) for ids in encoded]
+        rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+        if body.stream:
+            return _stream(handles[0], body, rid, created, user, chat=False)
+        try:
+            results = [await _result_unless_disconnected(request, h) for h in handles]
+        finally:
+            for h in handles:
+                h.cancel()
+        prompt_tokens = sum(r.prompt_tokens for r in results)
+        completion_tokens = sum(r.completion_tokens for r in results)
+        counted = usage(prompt_tokens, completion_tokens)
+        price = await charge(user, rid, body.model, prompt_tokens, completion_tokens)
+        return {
+            "id": rid,
+            "object": "text_completion",
+            "created": created,
+            "model": body.model,
+            "choices": [
+                {"index": i, "text": r.text, "logprobs": None, "finish_reason": r.finish_reason}
+                for i, r in enumerate(results)
+            ],
+            "usage": counted,
+            "price": price,
+            "attribution": None,
+        }
+
+    @router.post("/v1/chat/completions")
+    async def chat_completions(body: ChatBody, request: Request, user: HubUser = Depends(current_user)):
+        params = body.sampling(body.max_completion_tokens or body.max_tokens)
+        engine.resolve_model(body.model)  # 404 before any tokenising work
+        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+        prompt_ids = await run_in_threadpool(engine.chat_prompt_ids, messages)
+        handle = engine.submit(body.model, prompt_ids, params)
+        rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        if body.stream:
+            return _stream(handle, body, rid, created, user, chat=True)
+        result = await _result_unless_disconnected(request, handle)
+        counted = usage(result.prompt_tokens, result.completion_tokens)
+        price = await charge(user, rid, body.model, result.prompt_tokens, result.completion_tokens)
+        return {
+            "id": rid,
+            "object": "chat.completion",
+            "created": created,
+            "model": body.model,
+            "system_fingerprint": None,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": result.text},
+                    "logprobs": None,
+                    "finish_reason": result.finish_reason,
+                }
+            ],
+            "usage": counted,
+            "price": price,
+            "attribution": None,
+        }
+
+    def _stream(handle: RequestHandle, body: _GenerationBody, rid: str, created: int, user: HubUser, *, chat: bool):
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        obj = "chat.completion.chunk" if chat else "text_completion"
+
+        def chunk(text: str | None, finish: str | None, first: bool = False) -> dict[str, Any]:
+            if chat:
+                delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else {}
+                if text:
+                    delta["content"] = text
+                choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            else:
+                choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+            return {"id": rid, "object": obj, "created": created, "model": body.model, "choices": [choice]}
+
+        async def events() -> AsyncIterator[str]:
+            last: StreamEvent | None = None
+            price: object = 0  # charged once the request finishes; a cancelled stream is not charged
+            try:
+                if chat:
+                    yield _sse(chunk(None, None, first=True))
+                async for ev in handle:
+                    last = ev
+                    if ev.error is not None:
+                        yield _sse(error_body(str(ev.error), ev.error.error_type, ev.error.code))
+                        break
+                    if ev.finish_reason == "cancelled":
+                        break
+                    if ev.finish_reason is not None:
+                        final = chunk(ev.text, ev.finish_reason)
+                        price = await charge(user, rid, body.model, ev.prompt_tokens, ev.completion_tokens)
+                        final["price"] = price
+                        final["attribution"] = None
+                        yield _sse(final)
+                    elif ev.text:
+                        yield _sse(chunk(ev.text, None))
+                if include_usage and last is not None and last.error is None:
+                    usage_chunk = chunk(None, None)
+                    usage_chunk["choices"] = []
+                    usage_chunk["usage"] = usage(last.prompt_tokens, last.completion_tokens)
+                    usage_chunk["price"] = price
+                    usage_chunk["attribution"] = None
+                    yield _sse(usage_chunk)
+                yield _sse("[DONE]")
+            finally:
+                handle.cancel()  # client went away mid-stream: free the sequence's KV row and adapter slot
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    @router.post("/v1/adapters/load")
+    async def load_adapter(body: AdapterBody, _admin: HubUser = Depends(admin_user)) -> dict[str, Any]:
+        info = await run_in_threadpool(engine.load_adapter, body.model, body.path)
+        return {"object": "adapter", **info}
+
+    @router.post("/v1/adapters/unload")
+    async def unload_adapter(body: AdapterBody, _admin: HubUser = Depends(admin_user)) -> dict[str, Any]:
+        info = await run_in_threadpool(engine.unload_adapter, body.model)
+        return {"object": "adapter", **info}
+
+    app.include_router(router)
+    prefix = (service_prefix if service_prefix is not None else os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "")).rstrip(
+        "/"
+    )
+    if prefix:
+        app.include_router(router, prefix=prefix)
+    return app

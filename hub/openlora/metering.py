@@ -1,0 +1,86 @@
+"""What an inference costs and who it pays: prices from the models registry, one reward record per request.
+
+The OpenLoRA service is its own process on the platform's database: it reads listed models' prices and owners,
+and writes each inference's record (fee, split, attribution shares) with `hub.rewards.metering.record_inference`,
+which the platform settles per epoch. The base model is free and unrecorded: it has no owner to pay.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from hub.db import session_scope
+from hub.keys.store import WalletKeyStore
+from hub.keys.wallets import ensure_wallet
+from hub.models.models import PublishedModel
+from hub.rewards.metering import record_inference
+from hub.rewards.money import wei_to_open
+from hub.settings import Settings
+
+PRICE_TTL_S = 5.0  # a price change reaches the server within this long
+
+
+class PlatformMetering:
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.wallet_keys = WalletKeyStore.for_data_dir(settings.data_dir)
+        self._models: dict[str, PublishedModel] = {}
+        self._loaded_at = 0.0
+        self._lock = threading.Lock()
+
+    def _listed_models(self) -> dict[str, PublishedModel]:
+        with self._lock:
+            if time.monotonic() - self._loaded_at > PRICE_TTL_S:
+                with Session(self.engine, expire_on_commit=False) as session:
+                    rows = session.exec(select(PublishedModel).where(col(PublishedModel.listed).is_(True))).all()
+                self._models = {row.name: row for row in rows}
+                self._loaded_at = time.monotonic()
+            return self._models
+
+    def price_per_1k(self, model: str) -> float:
+        """OPEN per 1k tokens (for display in /v1/models; the charge itself is computed exactly in base units)."""
+        listed = self._listed_models().get(model)
+        return float(wei_to_open(int(listed.price_wei))) if listed else 0.0
+
+    def record(
+        self,
+        *,
+        payer: str,
+        request_id: str,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        shares: Mapping[str, float] | None = None,
+        top_examples: Sequence[Mapping[str, Any]] = (),
+    ) -> dict[str, Any]:
+        """Record one finished inference; return the `price` (OPEN, exact decimal string) for the response."""
+        listed = self._listed_models().get(model)
+        if listed is None:
+            return {"price": "0", "recorded": False}
+        ensure_wallet(self.engine, payer, self.wallet_keys)  # the payer's custodial key pays at settlement
+        with session_scope(self.engine) as session:
+            row = record_inference(
+                session,
+                request_id=request_id,
+                model=model,
+                model_owner=listed.owner_address,
+                payer=payer,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                price_per_1k_wei=int(listed.price_wei),
+                adapter=model,
+                shares=dict(shares or {}),
+                top_examples=list(top_examples),
+                model_id=listed.chain_id,
+                settings=self.settings.rewards,
+            )
+            fee = int(row.fee)
+        return {"price": format(Decimal(wei_to_open(fee)).normalize(), "f"), "recorded": True}

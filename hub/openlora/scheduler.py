@@ -1,0 +1,465 @@
+"""Continuous (iteration-level) batching on one scheduler thread.
+
+Each iteration: apply cancellations and admin commands; admit waiting requests whose adapter can be put in a
+device slot (up to the batch size and a prefill token budget) and prefill them in one padded forward; then run
+one decode step for every running sequence, whatever adapter each uses. Finished sequences leave between steps
+(their KV row is compacted away, their slot unpinned), so new requests join without waiting for the batch.
+Requests whose adapter is still on its way from disk are skipped (their adapter is being prefetched), so one
+cold adapter does not stall everyone behind it.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from hub.openlora.adapter_store import AdapterStore, DeviceSlots
+from hub.openlora.config import EngineConfig
+from hub.openlora.detokenize import TextStream
+from hub.openlora.errors import AdapterLoadError, EngineError, EngineOverloadedError, EngineStoppedError
+from hub.openlora.metrics import EngineMetrics
+from hub.openlora.request import GenerationRequest, RequestHandle, StreamEvent
+from hub.openlora.runner import ModelRunner
+from hub.openlora.sampling import make_generator, sample_next
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Seq:
+    handle: RequestHandle
+    slot: int | None
+    stream: TextStream
+    generator: torch.Generator | None
+    submitted_at: float
+    output: list[int] = field(default_factory=list)
+    first_token_at: float | None = None
+
+    @property
+    def req(self) -> GenerationRequest:
+        return self.handle.request
+
+    @property
+    def kv_len(self) -> int:
+        """Tokens in the KV cache: the prompt and every output token except the last (not fed yet)."""
+        return len(self.req.prompt_ids) + len(self.output) - 1
+
+
+class Scheduler:
+    def __init__(
+        self,
+        runner: ModelRunner,
+        store: AdapterStore,
+        slots: DeviceSlots,
+        metrics: EngineMetrics,
+        config: EngineConfig,
+    ) -> None:
+        self.runner = runner
+        self.store = store
+        self.slots = slots
+        self.metrics = metrics
+        self.config = config
+        self._cv = threading.Condition()
+        self._inbox: collections.deque[tuple[RequestHandle, float]] = collections.deque()
+        self._cancels: set[int] = set()
+        self._commands: collections.deque[tuple[Callable[[], Any], concurrent.futures.Future]] = collections.deque()
+        self._waiting: collections.deque[tuple[RequestHandle, float]] = collections.deque()
+        self._queued = 0  # submitted, not yet admitted or ended: what max_queue bounds (guarded by _cv)
+        self.running: list[_Seq] = []  # index = KV pool row
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._default_gen = torch.Generator(device="cpu")
+        self._default_gen.seed()
+        self._recent_tokens: collections.deque[tuple[float, int]] = collections.deque()
+        self.steps = 0
+        self.peak_batch = 0  # most sequences decoded together so far
+        self.decode_steps = 0
+        self.decode_rows = 0  # sum of decode batch sizes (mean batch = decode_rows / decode_steps)
+
+    # -- client side (any thread) --------------------------------------------------------------------------
+    def submit(self, request: GenerationRequest) -> RequestHandle:
+        handle = RequestHandle(request, self.cancel)
+        with self._cv:
+            if self._stopping:
+                raise EngineStoppedError("the engine is shutting down")
+            if self._queued >= self.config.max_queue:
+                raise EngineOverloadedError(f"the request queue is full ({self.config.max_queue} waiting); retry later")
+            self._inbox.append((handle, time.perf_counter()))
+            self._queued += 1
+            self._cv.notify()
+        return handle
+
+    def cancel(self, request_id: int) -> None:
+        with self._cv:
+            self._cancels.add(request_id)
+            self._cv.notify()
+
+    def notify(self) -> None:
+        with self._cv:
+            self._cv.notify()
+
+    def call(self, fn: Callable[[], Any]) -> concurrent.futures.Future:
+        """Run `fn` on the scheduler thread between steps (the only thread that may touch slots and the KV pool)."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._cv:
+            if self._thread is None or not self._thread.is_alive():
+                raise EngineStoppedError("the engine is not running")
+            self._commands.append((fn, future))
+            self._cv.notify()
+        return future
+
+    @property
+    def waiting_count(self) -> int:
+        with self._cv:
+            return self._queued
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="openlora-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stopping = True
+            self._cv.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    # -- scheduler thread ----------------------------------------------------------------------------------
+    def _run(self) -> None:
+        with torch.no_grad():
+            while True:
+                with self._cv:
+                    if self._stopping:
+                        break
+                    if not (self._inbox or self._cancels or self._commands or self._waiting or self.running):
+                        self._cv.wait(timeout=0.5)
+                    inbox, self._inbox = self._inbox, collections.deque()
+                    cancels, self._cancels = self._cancels, set()
+                    commands, self._commands = self._commands, collections.deque()
+                self._waiting.extend(inbox)
+                for fn, future in commands:
+                    if future.set_running_or_notify_cancel():
+                        try:
+                            future.set_result(fn())
+                        except BaseException as exc:  # hand any error to the caller
+                            future.set_exception(exc)
+                if cancels:
+                    self._apply_cancels(cancels)
+                try:
+                    did_work = self._step()
+                except Exception:  # a bug must not kill the server: fail what was running, keep serving
+                    log.exception("scheduler step failed")
+                    self._fail_all_running(EngineError("internal error in the engine step; see the server log"))
+                    did_work = True
+                if not did_work and self._waiting:
+                    with self._cv:  # everything waits on adapter loads: sleep until a load finishes
+                        if not (self._inbox or self._cancels or self._commands):
+                            self._cv.wait(timeout=0.01)
+            self._shutdown()
+
+    def _dequeued(self, n: int = 1) -> None:
+        with self._cv:
+            self._queued -= n
+
+    def _shutdown(self) -> None:
+        err = EngineStoppedError("the engine shut down before this request finished")
+        with self._cv:
+            self._waiting.extend(self._inbox)
+            self._inbox.clear()
+            self._queued = 0
+        for handle, _ in self._waiting:
+            handle.push(StreamEvent(finish_reason="error", error=err))
+        self._waiting.clear()
+        self._fail_all_running(err)
+
+    def _step(self) -> bool:
+        t0 = time.perf_counter()
+        admitted = self._admit()
+        tokens = 0
+        for chunk in self._prefill_chunks(admitted):
+            tokens += self._prefill(chunk)
+        if self.running:
+            tokens += self._decode()
+        self.metrics.waiting.set(len(self._waiting))
+        self.metrics.running.set(len(self.running))
+        if not (admitted or tokens):
+            return False
+        now = time.perf_counter()
+        self.steps += 1
+        self.metrics.step_seconds.observe(now - t0)
+        self._recent_tokens.append((now, tokens))
+        while self._recent_tokens and now - self._recent_tokens[0][0] > 5.0:
+            self._recent_tokens.popleft()
+        span = max(now - self._recent_tokens[0][0], 1e-3)
+        self.metrics.tokens_per_second.set(sum(n for _, n in self._recent_tokens) / span)
+        return True
+
+    # -- admission -----------------------------------------------------------------------------------------
+    def _admit(self) -> list[_Seq]:
+        capacity = self.config.max_batch_size - len(self.running)
+        if capacity <= 0 or not self._waiting:
+            self._prefetch_head()
+            return []
+        admitted: list[_Seq] = []
+        kept: list[tuple[RequestHandle, float]] = []
+        failed: dict[str, EngineError] = {}
+        prompt_tokens = 0
+        scan = min(self.config.admission_scan, len(self._waiting))
+        for _ in range(scan):
+            handle, submitted = self._waiting.popleft()
+            if len(admitted) >= capacity:
+                kept.append((handle, submitted))
+                continue
+            req = handle.request
+            # Bound the prompt tokens prefilled per iteration, so running sequences keep decoding meanwhile.
+            if admitted and prompt_tokens + len(req.prompt_ids) > self.config.max_prefill_tokens:
+                kept.append((handle, submitted))
+                continue
+            slot = self._slot_for(req, failed)
+            if isinstance(slot, EngineError):  # its adapter failed to load: only its requests fail
+                self._fail_handle(handle, slot)
+                self._dequeued()
+                continue
+            if slot is True:  # adapter not ready yet (loading, or every slot pinned)
+                kept.append((handle, submitted))
+                continue
+            if slot is not None:
+                self.slots.pin(slot)
+            seq = _Seq(
+                handle=handle,
+                slot=slot,
+                stream=TextStream(self.runner.tokenizer, req.params.stop),
+                generator=make_generator(req.params.seed),
+                submitted_at=submitted,
+            )
+            admitted.append(seq)
+            prompt_tokens += len(req.prompt_ids)
+        self._waiting.extendleft(reversed(kept))
+        if admitted:
+            self._dequeued(len(admitted))
+        for adapter_id, error in failed.items():
+            self._fail_waiting_for(adapter_id, error)
+        self._prefetch_head()
+        return admitted
+
+    def _slot_for(self, req: GenerationRequest, failed: dict[str, EngineError]) -> int | None | bool | EngineError:
+        """The device slot for the request's adapter (None: base model); True: not ready; an error: load failed."""
+        adapter = req.adapter_id
+        if adapter is None:
+            return None
+        failure = failed.get(adapter) or self.store.take_failure(adapter)
+        if failure is not None:
+            failed[adapter] = failure
+            return failure
+        slot = self.slots.lookup(adapter)
+        if slot is not None:
+            self._tier_hit("device")
+            return slot
+        if not self.slots.has_room():
+            return True
+        got = self.store.take(adapter)
+        if got is None:
+            self.store.prefetch(adapter)
+            return True
+        weights, tier = got
+        try:
+            slot = self.slots.install(weights)
+        except Exception as exc:  # e.g. device out of memory: fail this adapter's requests, not the engine
+            log.exception("copying adapter %s to a device slot failed", adapter)
+            failed[adapter] = AdapterLoadError(adapter, f"copy to the device failed: {type(exc).__name__}: {exc}")
+            return failed[adapter]
+        if slot is None:
+            return True
+        self._tier_hit(tier)
+        self.metrics.resident_adapters.set(len(self.slots.resident()))
+        return slot
+
+    def _tier_hit(self, tier: str) -> None:
+        if tier in ("device", "cpu"):
+            self.store.stats.add(f"{tier}_hits")
+        self.metrics.tier_hits.labels(tier).inc()
+
+    def _prefetch_head(self) -> None:
+        """Start disk -> CPU loads for the adapters of the requests next in line."""
+        depth = max(2 * self.slots.num_slots, 8)
+        for i, (handle, _) in enumerate(self._waiting):
+            if i >= depth:
+                break
+            adapter = handle.request.adapter_id
+            if adapter is not None and self.slots.lookup(adapter) is None:
+                self.store.prefetch(adapter)
+
+    def _fail_waiting_for(self, adapter_id: str, error: EngineError) -> None:
+        keep: collections.deque[tuple[RequestHandle, float]] = collections.deque()
+        for handle, submitted in self._waiting:
+            if handle.request.adapter_id == adapter_id:
+                self._fail_handle(handle, error)
+                self._dequeued()
+            else:
+                keep.append((handle, submitted))
+        self._waiting = keep
+
+    # -- forward passes ------------------------------------------------------------------------------------
+    @staticmethod
+    def _prefill_chunks(admitted: list[_Seq], max_waste: float = 1.3, small: int = 256) -> list[list[_Seq]]:
+        """Group new sequences by prompt length so padding stays under `max_waste` x the real tokens (prefill is
+        compute-bound: padding is paid in full). Tiny chunks are merged anyway: per-forward overhead dominates."""
+        chunks: list[list[_Seq]] = []
+        chunk: list[_Seq] = []
+        real = 0
+        for seq in sorted(admitted, key=lambda s: len(s.req.prompt_ids)):
+            n = len(seq.req.prompt_ids)
+            padded = (len(chunk) + 1) * n  # sorted ascending: n is the chunk's longest
+            if chunk and padded > max_waste * (real + n) and padded > small:
+                chunks.append(chunk)
+                chunk, real = [], 0
+            chunk.append(seq)
+            real += n
+        if chunk:
+            chunks.append(chunk)
+        return chunks
+
+    def _prefill(self, admitted: list[_Seq]) -> int:
+        row_start = len(self.running)
+        self.running.extend(admitted)  # rows row_start.. in this order
+        try:
+            logits = self.runner.prefill(
+                row_start, [s.req.prompt_ids for s in admitted], [s.slot for s in admitted], self.slots.ranks
+            )
+        except Exception:
+            log.exception("prefill failed")
+            self._fail_rows(range(row_start, len(self.running)), EngineError("internal error during prefill"))
+            return 0
+        self.metrics.batch_size.labels("prefill").observe(len(admitted))
+        for s in admitted:
+            self.metrics.prompt_tokens.labels(s.req.model).inc(len(s.req.prompt_ids))
+        return self._advance(range(row_start, len(self.running)), logits)
+
+    def _decode(self) -> int:
+        seqs = self.running
+        self.peak_batch = max(self.peak_batch, len(seqs))
+        self.decode_steps += 1
+        self.decode_rows += len(seqs)
+        logits = self.runner.decode(
+            [s.output[-1] for s in seqs], [s.kv_len for s in seqs], [s.slot for s in seqs], self.slots.ranks
+        )
+        self.metrics.batch_size.labels("decode").observe(len(seqs))
+        return self._advance(range(len(seqs)), logits)
+
+    def _advance(self, rows: range, logits: torch.Tensor) -> int:
+        """Sample one token for each of `rows`, stream it, and retire the sequences that finished."""
+        seqs = [self.running[r] for r in rows]
+        tokens = sample_next(
+            logits, [s.req.params for s in seqs], [s.generator for s in seqs], default_generator=self._default_gen
+        )
+        now = time.perf_counter()
+        finished: list[int] = []
+        eos = self.runner.eos_token_ids
+        for row, seq, tok in zip(rows, seqs, tokens, strict=True):
+            params = seq.req.params
+            if params.return_logits:
+                seq.handle.logits.append(logits[row - rows.start].detach().float().cpu().clone())
+            seq.output.append(tok)
+            if seq.first_token_at is None:
+                seq.first_token_at = now
+                self.metrics.ttft.observe(now - seq.submitted_at)
+            reason: str | None = None
+            if tok in eos and not params.ignore_eos:
+                reason = "stop"
+                text = ""
+            else:
+                text = seq.stream.add(tok)
+                if seq.stream.stopped:
+                    reason = "stop"
+            total = len(seq.req.prompt_ids) + len(seq.output)
+            if reason is None and (
+                (params.max_tokens is not None and len(seq.output) >= params.max_tokens)
+                or total >= self.runner.max_seq_len
+            ):
+                reason = "length"
+            if reason is not None:
+                text += seq.stream.flush()
+                finished.append(row)
+            seq.handle.push(
+                StreamEvent(
+                    text=text,
+                    token_ids=[tok],
+                    finish_reason=reason,
+                    prompt_tokens=len(seq.req.prompt_ids),
+                    completion_tokens=len(seq.output),
+                )
+            )
+            if reason is not None:
+                self._count_finished(seq, "ok")
+        self._retire(finished)
+        return len(seqs)
+
+    # -- leaving the batch ---------------------------------------------------------------------------------
+    def _retire(self, rows: list[int]) -> None:
+        """Remove sequences at `rows`, moving the last row into each hole so rows stay 0..n-1."""
+        for row in sorted(rows, reverse=True):
+            seq = self.running[row]
+            if seq.slot is not None:
+                self.slots.unpin(seq.slot)
+            last = len(self.running) - 1
+            if row != last:
+                moved = self.running[last]
+                self.runner.kv.move_row(last, row, moved.kv_len)
+                self.running[row] = moved
+            self.running.pop()
+        if rows:
+            self.metrics.resident_adapters.set(len(self.slots.resident()))
+            self.runner.kv.shrink(max((s.kv_len + 1 for s in self.running), default=0))
+
+    def _apply_cancels(self, cancels: set[int]) -> None:
+        keep: collections.deque[tuple[RequestHandle, float]] = collections.deque()
+        for handle, submitted in self._waiting:
+            if handle.request_id in cancels:
+                self._finish_handle(handle, StreamEvent(finish_reason="cancelled"), status="cancelled")
+                self._dequeued()
+            else:
+                keep.append((handle, submitted))
+        self._waiting = keep
+        rows = [i for i, s in enumerate(self.running) if s.handle.request_id in cancels]
+        for i in rows:
+            seq = self.running[i]
+            ev = StreamEvent(
+                finish_reason="cancelled", prompt_tokens=len(seq.req.prompt_ids), completion_tokens=len(seq.output)
+            )
+            self._finish_handle(seq.handle, ev, status="cancelled")
+        self._retire(rows)
+
+    def _fail_rows(self, rows: range | list[int], error: EngineError) -> None:
+        rows = list(rows)
+        for i in rows:
+            seq = self.running[i]
+            ev = StreamEvent(finish_reason="error", error=error, prompt_tokens=len(seq.req.prompt_ids))
+            self._finish_handle(seq.handle, ev, status="error")
+        self._retire(rows)
+
+    def _fail_all_running(self, error: EngineError) -> None:
+        self._fail_rows(list(range(len(self.running))), error)
+
+    def _fail_handle(self, handle: RequestHandle, error: EngineError) -> None:
+        ev = StreamEvent(finish_reason="error", error=error, prompt_tokens=len(handle.request.prompt_ids))
+        self._finish_handle(handle, ev, status="error")
+
+    def _finish_handle(self, handle: RequestHandle, event: StreamEvent, *, status: str) -> None:
+        handle.push(event)
+        self.metrics.requests.labels(handle.request.model, status).inc()
+
+    def _count_finished(self, seq: _Seq, status: str) -> None:
+        self.metrics.requests.labels(seq.req.model, status).inc()
+        self.metrics.generated_tokens.labels(seq.req.model).inc(len(seq.output))

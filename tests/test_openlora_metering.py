@@ -1,0 +1,71 @@
+"""A published model served by the hub's OpenLoRA service: the official openai client chats with it, the
+response carries the price, and the inference is recorded for settlement (fee, payer, model owner)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import openai
+import pytest
+
+import openledger_sdk
+from openledger_sdk.modelfactory import IndexSettings, LoraSettings, finetune
+from tests.hub_harness import RunningHub
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def published(platform: RunningHub, tmp_path_factory: pytest.TempPathFactory) -> str:
+    owner = openledger_sdk.connect(platform.url, platform.ensure_user("lora-owner"))
+    dn = owner.datanets.create("lora-served-qa", schema={"prompt": str, "response": str}, approval="auto")
+    dn.contribute([{"prompt": f"Served fact {i}?", "response": f"Served fact {i} is true."} for i in range(8)])
+    version = dn.publish()
+    trained = finetune(
+        str(platform.settings.data_dir / "models" / "tiny-base"),
+        datanet=version["datanet"],
+        version=version["version"],
+        client=owner,
+        lora=LoraSettings(r=2, alpha=4),
+        epochs=1,
+        batch_size=4,
+        max_len=32,
+        eval_split=0,
+        index=IndexSettings(dim=64),
+        output_dir=tmp_path_factory.mktemp("served") / "model",
+        progress=False,
+    )
+    return owner.models.publish(trained, "served-bot", "0.25")["name"]
+
+
+def test_chat_with_a_published_model_is_priced_and_recorded(platform: RunningHub, published: str) -> None:
+    token = platform.ensure_user("lora-user")
+    client = openai.OpenAI(base_url=f"{platform.url}/services/openlora/v1", api_key=token)
+    assert published in [model.id for model in client.models.list().data]
+    answer = client.chat.completions.create(
+        model=published, messages=[{"role": "user", "content": "Served fact 1?"}], max_tokens=6, temperature=0
+    )
+    price = Decimal(str(answer.model_extra["price"]))
+    tokens = answer.usage.total_tokens
+    # 0.25 OPEN per 1k tokens plus the platform fee (0.001 OPEN by default).
+    assert price == Decimal("0.25") * tokens / 1000 + Decimal("0.001")
+
+    record = openledger_sdk.connect(platform.url, token).attribution.explain(answer.id).record
+    assert record["model"] == published and record["payer"] == "lora-user" and record["tokens"] == tokens
+    assert Decimal(record["fee"]) == price * 10**18  # base units
+    assert record["charge_status"] == "open"  # charged when the next epoch is settled
+
+
+def test_streamed_chat_is_charged_once(platform: RunningHub, published: str) -> None:
+    token = platform.ensure_user("lora-streamer")
+    client = openai.OpenAI(base_url=f"{platform.url}/services/openlora/v1", api_key=token)
+    chunks = list(
+        client.chat.completions.create(
+            model=published, messages=[{"role": "user", "content": "hi"}], max_tokens=4, stream=True
+        )
+    )
+    finals = [chunk for chunk in chunks if chunk.choices and chunk.choices[0].finish_reason]
+    assert len(finals) == 1 and Decimal(str(finals[0].model_extra["price"])) > 0
+    assert (
+        openledger_sdk.connect(platform.url, token).attribution.explain(chunks[0].id).record["payer"] == "lora-streamer"
+    )
