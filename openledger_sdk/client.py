@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from openledger_sdk.attribution import Attribution
     from openledger_sdk.datanets import Datanets
     from openledger_sdk.models import Models
+    from openledger_sdk.openlora import OpenLoRA
     from openledger_sdk.rewards import Rewards
     from openledger_sdk.wallet import Wallet
 
@@ -79,6 +80,13 @@ class Client:
         from openledger_sdk.attribution import Attribution
 
         return Attribution(self)
+
+    @cached_property
+    def openlora(self) -> OpenLoRA:
+        """Chat with the base model or a published adapter: `.chat(model, messages, stream=...)`, `.deploy(model)`."""
+        from openledger_sdk.openlora import OpenLoRA
+
+        return OpenLoRA(self)
 
     def close(self) -> None:
         self._http.close()

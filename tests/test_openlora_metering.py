@@ -69,3 +69,14 @@ def test_streamed_chat_is_charged_once(platform: RunningHub, published: str) -> 
     assert (
         openledger_sdk.connect(platform.url, token).attribution.explain(chunks[0].id).record["payer"] == "lora-streamer"
     )
+
+
+def test_sdk_deploys_chats_and_streams(platform: RunningHub, published: str) -> None:
+    ol = openledger_sdk.connect(platform.url, platform.ensure_user("lora-sdk"))
+    assert ol.openlora.deploy(published) == published
+    reply = ol.openlora.chat(published, [{"role": "user", "content": "Served fact 2?"}], max_tokens=4)
+    assert reply["usage"]["completion_tokens"] <= 4 and Decimal(str(reply["price"])) > 0
+    pieces = list(ol.openlora.chat(published, [{"role": "user", "content": "hi"}], stream=True, max_tokens=4))
+    assert all(isinstance(piece, str) for piece in pieces)
+    with pytest.raises(openledger_sdk.OpenLedgerError, match="is not served"):
+        ol.openlora.deploy("never-published")

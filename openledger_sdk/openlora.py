@@ -1,0 +1,75 @@
+"""Chat with the hub's OpenLoRA server: the base model or any published adapter, one call or streamed.
+
+    reply = ol.openlora.chat("my-model", [{"role": "user", "content": "Hi"}])
+    reply["choices"][0]["message"]["content"], reply["price"], reply["usage"]
+    for piece in ol.openlora.chat("my-model", messages, stream=True):
+        print(piece, end="")
+    ol.openlora.deploy("my-model")   # published models are served on demand; this loads and checks it now
+
+The server speaks OpenAI's API, so `openai.OpenAI(base_url=ol.openlora.base_url, api_key=token)` works too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from openledger_sdk.errors import OpenLedgerError
+
+if TYPE_CHECKING:
+    from openledger_sdk.client import Client
+
+
+class OpenLoRA:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    @property
+    def base_url(self) -> str:
+        return f"{self._client.hub_url}/services/openlora/v1"
+
+    def models(self) -> list[str]:
+        """Ids the server answers to: the base model and every listed published model."""
+        return [model["id"] for model in self._client.request("GET", "openlora", "v1/models")["data"]]
+
+    def chat(
+        self, model: str, messages: list[dict[str, str]], *, stream: bool = False, **options: Any
+    ) -> dict[str, Any] | Iterator[str]:
+        """One chat completion (a dict with `choices`, `usage`, `price`), or with `stream=True` the text pieces."""
+        body = {"model": model, "messages": messages, **options}
+        if not stream:
+            return self._client.request("POST", "openlora", "v1/chat/completions", json=body)
+        return self._stream(body | {"stream": True})
+
+    def _stream(self, body: dict[str, Any]) -> Iterator[str]:
+        url = self._client.service_url("openlora", "v1/chat/completions")
+        with self._client._http.stream("POST", url, json=body) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise OpenLedgerError(
+                    f"chat failed: {response.status_code} {response.text[:300]}", response.status_code
+                )
+            for line in response.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                event = json.loads(line[len("data: ") :])
+                if "error" in event:
+                    raise OpenLedgerError(f"chat failed mid-stream: {event['error'].get('message')}")
+                for choice in event.get("choices", []):
+                    piece = choice.get("delta", {}).get("content")
+                    if piece:
+                        yield piece
+
+    def deploy(self, model: str | dict[str, Any]) -> str:
+        """Make sure a published model is served: it must be listed, and a 1-token request loads it now."""
+        name = model if isinstance(model, str) else model["name"]
+        if name not in self.models():
+            raise OpenLedgerError(f"{name!r} is not served: publish it first (ol.models.publish) or check its name")
+        try:
+            self.chat(name, [{"role": "user", "content": "ping"}], max_tokens=1)
+        except httpx.HTTPError as err:
+            raise OpenLedgerError(f"{name!r} did not load: {err}") from None
+        return name
