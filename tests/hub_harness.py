@@ -111,7 +111,7 @@ def start_platform(directory: Path, **sections: dict) -> tuple[RunningHub, HubPr
     # OpenLoRA serves a tiny random model here (seconds to load); the real base model is for `make run`.
     base = directory / "data" / "models" / "tiny-base"
     if not base.exists():
-        build_tiny_model(base)
+        build_tiny_model(base, seed=7)  # other weights than tests that install their own tiny base
     sections.setdefault("models", {"base_model": str(base)})
     settings_file = write_settings(directory, **sections)
     settings = load_settings(settings_file)
