@@ -68,6 +68,13 @@ def test_fees_settle_and_pay_out_to_the_smallest_unit(platform: RunningHub, worl
     bob_payout = Account.create()
     assert world.sdk(platform, "rw-bob").wallet.link(bob_payout) == bob_payout.address  # bob is paid there
 
+    # Other tests on this shared hub meter inferences too: settle theirs first, so this epoch holds only ours.
+    with platform.admin() as admin:
+        earlier = admin.post(f"{API}/admin/settle", json={"wait_s": 60})
+    assert earlier.status_code == 200 and earlier.json()["status"] in ("settled", "empty", "nothing to settle"), (
+        earlier.text
+    )
+
     # Metering: what the OpenLoRA service will do per request. Prices with repeating decimals leave rounding dust.
     run = uuid.uuid4().hex[:8]
     alice, bob = address["rw-alice"], address["rw-bob"]
