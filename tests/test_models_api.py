@@ -27,10 +27,10 @@ from hub.models.models import PublishedModel
 from hub.models.validation import INCOMPLETE
 from hub.relay.outbox import OutboxEntry
 from openledger_sdk import connect
-from openledger_sdk.modelfactory import IndexSettings, LoraSettings, TrainedModel, finetune
+from openledger_sdk.modelfactory import TrainedModel
 from openledger_sdk.modelfactory.manifest import MANIFEST_FILE, file_sha256, manifest_hash, read_manifest
 from tests.hub_harness import RunningHub
-from tests.tiny_model import shared_tiny_model
+from tests.tiny_model import shared_tiny_model, train_tiny_adapter
 
 pytestmark = pytest.mark.e2e
 torch.set_num_threads(2)
@@ -92,20 +92,7 @@ def training_version(alice) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def trained(alice, base_dir: Path, training_version: dict, tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
-    return finetune(
-        str(base_dir),
-        datanet=training_version["datanet"],
-        version=training_version["version"],
-        client=alice,
-        lora=LoraSettings(r=2, alpha=4),
-        epochs=1,
-        batch_size=4,
-        max_len=32,
-        eval_split=0,
-        index=IndexSettings(dim=64),
-        output_dir=tmp_path_factory.mktemp("trained") / "model",
-        progress=False,
-    )
+    return train_tiny_adapter(base_dir, training_version, alice, tmp_path_factory.mktemp("trained") / "model")
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import openai
 import pytest
 
 import openledger_sdk
-from openledger_sdk.modelfactory import IndexSettings, LoraSettings, finetune
 from tests.hub_harness import RunningHub
+from tests.tiny_model import train_tiny_adapter
 
 pytestmark = pytest.mark.e2e
 
@@ -21,20 +21,8 @@ def published(platform: RunningHub, tmp_path_factory: pytest.TempPathFactory) ->
     dn = owner.datanets.create("lora-served-qa", schema={"prompt": str, "response": str}, approval="auto")
     dn.contribute([{"prompt": f"Served fact {i}?", "response": f"Served fact {i} is true."} for i in range(8)])
     version = dn.publish()
-    trained = finetune(
-        str(platform.settings.data_dir / "models" / "tiny-base"),
-        datanet=version["datanet"],
-        version=version["version"],
-        client=owner,
-        lora=LoraSettings(r=2, alpha=4),
-        epochs=1,
-        batch_size=4,
-        max_len=32,
-        eval_split=0,
-        index=IndexSettings(dim=64),
-        output_dir=tmp_path_factory.mktemp("served") / "model",
-        progress=False,
-    )
+    base = platform.settings.data_dir / "models" / "tiny-base"
+    trained = train_tiny_adapter(base, version, owner, tmp_path_factory.mktemp("served") / "model")
     return owner.models.publish(trained, "served-bot", "0.25")["name"]
 
 

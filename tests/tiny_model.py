@@ -174,3 +174,23 @@ def shared_tiny_model() -> Path:
         atexit.register(shutil.rmtree, root, ignore_errors=True)
         _shared_model = build_tiny_model(root / "model")
     return _shared_model
+
+
+def train_tiny_adapter(base_dir: Path, version: dict, client: object, output_dir: Path) -> object:
+    """A tiny LoRA (r=2, one epoch, small index) on a published datanet version: seconds, publishable."""
+    from openledger_sdk.modelfactory import IndexSettings, LoraSettings, finetune
+
+    return finetune(
+        str(base_dir),
+        datanet=version["datanet"],
+        version=version["version"],
+        client=client,
+        lora=LoraSettings(r=2, alpha=4),
+        epochs=1,
+        batch_size=4,
+        max_len=32,
+        eval_split=0,
+        index=IndexSettings(dim=64),
+        output_dir=output_dir,
+        progress=False,
+    )
