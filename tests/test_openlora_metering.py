@@ -68,3 +68,12 @@ def test_sdk_deploys_chats_and_streams(platform: RunningHub, published: str) -> 
     assert all(isinstance(piece, str) for piece in pieces)
     with pytest.raises(openledger_sdk.OpenLedgerError, match="is not served"):
         ol.openlora.deploy("never-published")
+
+
+def test_revenue_is_for_the_owner_only(platform: RunningHub, published: str) -> None:
+    url = f"/services/platform/api/models/{published}/revenue"
+    with platform.as_token(platform.ensure_user("lora-owner")) as owner:
+        answer = owner.get(url)
+    assert answer.status_code == 200 and answer.json()["totals"]["requests"] >= 1
+    with platform.as_token(platform.ensure_user("lora-user")) as stranger:
+        assert stranger.get(url).status_code == 403

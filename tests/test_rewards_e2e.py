@@ -185,8 +185,10 @@ def test_fees_settle_and_pay_out_to_the_smallest_unit(platform: RunningHub, worl
     assert world.sdk(platform, "rw-alice").rewards.pending().claimable_wei == 0
 
     # Dashboards: the model's revenue counts every record, unpaid ones as such.
-    with platform.as_token(world.tokens["rw-owner"]) as client:
-        revenue = client.get(f"{API}/models/rw-model-{run}/revenue").json()
+    with platform.as_token(world.tokens["rw-alice"]) as client:  # not the owner: refused
+        assert client.get(f"{API}/models/rw-model-{run}/revenue").status_code == 403
+    with platform.admin() as admin:
+        revenue = admin.get(f"{API}/models/rw-model-{run}/revenue").json()
     assert revenue["totals"]["requests"] == 5 and revenue["totals"]["unpaid"] == str(docs[4][1])
     assert revenue["totals"]["fees"] == str(sum(fee for _, fee, _ in docs))
     assert {c["address"] for c in revenue["top_contributors"]} == {alice, bob}

@@ -27,6 +27,7 @@ from sqlmodel import Session, select
 from hub.auth import HubUser, admin_user, current_user
 from hub.db import session_scope
 from hub.ledger.contracts import Ledger
+from hub.models.models import PublishedModel
 from hub.platform.ledger_feature import ledger_parts
 from hub.platform.progress import PROGRESS_PROVIDERS
 from hub.platform.runtime import Feature, PlatformRuntime, get_runtime
@@ -202,6 +203,10 @@ def revenue(
     runtime: PlatformRuntime = Depends(get_runtime),
 ) -> dict:
     with Session(runtime.engine) as session:
+        published = session.exec(select(PublishedModel).where(PublishedModel.name == name)).first()
+        # Revenue is the owner's business: the owner and admins only (no owner known: admins only).
+        if not (user.admin or (published is not None and user.kind == "user" and published.owner == user.name)):
+            raise HTTPException(403, f"only the owner of model {name!r} and admins may read its revenue")
         return model_revenue(session, name, days)
 
 
