@@ -191,36 +191,10 @@ def tokens(trained: Any, prompt: str, response: str | None) -> tuple[list[int], 
 
 
 def build_base(root: Path, hidden: int, layers: int) -> Path:
-    """A small random Llama with the GPT-2 tokenizer (tests/tiny_model.py, sized by flags)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """A small random Llama with the GPT-2 tokenizer, sized by flags."""
+    from tests.tiny_model import build_tiny_model
 
-    from tests.tiny_model import gpt2_tokenizer
-
-    tok = gpt2_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0.0, 0.08)
-    model.generation_config.pad_token_id = tok.pad_token_id
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.save_pretrained(root)
-    tok.save_pretrained(root)
-    return root
+    return build_tiny_model(root, hidden_size=hidden, layers=layers)
 
 
 def train(

@@ -39,7 +39,9 @@ def gpt2_tokenizer():
     return tok
 
 
-def build_tiny_model(model_dir: str | Path, *, seed: int = 0, max_position_embeddings: int = 256) -> Path:
+def build_tiny_model(
+    model_dir: str | Path, *, seed: int = 0, max_position_embeddings: int = 256, hidden_size: int = 64, layers: int = 2
+) -> Path:
     """Save a tiny random Llama model and its tokenizer to `model_dir`; return the path."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -47,9 +49,9 @@ def build_tiny_model(model_dir: str | Path, *, seed: int = 0, max_position_embed
     tok = gpt2_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=max_position_embeddings,
