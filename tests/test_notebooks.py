@@ -54,3 +54,10 @@ def test_02_contribute_data(platform: RunningHub, tmp_path: Path) -> None:
     assert "version 1: 8 rows" in printed
     # The bad upload (a repeated row and a row missing a field) was refused whole, both rows named.
     assert "rejected: 2 problems, nothing stored" in printed
+
+
+def test_04_serve_with_openlora(platform: RunningHub, tmp_path: Path) -> None:
+    printed = run_notebook(platform, "nb-server", "04-serve-with-openlora.ipynb", tmp_path, max_tokens=6)
+    assert "chatting with tiny-base" in printed
+    assert "price: 0 OPEN" in printed  # the base model is free
+    assert "pieces)" in printed and "compared" in printed
