@@ -49,7 +49,8 @@ def dashboard_url(hub: RunningHub, user: str, notebook: str) -> str:
 def open_dashboard(page: Page, hub: RunningHub, user: str, notebook: str) -> None:
     """Through the hub's spawn page: creates the named server on first use, then opens the notebook."""
     target = f"/user/{user}/dashboards/voila/render/{notebook}"
-    page.goto(f"{hub.url}/hub/spawn/{user}/dashboards?next={target}")
+    # Voila answers only once the notebook has run, after the server's first spawn: allow the render time.
+    page.goto(f"{hub.url}/hub/spawn/{user}/dashboards?next={target}", timeout=RENDER_MS)
     page.wait_for_selector(".ol-dash .widget-button", timeout=RENDER_MS)  # widgets drawn, not "Loading widget"
     assert page.url.endswith(target), page.url
 
