@@ -12,6 +12,14 @@ from tests.hub_harness import RunningHub, start_platform
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def snapshot_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """dn.load() caches snapshots; keep the tests' copies out of the home directory."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OPENLEDGER_CACHE", str(tmp_path_factory.mktemp("openledger-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
     directory = tmp_path_factory.mktemp("platform")

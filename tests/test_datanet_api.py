@@ -34,14 +34,6 @@ def qa(i: int, topic: str = "datanets") -> dict[str, str]:
     return {"prompt": f"Question {i} about {topic}?", "response": f"Answer {i}: {topic} keep provenance per row."}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def snapshot_cache(tmp_path_factory: pytest.TempPathFactory):
-    """dn.load() caches snapshots; keep the tests' copies out of the home directory."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("OPENLEDGER_CACHE", str(tmp_path_factory.mktemp("openledger-cache")))
-        yield
-
-
 @pytest.fixture(scope="module")
 def tokens(platform: RunningHub) -> dict[str, str]:
     return {name: platform.ensure_user(name) for name in ("dn-alice", "dn-bob", "dn-carol")}

@@ -45,14 +45,6 @@ def unique(name: str) -> str:
     return f"{name}-{SUFFIX}"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def snapshot_cache(tmp_path_factory: pytest.TempPathFactory):
-    """dn.load() caches snapshots; keep the tests' copies out of the home directory."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("OPENLEDGER_CACHE", str(tmp_path_factory.mktemp("openledger-cache")))
-        yield
-
-
 @pytest.fixture(scope="module")
 def tokens(platform: RunningHub) -> dict[str, str]:
     return {name: platform.ensure_user(name) for name in ("mdl-alice", "mdl-bob")}
