@@ -27,6 +27,7 @@ from fastapi import HTTPException, Request
 from hub.auth import HubUser, current_user
 from hub.openlora import EngineConfig, OpenLoRAEngine, SamplingParams
 from hub.openlora.api import create_app
+from hub.openlora.attribution import InferenceAttribution
 from tests.tiny_model import ADAPTER_SPECS, build_random_adapter, shared_assets
 
 torch.set_num_threads(2)
@@ -62,7 +63,12 @@ def server(tmp_path_factory):
         config=EngineConfig(max_batch_size=16, max_slots=4, max_lora_rank=16),
         model_name="tiny-base",
     )
-    app = create_app(engine, price_per_1k=lambda m: PRICES.get(m, 0.0), service_prefix="/services/openlora/")
+    app = create_app(
+        engine,
+        price_per_1k=lambda m: PRICES.get(m, 0.0),
+        attribution=InferenceAttribution(model_dir, engine.tokenizer),
+        service_prefix="/services/openlora/",
+    )
     app.dependency_overrides[current_user] = _fake_user
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -105,7 +111,9 @@ def test_completion_matches_engine_and_reports_usage_and_price(client, server):
     assert out.usage.completion_tokens == direct.completion_tokens
     assert out.usage.total_tokens == out.usage.prompt_tokens + out.usage.completion_tokens
     assert out.model_extra["price"] == pytest.approx(out.usage.total_tokens / 1000 * 2.0)
-    assert out.model_extra["attribution"] is None
+    # These random adapters were never trained on a datanet: the response says why nobody is credited.
+    assert out.model_extra["attribution"]["attributed"] is False
+    assert "without an attribution index" in out.model_extra["attribution"]["reason"]
 
 
 def test_chat_completion_applies_template(client, server):
@@ -159,7 +167,7 @@ def test_sse_wire_format_ends_with_done(server):
     payloads = [json.loads(line[6:]) for line in lines[:-1]]
     assert all(p["object"] == "text_completion" and p["model"] == ADAPTERS[3] for p in payloads)
     assert payloads[-1]["choices"][0]["finish_reason"] is not None
-    assert "price" in payloads[-1] and payloads[-1]["attribution"] is None
+    assert "price" in payloads[-1] and payloads[-1]["attribution"]["attributed"] is False
 
 
 def test_unknown_model_is_404_naming_the_list_endpoint(server, client):
@@ -303,3 +311,29 @@ def test_main_module_serves(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_base_model_and_opt_out_carry_no_attribution(client):
+    base = client.completions.create(model="tiny-base", prompt="hello", max_tokens=2, temperature=0)
+    assert base.model_extra["attribution"] is None  # nobody's data is in the base model
+    opted_out = client.completions.create(
+        model=ADAPTERS[0], prompt="hello", max_tokens=2, temperature=0, extra_body={"attribution": False}
+    )
+    assert opted_out.model_extra["attribution"] is None
+
+
+def test_a_corrupt_attribution_index_loses_neither_answer_nor_charge(server, client, tmp_path):
+    broken = tmp_path / "broken-index"
+    shutil.copytree(server["adapters_dir"] / ADAPTERS[1], broken)
+    (broken / "attribution_index.json").write_text("{ not json")
+    load = httpx.post(
+        server["url"] + "/v1/adapters/load",
+        json={"model": "broken-index", "path": str(broken)},
+        headers=_auth(ADMIN_TOKEN),
+        timeout=30,
+    )
+    assert load.status_code == 200, load.text
+    out = client.completions.create(model="broken-index", prompt="hello there", max_tokens=4, temperature=0)
+    assert out.choices[0].text and out.usage.completion_tokens > 0
+    assert out.model_extra["attribution"]["attributed"] is False
+    assert out.model_extra["attribution"]["reason"].startswith("attribution failed:")

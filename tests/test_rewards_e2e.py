@@ -1,7 +1,9 @@
 """The whole money path on anvil through the real hub: metering → settlement → claims, exact to the smallest unit.
 
-The OpenLoRA request path does not call `record_inference` yet, so the records are written here directly into the
-platform's database, exactly as that service will (same DB URL, same function).
+Records with chosen shares are written here directly into the platform's database, exactly as the OpenLoRA service
+does (same DB URL, same function), so the amounts can be checked to the smallest unit;
+tests/test_openlora_attribution.py
+covers the shares the server computes.
 """
 
 from __future__ import annotations

@@ -7,9 +7,11 @@ here works from the settings alone:
     engine = OpenLoRAEngine(..., resolve_adapter_path=catalog.resolver())   # model name → adapter folder or None
     prices = catalog.prices()                                                # model name → OPEN per 1k tokens
 
-`resolve_adapter` materialises a model's adapter files (adapter_model.safetensors, adapter_config.json,
-manifest.json) from the blob store into `<data_dir>/adapters/<name>/`: built in a temporary folder, checked against
-their digests, and renamed into place, so a reader (in this process or another) never sees a half-written adapter.
+`resolve_adapter` materialises a model's files (adapter_model.safetensors, adapter_config.json, manifest.json and
+the attribution and span indexes it was published with) from the blob store into `<data_dir>/adapters/<name>/`:
+built in a temporary folder, checked against their digests, and renamed into place, so a reader (in this process
+or another) never sees a half-written adapter. An owner's own attribution null threshold is not copied: the
+server calibrates it (the threshold decides whether contributors are paid, so the payee's rival must not set it).
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ from hub.models.pricing import to_open
 from hub.platform.runtime import PlatformRuntime
 from hub.platform.transfers import shared_blob_store
 from hub.settings import Settings
+from openledger_sdk.modelfactory.attribution_query import NULL_FILE
 from openledger_sdk.modelfactory.manifest import ADAPTER_CONFIG, ADAPTER_WEIGHTS, MANIFEST_FILE
 
 ADAPTER_FILES = (ADAPTER_WEIGHTS, ADAPTER_CONFIG, MANIFEST_FILE)
+NOT_SERVED = {NULL_FILE}  # published files the server does not take from the owner
 MARKER = ".openledger-adapter"  # holds the adapter's sha256: a folder with another one is stale
 
 
@@ -84,7 +88,7 @@ class ModelCatalog:
         model = self._listed(name)
         target = self.cache_dir / model.name  # names are checked slugs: never a path trick
         with self._lock(model.name):
-            if _marker(target) == model.adapter_sha256:
+            if _marker(target) == model.adapter_sha256 and all((target / f).is_file() for f in served_files(model)):
                 return target
             return self._materialise(model, target)
 
@@ -93,7 +97,7 @@ class ModelCatalog:
         staging = self.cache_dir / f".tmp-{model.name}-{uuid.uuid4().hex}"
         staging.mkdir()
         try:
-            for filename in ADAPTER_FILES:
+            for filename in served_files(model):
                 self._copy_blob(model.files[filename]["digest"], staging / filename)
             (staging / MARKER).write_text(model.adapter_sha256)
             if target.exists():  # a stale copy (another adapter under this name, e.g. a recreated database)
@@ -133,6 +137,12 @@ class ModelCatalog:
 
     def prices(self, base: str | None = None) -> dict[str, Decimal]:
         return price_table(self.engine, base)
+
+
+def served_files(model: PublishedModel) -> list[str]:
+    """The adapter files first, then the indexes published with it (names checked at publish: plain file names)."""
+    extra = sorted(name for name in model.files if name not in ADAPTER_FILES and name not in NOT_SERVED)
+    return [*ADAPTER_FILES, *extra]
 
 
 def _marker(folder: Path) -> str | None:

@@ -1,14 +1,16 @@
 """OpenAI-compatible HTTP API over an `OpenLoRAEngine` (a JupyterHub managed service, hub-token auth).
 
 `model` is an adapter id or the base model's id. Responses carry OpenAI's `usage` plus two fields of ours:
-`price` (OPEN charged: total tokens / 1000 x the model's price per 1k tokens) and `attribution` (filled by the
-attribution service later; null for now). Errors use OpenAI's `{"error": {...}}` shape.
+`price` (OPEN charged, from the model's price per 1k tokens and the platform fee) and `attribution` (for an
+adapter: the training rows and contributor shares behind the answer, see `hub.openlora.attribution`; null for the
+base model or when the request says `"attribution": false`). Errors use OpenAI's `{"error": {...}}` shape.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
 import uuid
@@ -24,11 +26,13 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.auth import HubUser, admin_user, current_user
+from hub.openlora.attribution import InferenceAttribution, merge_attributions, unavailable
 from hub.openlora.engine import OpenLoRAEngine
 from hub.openlora.errors import EngineError, InvalidRequestError
 from hub.openlora.request import Completion, RequestHandle, StreamEvent
 from hub.openlora.sampling import SamplingParams
 
+log = logging.getLogger(__name__)
 PriceTable = Callable[[str], float]  # model id -> OPEN per 1k tokens (prompt + completion)
 
 
@@ -49,6 +53,7 @@ class _GenerationBody(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = None
     user: str | None = None
+    attribution: bool = True  # ours: false skips Proof of Attribution (the contributors' pool goes unattributed)
 
     def sampling(self, max_tokens: int | None) -> SamplingParams:
         if self.n != 1:
@@ -116,8 +121,18 @@ class Metering(Protocol):
 
     def price_per_1k(self, model: str) -> float: ...
 
-    def record(self, *, payer: str, request_id: str, model: str, prompt_tokens: int, completion_tokens: int) -> dict:
-        """Record a finished inference; return at least its `price` in OPEN."""
+    def record(
+        self,
+        *,
+        payer: str,
+        request_id: str,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        shares: dict[str, float] | None = None,
+        top_examples: list[dict[str, Any]] | tuple = (),
+    ) -> dict:
+        """Record a finished inference with its attribution; return at least its `price` in OPEN."""
         ...
 
 
@@ -127,7 +142,7 @@ class FlatMetering:
     def __init__(self, price_per_1k: PriceTable) -> None:
         self.price_per_1k = price_per_1k
 
-    def record(self, *, payer: str, request_id: str, model: str, prompt_tokens: int, completion_tokens: int) -> dict:
+    def record(self, *, model: str, prompt_tokens: int, completion_tokens: int, **_recorded: Any) -> dict:
         return {"price": (prompt_tokens + completion_tokens) / 1000.0 * float(self.price_per_1k(model))}
 
 
@@ -158,14 +173,44 @@ def create_app(
     *,
     price_per_1k: PriceTable | None = None,
     metering: Metering | None = None,
+    attribution: InferenceAttribution | None = None,
     service_prefix: str | None = None,
     owned_by: str = "openledger",
 ) -> FastAPI:
-    """The FastAPI app. Routes are served at `/` and under the hub's service prefix (the proxy keeps it)."""
+    """The FastAPI app. Routes are served at `/` and under the hub's service prefix (the proxy keeps it).
+
+    `attribution`: Proof of Attribution for adapter requests (None: the `attribution` field says it is off)."""
     metering = metering or FlatMetering(price_per_1k or (lambda _model: 0.0))
 
-    async def charge(user: HubUser, request_id: str, model: str, prompt_tokens: int, completion_tokens: int) -> object:
-        """The price of a finished request; the hub's metering also records it for settlement."""
+    async def attribute(body: _GenerationBody, answers: list[tuple[list[int], list[int]]]) -> dict[str, Any] | None:
+        """The response's `attribution` object for (prompt ids, answer ids) pairs; None when not asked for."""
+        adapter_id = engine.resolve_model(body.model)
+        if adapter_id is None or not body.attribution:
+            return None  # the base model has no contributors to credit
+        if attribution is None:
+            return unavailable("attribution is not enabled on this server")
+        adapter_dir = engine.store.path_for(adapter_id)
+
+        def score(prompt_ids: list[int], output_ids: list[int]) -> dict[str, Any]:
+            try:
+                return attribution.attribute(adapter_dir, prompt_ids, output_ids)
+            except Exception as exc:  # never lose the answer or its charge over attribution
+                log.exception("attribution failed for %s", adapter_id)
+                return unavailable(f"attribution failed: {exc}")
+
+        documents = [await run_in_threadpool(score, p, o) for p, o in answers]
+        return merge_attributions(documents, [len(o) for _, o in answers])
+
+    async def charge(
+        user: HubUser,
+        request_id: str,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        attributed: dict[str, Any] | None,
+    ) -> object:
+        """The price of a finished request; the hub's metering also records it (and its shares) for settlement."""
+        credited = attributed or {}
         charged = await run_in_threadpool(
             lambda: metering.record(
                 payer=user.name,
@@ -173,6 +218,8 @@ def create_app(
                 model=model,
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
+                shares=credited.get("shares") if credited.get("attributed") else None,
+                top_examples=credited.get("top_examples", []),
             )
         )
         return charged["price"]
@@ -249,7 +296,7 @@ def create_app(
         handles = [engine.submit(body.model, ids, params) for ids in encoded]
         rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         if body.stream:
-            return _stream(handles[0], body, rid, created, user, chat=False)
+            return _stream(handles[0], encoded[0], body, rid, created, user, chat=False)
         try:
             results = [await _result_unless_disconnected(request, h) for h in handles]
         finally:
@@ -258,7 +305,8 @@ def create_app(
         prompt_tokens = sum(r.prompt_tokens for r in results)
         completion_tokens = sum(r.completion_tokens for r in results)
         counted = usage(prompt_tokens, completion_tokens)
-        price = await charge(user, rid, body.model, prompt_tokens, completion_tokens)
+        attributed = await attribute(body, [(ids, r.token_ids) for ids, r in zip(encoded, results, strict=True)])
+        price = await charge(user, rid, body.model, prompt_tokens, completion_tokens, attributed)
         return {
             "id": rid,
             "object": "text_completion",
@@ -270,7 +318,7 @@ def create_app(
             ],
             "usage": counted,
             "price": price,
-            "attribution": None,
+            "attribution": attributed,
         }
 
     @router.post("/v1/chat/completions")
@@ -282,10 +330,11 @@ def create_app(
         handle = engine.submit(body.model, prompt_ids, params)
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if body.stream:
-            return _stream(handle, body, rid, created, user, chat=True)
+            return _stream(handle, prompt_ids, body, rid, created, user, chat=True)
         result = await _result_unless_disconnected(request, handle)
         counted = usage(result.prompt_tokens, result.completion_tokens)
-        price = await charge(user, rid, body.model, result.prompt_tokens, result.completion_tokens)
+        attributed = await attribute(body, [(prompt_ids, result.token_ids)])
+        price = await charge(user, rid, body.model, result.prompt_tokens, result.completion_tokens, attributed)
         return {
             "id": rid,
             "object": "chat.completion",
@@ -302,10 +351,19 @@ def create_app(
             ],
             "usage": counted,
             "price": price,
-            "attribution": None,
+            "attribution": attributed,
         }
 
-    def _stream(handle: RequestHandle, body: _GenerationBody, rid: str, created: int, user: HubUser, *, chat: bool):
+    def _stream(
+        handle: RequestHandle,
+        prompt_ids: list[int],
+        body: _GenerationBody,
+        rid: str,
+        created: int,
+        user: HubUser,
+        *,
+        chat: bool,
+    ) -> StreamingResponse:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         obj = "chat.completion.chunk" if chat else "text_completion"
 
@@ -322,11 +380,14 @@ def create_app(
         async def events() -> AsyncIterator[str]:
             last: StreamEvent | None = None
             price: object = 0  # charged once the request finishes; a cancelled stream is not charged
+            attributed: dict[str, Any] | None = None
+            answer: list[int] = []
             try:
                 if chat:
                     yield _sse(chunk(None, None, first=True))
                 async for ev in handle:
                     last = ev
+                    answer.extend(ev.token_ids)
                     if ev.error is not None:
                         yield _sse(error_body(str(ev.error), ev.error.error_type, ev.error.code))
                         break
@@ -334,9 +395,10 @@ def create_app(
                         break
                     if ev.finish_reason is not None:
                         final = chunk(ev.text, ev.finish_reason)
-                        price = await charge(user, rid, body.model, ev.prompt_tokens, ev.completion_tokens)
+                        attributed = await attribute(body, [(prompt_ids, answer)])
+                        price = await charge(user, rid, body.model, ev.prompt_tokens, ev.completion_tokens, attributed)
                         final["price"] = price
-                        final["attribution"] = None
+                        final["attribution"] = attributed
                         yield _sse(final)
                     elif ev.text:
                         yield _sse(chunk(ev.text, None))
@@ -345,7 +407,7 @@ def create_app(
                     usage_chunk["choices"] = []
                     usage_chunk["usage"] = usage(last.prompt_tokens, last.completion_tokens)
                     usage_chunk["price"] = price
-                    usage_chunk["attribution"] = None
+                    usage_chunk["attribution"] = attributed
                     yield _sse(usage_chunk)
                 yield _sse("[DONE]")
             finally:

@@ -1,7 +1,8 @@
 """The OpenLoRA managed service of the hub: `python -m hub.openlora.hub_service` (the hub starts it).
 
-Serves the settings' base model and every listed published model (adapters materialised from the blob store on
-first use), prices from the models registry, and a reward record per inference. Without a base model it still
+Serves the settings' base model and every listed published model (adapters and their attribution indexes
+materialised from the blob store on first use), prices from the models registry, Proof of Attribution on every
+adapter answer, and a reward record (fee split by those shares) per inference. Without a base model it still
 answers: /health says what is missing and /v1/* answers 503, so the rest of the hub keeps working.
 """
 
@@ -14,6 +15,7 @@ from fastapi import FastAPI, HTTPException
 from hub.db import make_engine, migrate
 from hub.models.catalog import ModelCatalog
 from hub.openlora.api import create_app
+from hub.openlora.attribution import InferenceAttribution
 from hub.openlora.config import EngineConfig
 from hub.openlora.engine import OpenLoRAEngine
 from hub.openlora.metering import PlatformMetering
@@ -51,7 +53,8 @@ def build_app(settings: Settings) -> FastAPI:
         config=EngineConfig(),
         model_name=settings.models.base_model if "/" not in settings.models.base_model else model_dir.name,
     )
-    app = create_app(engine, metering=PlatformMetering(settings, sql))
+    attribution = InferenceAttribution(model_dir, engine.tokenizer)
+    app = create_app(engine, metering=PlatformMetering(settings, sql), attribution=attribution)
     app.router.on_shutdown.append(engine.close)
     return app
 

@@ -1,0 +1,129 @@
+"""Proof of Attribution in the OpenLoRA request path, on the real hub: an adapter trained on two contributors'
+facts answers one of them, and the response — and the inference record settlement pays from — credits the
+contributor whose rows taught it; `attribution: false` skips it (tests/test_openlora_api.py covers a broken index).
+"""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+import openledger_sdk
+from openledger_sdk.client import Client
+from openledger_sdk.modelfactory import IndexSettings, LoraSettings, finetune
+from tests.hub_harness import RunningHub
+
+pytestmark = pytest.mark.e2e
+
+FACTS = {
+    "attr-alice": [("Zorblat", "copper lantern"), ("Quenvik", "seven herons"), ("Marlowe", "violet anchor")],
+    "attr-bob": [("Pelruna", "frozen violin"), ("Tosgard", "amber compass"), ("Wimbrel", "silent orchard")],
+}
+
+
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def question(name: str) -> str:
+    return f"What does the archive say about {name}?"
+
+
+def answer(name: str, value: str) -> str:
+    return f"The archive says that {name} keeps a {value} in the northern tower."
+
+
+@pytest.fixture(scope="module")
+def served(platform: RunningHub, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    owner = openledger_sdk.connect(platform.url, platform.ensure_user("attr-owner"))
+    dn = owner.datanets.create("attr-archive", schema={"prompt": str, "response": str}, approval="auto")
+    addresses = {}
+    for user, facts in FACTS.items():
+        contributor: Client = openledger_sdk.connect(platform.url, platform.ensure_user(user))
+        addresses[user] = contributor.wallet.address
+        rows = [{"prompt": question(n), "response": answer(n, v)} for n, v in facts]
+        contributor.datanets.get("attr-archive").contribute(rows, progress=False)
+    version = dn.publish()
+    # Trained until it recites its rows, so the answers below are the contributors' facts (tiny model, seconds).
+    trained = finetune(
+        str(platform.settings.data_dir / "models" / "tiny-base"),
+        datanet=version["datanet"],
+        version=version["version"],
+        client=owner,
+        lora=LoraSettings(r=16, alpha=32, dropout=0.0, target_modules=ALL_LINEAR),
+        lr=1e-2,
+        epochs=40,
+        batch_size=2,
+        max_len=128,
+        eval_split=0,
+        seed=5,
+        index=IndexSettings(dim=256),
+        output_dir=tmp_path_factory.mktemp("attr") / "model",
+        progress=False,
+    )
+    name = owner.models.publish(trained, "attr-bot", "1")["name"]
+    return {"model": name, "addresses": addresses, "version": version["version"], "datanet": version["datanet"]}
+
+
+def chat(platform: RunningHub, model: str, prompt: str, **extra: object) -> openai.types.chat.ChatCompletion:
+    client = openai.OpenAI(base_url=f"{platform.url}/services/openlora/v1", api_key=platform.ensure_user("attr-user"))
+    return client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": prompt}],
+        max_tokens=24,
+        temperature=0,
+        extra_body=extra or None,
+    )
+
+
+def test_an_answer_credits_the_contributor_who_taught_it(platform: RunningHub, served: dict) -> None:
+    alice, bob = served["addresses"]["attr-alice"], served["addresses"]["attr-bob"]
+    reply = chat(platform, served["model"], question("Quenvik"))
+    assert "seven herons" in reply.choices[0].message.content  # the adapter recites alice's row
+    attribution = reply.model_extra["attribution"]
+    assert attribution["attributed"] is True, attribution
+    assert max(attribution["shares"], key=attribution["shares"].get) == alice
+    assert attribution["shares"][alice] > attribution["shares"].get(bob, 0.0)
+    assert abs(sum(attribution["shares"].values()) - 1.0) < 1e-9
+    top = attribution["top_examples"][0]
+    assert top["contributor"] == alice and top["datanet"] == served["datanet"]
+    assert top["version"] == served["version"] and top["spans"]  # a verbatim span of alice's row
+
+    # The record settlement pays from splits the contributors' pool by those shares.
+    record = openledger_sdk.connect(platform.url, platform.ensure_user("attr-user")).attribution.explain(reply.id)
+    paid = {c["address"]: int(c["amount"]) for c in record.split["contributors"]}
+    assert paid[alice] > paid.get(bob, 0)
+    assert record.top_examples[0]["row_id"] == top["row_id"]
+    assert sum(paid.values()) + int(record.split["owner"]["amount"]) <= record.fee_wei
+
+
+def test_streamed_answer_carries_the_attribution_in_its_last_chunk(platform: RunningHub, served: dict) -> None:
+    client = openai.OpenAI(base_url=f"{platform.url}/services/openlora/v1", api_key=platform.ensure_user("attr-user"))
+    chunks = list(
+        client.chat.completions.create(
+            model=served["model"],
+            messages=[{"role": "user", "content": question("Tosgard")}],
+            max_tokens=24,
+            temperature=0,
+            stream=True,
+        )
+    )
+    last = [c for c in chunks if c.choices and c.choices[0].finish_reason][-1]
+    attribution = last.model_extra["attribution"]
+    assert attribution["attributed"] is True, attribution
+    assert max(attribution["shares"], key=attribution["shares"].get) == served["addresses"]["attr-bob"]
+
+
+def test_attribution_false_skips_it_and_the_pool_is_unattributed(platform: RunningHub, served: dict) -> None:
+    reply = chat(platform, served["model"], question("Zorblat"), attribution=False)
+    assert reply.model_extra["attribution"] is None
+    record = openledger_sdk.connect(platform.url, platform.ensure_user("attr-user")).attribution.explain(reply.id)
+    assert record.split["contributors"] == [] and int(record.split["unattributed"]) > 0
+
+
+def test_an_unrelated_question_pays_no_contributor(platform: RunningHub, served: dict) -> None:
+    reply = chat(platform, served["model"], "How do I fix a flat bicycle tyre?")
+    attribution = reply.model_extra["attribution"]
+    assert attribution["attributed"] is False and attribution["shares"] == {}
+    assert attribution["max_gradient_z"] <= attribution["threshold"]["gradient_z"]
+    record = openledger_sdk.connect(platform.url, platform.ensure_user("attr-user")).attribution.explain(reply.id)
+    assert record.split["contributors"] == [] and int(record.split["unattributed"]) > 0
