@@ -12,13 +12,13 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.hub_harness import run_in_kernel, start_platform  # noqa: E402
+from bench.hub_bench import machine_info, running_hub, versions, write_result  # noqa: E402
+from tests.hub_harness import run_in_kernel  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "spawn_time.json"
 
@@ -34,19 +34,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     samples: dict[str, list[float]] = {"spawn_s": [], "openledger_kernel_s": [], "python3_kernel_s": []}
-    with tempfile.TemporaryDirectory() as directory:
-        hub, process = start_platform(Path(directory))
-        try:
-            for run in range(args.runs):
-                user = f"bench{run}"
-                token = hub.ensure_user(user)
-                samples["spawn_s"].append(hub.spawn(user))
-                # Interleave the two kernels so machine noise hits both alike.
-                samples["openledger_kernel_s"].append(timed_kernel(hub, user, token, "openledger-python"))
-                samples["python3_kernel_s"].append(timed_kernel(hub, user, token, "python3"))
-                hub.stop_server(user)
-        finally:
-            process.stop()
+    with running_hub() as hub:
+        for run in range(args.runs):
+            user = f"bench{run}"
+            token = hub.ensure_user(user)
+            samples["spawn_s"].append(hub.spawn(user))
+            # Interleave the two kernels so machine noise hits both alike.
+            samples["openledger_kernel_s"].append(timed_kernel(hub, user, token, "openledger-python"))
+            samples["python3_kernel_s"].append(timed_kernel(hub, user, token, "python3"))
+            hub.stop_server(user)
     medians = {name: statistics.median(values) for name, values in samples.items()}
     result = {
         "command": f"python bench/spawn_time.py --runs {args.runs}",
@@ -55,9 +51,10 @@ def main() -> None:
         "median": medians,
         "spawn_to_kernel_ready_s": medians["spawn_s"] + medians["openledger_kernel_s"],
         "openledger_vs_python3_kernel_ratio": medians["openledger_kernel_s"] / medians["python3_kernel_s"],
+        "machine": machine_info(),
+        "versions": versions(),
     }
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(RESULTS, result)
     print(json.dumps(result["median"], indent=2))
     print(
         f"spawn to kernel ready: {result['spawn_to_kernel_ready_s']:.1f} s; "
