@@ -83,6 +83,9 @@ class GPUSlotMixin(LoggingConfigurable):
     templates_dir = Unicode("", help="Folder of notebooks copied into a home on first spawn; empty: none.").tag(
         config=True
     )
+    admin_templates_dir = Unicode(
+        "", help="Folder of notebooks also copied into admins' homes (the workshop admin notebook); empty: none."
+    ).tag(config=True)
     dashboards_server_name = Unicode(
         "dashboards", help="Name of the named server that serves the curated Voila dashboards (see dashboards_dir)."
     ).tag(config=True)
@@ -169,13 +172,21 @@ class GPUSlotMixin(LoggingConfigurable):
             ) from None
         return account.pw_dir, (account.pw_uid, account.pw_gid)
 
-    def _seed(self, home: str, owner: Owner | None) -> list[Path]:
+    def _template_dirs(self) -> list[str]:
+        """The template folders for this server; reads the user's admin flag, so call it on the hub's thread."""
+        if self.serves_dashboards:
+            return []
+        admin_dirs = [self.admin_templates_dir] if self.admin_templates_dir and self.user.admin else []
+        return [folder for folder in [self.templates_dir, *admin_dirs] if folder]
+
+    def _seed(self, home: str, owner: Owner | None, template_dirs: list[str]) -> list[Path]:
         """Create the home if missing and copy in the templates the user has not had yet."""
         # Runs in a worker thread: touches only the file system and its arguments, never the hub's ORM objects.
-        if not self.templates_dir or self.serves_dashboards:
+        if not template_dirs:
             ensure_home(home, owner, 0o700 if owner else 0o755)
             return []
-        copied = seed_home(self.templates_dir, home, owner)
+        # The folders share the home's manifest: keep their file names apart.
+        copied = [path for folder in template_dirs for path in seed_home(folder, home, owner)]
         if copied:
             self.log.info("copied %d template notebook(s) into %s", len(copied), home)
         return copied
@@ -210,7 +221,7 @@ class GPUSlotMixin(LoggingConfigurable):
             await self._take_slot(owner, allocator)
         try:
             home, home_owner = self.home_owner()
-            await asyncio.to_thread(self._seed, home, home_owner)
+            await asyncio.to_thread(self._seed, home, home_owner, self._template_dirs())
             return await super().start()  # type: ignore[misc]
         except BaseException:
             self._release()  # JupyterHub's cleanup would too (via clear_state); don't rely on it

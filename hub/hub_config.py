@@ -10,11 +10,20 @@ from typing import Any
 from hub.paths import node_bin
 from hub.secrets import HubSecrets
 from hub.settings import REPO_ROOT, Settings
+from hub.workshop.hub_api import WORKSHOP_SCOPES
 from hub.workshop.roster import USERNAME_PATTERN
 
 ADMIN_SERVICE = "openledger-admin"
 STUDENTS_GROUP = "students"
 INSTRUCTORS_GROUP = "instructors"
+SERVER_SCOPES = ["users:activity!user", "access:servers!server", "access:services"]
+
+
+def server_token_scopes(spawner: Any) -> list[str]:
+    """A server's $JUPYTERHUB_API_TOKEN: the `server` role, plus the workshop scopes in an admin's default server,
+    where the workshop admin notebook runs on it. The hub grants only the scopes the user holds."""
+    workshop = list(WORKSHOP_SCOPES) if spawner.user.admin and not spawner.name else []
+    return SERVER_SCOPES + workshop
 
 
 def _service_env(settings: Settings) -> dict[str, str]:
@@ -66,7 +75,7 @@ def roles(settings: Settings) -> list[dict[str, Any]]:
     return (culler if settings.services.cull_idle_timeout else []) + [
         # Users' own tokens and their servers' tokens (the kernel's JUPYTERHUB_API_TOKEN) reach the services.
         {"name": "user", "scopes": ["self", "access:services"]},
-        {"name": "server", "scopes": ["users:activity!user", "access:servers!server", "access:services"]},
+        {"name": "server", "scopes": SERVER_SCOPES},
         {
             "name": "instructor",
             "description": "Start, stop and open the servers of students in the workshop group",
@@ -96,8 +105,11 @@ def spawner_config(c: Any, settings: Settings) -> None:
     c.Spawner.start_timeout = settings.spawner.start_timeout
     c.Spawner.http_timeout = settings.spawner.start_timeout
     c.Spawner.args = ["--allow-root"] if os.geteuid() == 0 else []
+    c.Spawner.server_token_scopes = server_token_scopes
     c.Spawner.environment = {
         "OPENLEDGER_HUB_URL": settings.public_url,
+        # The workshop admin notebook reads the hub's settings (homes, admin names) from the same file.
+        "OPENLEDGER_CONFIG": str(settings.settings_file),
         "OPENLEDGER_MODELS_DIR": str(data_dir / "models"),
         "PATH": f"{venv_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         "HF_HUB_OFFLINE": "1",
@@ -107,6 +119,7 @@ def spawner_config(c: Any, settings: Settings) -> None:
     c.GPUSlotMixin.require_gpu = settings.spawner.require_gpu
     c.GPUSlotMixin.state_file = str(data_dir / "gpu-slots.json")
     c.GPUSlotMixin.templates_dir = str(REPO_ROOT / "templates" / "notebooks")
+    c.GPUSlotMixin.admin_templates_dir = str(REPO_ROOT / "templates" / "instructor")
     # A user's named server "dashboards" is Voila-only, rooted in the curated dashboards folder (docs/dashboards.md).
     c.GPUSlotMixin.dashboards_server_name = "dashboards"
     c.GPUSlotMixin.dashboards_dir = str(REPO_ROOT / "extensions" / "dashboards")

@@ -19,50 +19,21 @@ import os
 import sys
 from pathlib import Path
 
-from hub.hub_config import INSTRUCTORS_GROUP, STUDENTS_GROUP
 from hub.secrets import ensure_secrets
-from hub.settings import REPO_ROOT, SettingsError, load_settings
+from hub.settings import SettingsError, load_settings
 from hub.workshop.hub_api import HubAPI, HubAPIError
 from hub.workshop.progress import class_progress, format_table
-from hub.workshop.roster import Roster, RosterError, check_names, generated_roster, roster_from_csv
+from hub.workshop.roster import RosterError
 from hub.workshop.runner import dry_run
-
-
-def workshop_group(name: str) -> str:
-    return f"workshop-{name}"
-
-
-def create(api: HubAPI, name: str, roster: Roster, instructors: list[str]) -> list[str]:
-    """Create the class; refuse (creating nothing) if a name belongs to someone outside this workshop."""
-    group = workshop_group(name)
-    members = set(api.group_members(group))
-    taken = [user for user in roster.names if user not in members and api.user(user) is not None]
-    if taken:
-        raise RosterError([f"{user!r} already exists outside workshop {name!r}" for user in taken])
-    api.ensure_group(group)
-    created = api.create_users(list(roster.names) + instructors)
-    api.add_to_group(group, list(roster.names))
-    api.add_to_group(STUDENTS_GROUP, list(roster.names))
-    if instructors:
-        api.add_to_group(INSTRUCTORS_GROUP, instructors)
-    return created
-
-
-def distribute(homes_dir: Path, templates_dir: Path, users: list[str]) -> dict[str, list[str]]:
-    """Copy templates into each student's home; files they already have are never overwritten."""
-    from gpu_spawner.home import seed_home
-
-    return {user: [str(path) for path in seed_home(templates_dir, homes_dir / user)] for user in users}
-
-
-def cleanup(api: HubAPI, name: str) -> list[str]:
-    group = workshop_group(name)
-    users = api.group_members(group)
-    for user in users:
-        api.stop_server(user)
-        api.delete_user(user)
-    api.delete_group(group)
-    return users
+from hub.workshop.steps import (
+    TEMPLATES_DIR,
+    check_roster,
+    cleanup,
+    create,
+    distribute,
+    homes_dir,
+    students,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,25 +77,25 @@ def main(argv: list[str] | None = None) -> int:
         reserved = set(settings.hub.admin_users)
         with HubAPI(args.hub_url or settings.public_url, token) as api:
             if args.command == "create":
-                if args.csv:
-                    roster = roster_from_csv(args.csv, reserved)
-                else:
-                    roster = generated_roster(args.prefix, args.count, reserved)
-                check_names([(0, name) for name in args.instructor])
-                created = create(api, args.workshop, roster, args.instructor)
-                print(f"workshop {args.workshop}: {len(roster.names)} students ({len(created)} new accounts)")
+                check = check_roster(
+                    api, args.workshop, args.csv, args.count, args.prefix, args.instructor, reserved=reserved
+                )
+                if check.roster is None:
+                    raise RosterError(list(check.problems))
+                created = create(api, args.workshop, check.roster, args.instructor)
+                print(f"workshop {args.workshop}: {len(check.roster.names)} students ({len(created)} new accounts)")
             elif args.command == "distribute":
-                users = api.group_members(workshop_group(args.workshop))
-                copied = distribute(settings.data_dir / "homes", REPO_ROOT / "templates" / "notebooks", users)
+                users = students(api, args.workshop)
+                copied = distribute(homes_dir(settings), TEMPLATES_DIR, users)
                 print(f"copied {sum(map(len, copied.values()))} files into {len(users)} homes")
             elif args.command == "dry-run":
-                users = api.group_members(workshop_group(args.workshop))
+                users = students(api, args.workshop)
                 results = dry_run(api, users, args.notebook, args.out, kernel=args.kernel)
                 for user, error in results.items():
                     print(f"{user}\t{'ok' if error is None else 'FAILED: ' + error}")
                 return 0 if all(error is None for error in results.values()) else 1
             elif args.command == "progress":
-                users = api.group_members(workshop_group(args.workshop))
+                users = students(api, args.workshop)
                 rows = class_progress(api, users, token)
                 print(json.dumps(rows, indent=2) if args.json else format_table(rows))
             elif args.command == "cleanup":

@@ -7,6 +7,10 @@ from typing import Any
 
 import httpx
 
+# What running a workshop takes (create users and groups, tokens to act as students, stop servers, the
+# platform's progress table); admins hold all of it. hub_config requests these for admins' server tokens.
+WORKSHOP_SCOPES = ("admin:users", "admin:groups", "admin:servers", "tokens", "access:services")
+
 
 class HubAPIError(Exception):
     """The hub refused a call; the message carries the hub's own reason."""
@@ -15,6 +19,7 @@ class HubAPIError(Exception):
 class HubAPI:
     def __init__(self, hub_url: str, token: str, timeout: float = 60) -> None:
         self.hub_url = hub_url.rstrip("/")
+        self.token = token  # the platform's services take the same token (the progress table)
         self.http = httpx.Client(
             base_url=f"{self.hub_url}/hub/api", headers={"Authorization": f"token {token}"}, timeout=timeout
         )
@@ -34,6 +39,25 @@ class HubAPI:
                 reason = response.text[:300]
             raise HubAPIError(f"{method} {path}: {response.status_code} {reason}")
         return response.json() if response.content else None
+
+    def whoami(self) -> dict:
+        """The token's owner (`kind` "user" or "service") and the scopes the token holds."""
+        return self.call("GET", "/user")
+
+    def missing_scopes(self, needed: tuple[str, ...] = WORKSHOP_SCOPES) -> list[str]:
+        """The scopes in `needed` this token lacks (a group-filtered scope like `admin:users!group=x` is lacking)."""
+        held = set(self.whoami().get("scopes", []))
+        return [scope for scope in needed if scope not in held]
+
+    def can_log_in(self, name: str, password: str) -> bool:
+        """Whether the hub's authenticator takes `password` for `name`: asks for a token with it, then revokes it."""
+        body = {"auth": {"username": name, "password": password}, "note": "workshop password check", "expires_in": 60}
+        # No Authorization header: the hub then authenticates the request by the `auth` in the body.
+        response = httpx.post(f"{self.hub_url}/hub/api/users/{name}/tokens", json=body, timeout=self.http.timeout)
+        if response.status_code != 201:
+            return False
+        self.call("DELETE", f"/users/{name}/tokens/{response.json()['id']}", ok=(204, 404))
+        return True
 
     # users
     def user(self, name: str) -> dict | None:

@@ -12,14 +12,30 @@ from pathlib import Path
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 _USERNAME = re.compile(USERNAME_PATTERN)
 NAME_COLUMNS = ("username", "user", "name", "login")
+INVALID_NAME = "is not a valid user name (1-32 of a-z, 0-9, '-', '_', starting with a letter or digit)"
+
+
+@dataclass(frozen=True)
+class RosterProblem:
+    """One bad roster entry: its line (None when it has none), the name as written, and what is wrong."""
+
+    line: int | None
+    name: str
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line is not None else ""
+        return f"{where}{self.name!r} {self.reason}" if self.name else f"{where}{self.reason}"
 
 
 class RosterError(Exception):
     """Every problem found in a roster, one per line; nothing was created."""
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
+    def __init__(self, problems: list[RosterProblem | str]) -> None:
+        # Plain strings stay accepted; `entries` keeps the structure for tables (the instructor notebook).
+        self.entries = [p if isinstance(p, RosterProblem) else RosterProblem(None, "", p) for p in problems]
+        self.problems = [str(entry) for entry in self.entries]
+        super().__init__("\n".join(self.problems))
 
 
 @dataclass(frozen=True)
@@ -29,23 +45,20 @@ class Roster:
 
 def check_names(entries: list[tuple[int, str]], reserved: set[str] = frozenset()) -> Roster:
     """(line number, name) pairs → a Roster, or RosterError naming every bad or repeated line."""
-    problems: list[str] = []
+    problems: list[RosterProblem] = []
     first_seen: dict[str, int] = {}
     for line, raw in entries:
         name = raw.strip().lower()
         if not _USERNAME.match(name):
-            problems.append(
-                f"line {line}: {raw!r} is not a valid user name (1-32 of a-z, 0-9, '-', '_', starting with a "
-                "letter or digit)"
-            )
+            problems.append(RosterProblem(line, raw, INVALID_NAME))
         elif name in reserved:
-            problems.append(f"line {line}: {name!r} is reserved (an admin or instructor)")
+            problems.append(RosterProblem(line, name, "is reserved (an admin or instructor)"))
         elif name in first_seen:
-            problems.append(f"line {line}: {name!r} repeats line {first_seen[name]}")
+            problems.append(RosterProblem(line, name, f"repeats line {first_seen[name]}"))
         else:
             first_seen[name] = line
     if not entries:
-        problems.append("the roster is empty")
+        problems.append(RosterProblem(None, "", "the roster is empty"))
     if problems:
         raise RosterError(problems)
     return Roster(tuple(first_seen))
@@ -69,6 +82,6 @@ def roster_from_csv(path: Path, reserved: set[str] = frozenset()) -> Roster:
 
 def generated_roster(prefix: str, count: int, reserved: set[str] = frozenset()) -> Roster:
     if count < 1:
-        raise RosterError([f"count must be at least 1, not {count}"])
+        raise RosterError([RosterProblem(None, "", f"count must be at least 1, not {count}")])
     width = max(2, len(str(count)))
     return check_names([(i, f"{prefix}{i:0{width}d}") for i in range(1, count + 1)], reserved)
