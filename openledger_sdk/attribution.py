@@ -4,11 +4,14 @@
     e.fee_wei, e.split            # the fee and who got what (owner, contributors with weights, protocol, unattributed)
     e.top_examples                # the training rows that weighed most (row ids, datanet version)
     e.verify()                    # True: this record, with this split, is in the epoch root committed on chain
+    ol.attribution.verify_on_chain(e)   # the same check against the root read from the chain yourself
 
 Every inference record carries an attribution document (the fee split, the shares and the top examples) whose hash
 is part of the record's Merkle leaf `(recordId, modelId, user, tokens, fee, attributionHash)`. `verify()` recomputes
 that hash from the document, rebuilds the leaf and checks the inclusion proof against the records root that the
 platform reads from the AttributionLedger contract — so a changed split, fee, token count or proof fails.
+`verify_on_chain()` does not trust the platform for the root either: it reads `getEpoch(epoch)` from the
+contract with an `eth_call` through the hub's chain gateway.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from eth_abi import decode, encode
 from eth_hash.auto import keccak
 
 from openledger_sdk.errors import OpenLedgerError
@@ -29,6 +33,9 @@ if TYPE_CHECKING:
     from openledger_sdk.client import Client
 
 DOCUMENT_VERSION = 1
+# AttributionLedger.getEpoch(uint64) returns Epoch(recordsRoot, payoutsRoot, EpochTotals(6 ints), committedAt, uri).
+GET_EPOCH_SELECTOR = keccak(b"getEpoch(uint64)")[:4]
+EPOCH_TYPE = "(bytes32,bytes32,(uint64,uint64,uint128,uint128,uint128,uint128),uint64,string)"
 
 
 def canonical_document(document: Mapping[str, Any]) -> bytes:
@@ -121,3 +128,23 @@ class Attribution:
         """The record of one inference (its `request_id` from the completion response)."""
         record = self._client.request("GET", "platform", f"api/attribution/{quote(request_id, safe='')}")
         return Explanation(record)
+
+    def records_root_on_chain(self, epoch: int) -> str:
+        """The records root committed for `epoch`, read from the AttributionLedger contract (not from the platform)."""
+        address = self._client.request("GET", "platform", "api/ledger")["contracts"]["AttributionLedger"]
+        call = {"to": address, "data": "0x" + (GET_EPOCH_SELECTOR + encode(["uint64"], [int(epoch)])).hex()}
+        answer = self._client.request(
+            "POST", "chain", "", json={"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [call, "latest"]}
+        )
+        if "error" in answer:  # UnknownEpoch reverts: the epoch is not committed (yet)
+            raise OpenLedgerError(f"epoch {epoch} is not committed on chain: {answer['error'].get('message')}")
+        (committed,) = decode([EPOCH_TYPE], bytes.fromhex(answer["result"].removeprefix("0x")))
+        return "0x" + committed[0].hex()
+
+    def verify_on_chain(self, explanation: Explanation | str) -> bool:
+        """`explanation.verify()` against the root read from the chain yourself (takes an explanation or request id)."""
+        if isinstance(explanation, str):
+            explanation = self.explain(explanation)
+        if explanation.epoch is None:
+            raise OpenLedgerError(f"record {explanation.request_id} is not in a settled epoch yet: settle first")
+        return explanation.verify(root=self.records_root_on_chain(explanation.epoch))

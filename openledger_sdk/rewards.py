@@ -79,3 +79,8 @@ class Rewards:
             body["address"] = address
         answer = self._client.request("POST", "platform", "api/rewards/claim", json=body)
         return ClaimResult(int(answer.get("paid", "0")), answer["claims"])
+
+    def settle_now(self, wait_s: float = 60) -> dict[str, Any]:
+        """Admins (instructors running a workshop): close the current epoch and settle it now, instead of waiting for
+        the epoch to end. Returns the settlement report (status, epoch, totals)."""
+        return self._client.request("POST", "platform", "api/admin/settle", json={"wait_s": wait_s})

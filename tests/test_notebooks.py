@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import nbformat
 import papermill
 import pytest
 
+import openledger_sdk
 from hub.settings import REPO_ROOT
 from hub.workshop.runner import acting_as
 from tests.hub_harness import RunningHub
+from tests.tiny_model import train_reciting_adapter
 
 pytestmark = pytest.mark.e2e
 TEMPLATES = REPO_ROOT / "templates" / "notebooks"
@@ -61,3 +64,40 @@ def test_04_serve_with_openlora(platform: RunningHub, tmp_path: Path) -> None:
     assert "chatting with tiny-base" in printed
     assert "price: 0 OPEN" in printed  # the base model is free
     assert "pieces)" in printed and "compared" in printed
+
+
+def test_05_attribution_and_rewards(platform: RunningHub, tmp_path: Path) -> None:
+    # The student's own model on their own rows (what notebooks 02 and 03 leave behind), and OPEN to pay with.
+    user = "nb-rewards"
+    me = openledger_sdk.connect(platform.url, platform.ensure_user(user))
+    dn = me.datanets.create("nb-rewards-facts", schema={"prompt": str, "response": str}, approval="auto")
+    dn.contribute(
+        [{"prompt": f"Where is beacon {n}?", "response": f"Beacon {n} stands on the {place} pier."} for n, place in
+         (("Astra", "eastern"), ("Borea", "salt"), ("Corvo", "granite"))],
+        progress=False,
+    )  # fmt: skip
+    version = dn.publish()
+    base = platform.settings.data_dir / "models" / "tiny-base"
+    trained = train_reciting_adapter(base, version, me, tmp_path / "model")
+    me.models.publish(trained, "nb-rewards-bot", "2")
+    with platform.admin() as admin:
+        funded = admin.post("/services/platform/api/admin/faucet", json={"user": user, "open": "5", "eth": "1"})
+        assert funded.status_code == 200, funded.text
+
+    printed = run_notebook(
+        platform,
+        user,
+        "05-attribution-and-rewards.ipynb",
+        tmp_path,
+        admin_token=platform.secrets.admin_api_token,
+        settle_timeout_s=180,
+    )
+    assert "model nb-rewards-bot: trained on datanet nb-rewards-facts version 1" in printed
+    assert "A: Beacon Astra stands on the eastern pier." in printed  # the adapter recites its row
+    assert "attributed: True" in printed and "1 contributor(s) credited" in printed
+    assert "record settled in epoch" in printed
+    assert "this record verifies: True" in printed
+    assert "a record with one more wei verifies: False" in printed
+    claimed = Decimal(printed.split("claimed: ")[1].split(" OPEN")[0])
+    assert claimed > 0  # owner share + contributor share of the fee
+    assert "second claim: 0 OPEN" in printed

@@ -10,8 +10,8 @@ import pytest
 
 import openledger_sdk
 from openledger_sdk.client import Client
-from openledger_sdk.modelfactory import IndexSettings, LoraSettings, finetune
 from tests.hub_harness import RunningHub
+from tests.tiny_model import train_reciting_adapter
 
 pytestmark = pytest.mark.e2e
 
@@ -19,9 +19,6 @@ FACTS = {
     "attr-alice": [("Zorblat", "copper lantern"), ("Quenvik", "seven herons"), ("Marlowe", "violet anchor")],
     "attr-bob": [("Pelruna", "frozen violin"), ("Tosgard", "amber compass"), ("Wimbrel", "silent orchard")],
 }
-
-
-ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 def question(name: str) -> str:
@@ -43,23 +40,8 @@ def served(platform: RunningHub, tmp_path_factory: pytest.TempPathFactory) -> di
         rows = [{"prompt": question(n), "response": answer(n, v)} for n, v in facts]
         contributor.datanets.get("attr-archive").contribute(rows, progress=False)
     version = dn.publish()
-    # Trained until it recites its rows, so the answers below are the contributors' facts (tiny model, seconds).
-    trained = finetune(
-        str(platform.settings.data_dir / "models" / "tiny-base"),
-        datanet=version["datanet"],
-        version=version["version"],
-        client=owner,
-        lora=LoraSettings(r=16, alpha=32, dropout=0.0, target_modules=ALL_LINEAR),
-        lr=1e-2,
-        epochs=40,
-        batch_size=2,
-        max_len=128,
-        eval_split=0,
-        seed=5,
-        index=IndexSettings(dim=256),
-        output_dir=tmp_path_factory.mktemp("attr") / "model",
-        progress=False,
-    )
+    base = platform.settings.data_dir / "models" / "tiny-base"
+    trained = train_reciting_adapter(base, version, owner, tmp_path_factory.mktemp("attr") / "model")
     name = owner.models.publish(trained, "attr-bot", "1")["name"]
     return {"model": name, "addresses": addresses, "version": version["version"], "datanet": version["datanet"]}
 

@@ -196,3 +196,28 @@ def train_tiny_adapter(base_dir: Path, version: dict, client: object, output_dir
         output_dir=output_dir,
         progress=False,
     )
+
+
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def train_reciting_adapter(base_dir: Path, version: dict, client: object, output_dir: Path) -> object:
+    """A tiny LoRA trained until it recites its (few) rows verbatim, so attribution has a clear answer: seconds."""
+    from openledger_sdk.modelfactory import IndexSettings, LoraSettings, finetune
+
+    return finetune(
+        str(base_dir),
+        datanet=version["datanet"],
+        version=version["version"],
+        client=client,
+        lora=LoraSettings(r=16, alpha=32, dropout=0.0, target_modules=list(ALL_LINEAR)),
+        lr=1e-2,
+        epochs=40,
+        batch_size=2,
+        max_len=128,
+        eval_split=0,
+        seed=5,
+        index=IndexSettings(dim=256),
+        output_dir=output_dir,
+        progress=False,
+    )
