@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -112,6 +114,14 @@ def test_ten_student_class_end_to_end(hub_env: RunningHub, tmp_path: Path, capsy
     url = f"{hub_env.url}/services/platform/api/admin/progress"
     assert httpx.get(url, params=params, headers={"Authorization": f"token {prof_token}"}).status_code == 200
     assert httpx.get(url, params=params, headers={"Authorization": f"token {student_token}"}).status_code == 403
+
+    # OPEN for every student's questions, and settling on demand when the class reaches notebook 05.
+    assert workshop(["fund", "ml101", "--open", "2"]) == 0
+    assert capsys.readouterr().out.count("\tok") == 10
+    with hub_env.as_token(student_token) as student:
+        assert Decimal(student.get("/services/platform/api/wallet").json()["balances"]["OPEN"]) >= 2 * 10**18
+    assert workshop(["settle"]) == 0
+    assert re.search(r"epoch \S+: (settled|empty|nothing to settle)", capsys.readouterr().out)
 
     assert workshop(["cleanup", "ml101"]) == 0
     with hub_env.admin() as admin:

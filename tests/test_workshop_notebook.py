@@ -88,6 +88,7 @@ def test_the_notebook_declares_its_parameters_and_is_safe_by_default() -> None:
     declared = papermill.inspect_notebook(str(NOTEBOOK))
     assert {"hub_url", "api_token", "roster_csv", "student_count", "shared_password", "cleanup"} <= set(declared)
     assert declared["cleanup"]["default"] == "False" and declared["run_dry_run"]["default"] == "False"
+    assert declared["settle_rewards"]["default"] == "False"
 
 
 def test_progress_frame_flags_models_and_inferences() -> None:
@@ -167,13 +168,18 @@ def test_a_class_of_three_from_roster_to_cleanup(hub_env: RunningHub, tmp_path: 
         shared_password=hub_env.secrets.user_password,
         run_dry_run=True,
         dry_run_notebook=str(tiny_template(tmp_path)),
+        open_per_student="3",
+        settle_rewards=True,
         cleanup=True,
     )
     assert "roster OK: 3 students" in cell_outputs(cell_with(executed, "check_roster"))
     created = cell_outputs(cell_with(executed, "steps.create"))
     assert "3 students (4 new accounts)" in created and "the hub accepts the shared password" in created
     assert "nbclass-data (created), owner nbprof, version 1" in cell_outputs(cell_with(executed, "seed_datanet"))
+    assert "sent 3 OPEN to 3 of 3 students" in cell_outputs(cell_with(executed, "steps.fund"))
     assert "dry run of tiny.ipynb: 3 of 3 passed" in cell_outputs(cell_with(executed, "dry_run("))
+    settled = cell_outputs(cell_with(executed, "steps.settle_now"))
+    assert any(f": {status}" in settled for status in ("settled", "empty", "nothing to settle")), settled
     progress = cell_outputs(cell_with(executed, "progress_frame"))
     assert all(progress.count(f"<td>{name}</td>") == 1 for name in names)
     assert progress.count("<td>nbclass-") == 3

@@ -31,7 +31,9 @@ from hub.workshop.steps import (
     cleanup,
     create,
     distribute,
+    fund,
     homes_dir,
+    settle_now,
     students,
 )
 
@@ -59,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("workshop")
         if command == "progress":
             cmd.add_argument("--json", action="store_true")
+    fund_cmd = sub.add_parser("fund", help="give every student OPEN to pay for inferences (and gas)")
+    fund_cmd.add_argument("workshop")
+    fund_cmd.add_argument("--open", default="10", help="OPEN per student (default 10)")
+    sub.add_parser("settle", help="settle the rewards epoch now, so students can verify and claim")
     run_cmd = sub.add_parser("dry-run", help="run a template notebook as every student with papermill")
     run_cmd.add_argument("workshop")
     run_cmd.add_argument("notebook", type=Path)
@@ -98,6 +104,14 @@ def main(argv: list[str] | None = None) -> int:
                 users = students(api, args.workshop)
                 rows = class_progress(api, users, token)
                 print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+            elif args.command == "fund":
+                funded = fund(api, students(api, args.workshop), args.open)
+                for user, status in funded.items():
+                    print(f"{user}\t{status}")
+                return 0 if all(status == "ok" for status in funded.values()) else 1
+            elif args.command == "settle":
+                report = settle_now(api)
+                print(f"epoch {report.get('epoch')}: {report.get('status')}")
             elif args.command == "cleanup":
                 removed = cleanup(api, args.workshop)
                 print(f"workshop {args.workshop}: removed {len(removed)} users")

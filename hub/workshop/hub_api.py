@@ -40,6 +40,17 @@ class HubAPI:
             raise HubAPIError(f"{method} {path}: {response.status_code} {reason}")
         return response.json() if response.content else None
 
+    def platform(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One call to the platform service (`/services/platform/<path>`) with the same token."""
+        response = self.http.request(method, f"{self.hub_url}/services/platform/{path.lstrip('/')}", **kwargs)
+        if response.status_code >= 400:
+            try:
+                reason = response.json().get("detail", response.text)
+            except ValueError:
+                reason = response.text[:300]
+            raise HubAPIError(f"{method} /services/platform/{path.lstrip('/')}: {response.status_code} {reason}")
+        return response.json() if response.content else None
+
     def whoami(self) -> dict:
         """The token's owner (`kind` "user" or "service") and the scopes the token holds."""
         return self.call("GET", "/user")

@@ -14,7 +14,7 @@ from typing import Any
 
 from hub.hub_config import INSTRUCTORS_GROUP, STUDENTS_GROUP
 from hub.settings import REPO_ROOT, Settings
-from hub.workshop.hub_api import HubAPI
+from hub.workshop.hub_api import HubAPI, HubAPIError
 from hub.workshop.roster import (
     INVALID_NAME,
     USERNAME_PATTERN,
@@ -140,6 +140,28 @@ def cleanup(api: HubAPI, name: str) -> list[str]:
         api.delete_user(user)
     api.delete_group(group)
     return users
+
+
+# --- rewards: OPEN to pay for inferences, and settling on demand -------------------------------------------------
+
+
+def fund(api: HubAPI, users: list[str], open_amount: str, eth: str = "1") -> dict[str, str]:
+    """Send every student `open_amount` OPEN (their questions to models are paid from it) and gas, from the
+    platform's faucet. Returns user → "ok" or the reason it failed (the others are still funded)."""
+    results: dict[str, str] = {}
+    for user in users:
+        try:
+            api.platform("POST", "api/admin/faucet", json={"user": user, "open": str(open_amount), "eth": str(eth)})
+            results[user] = "ok"
+        except HubAPIError as err:
+            results[user] = str(err)
+    return results
+
+
+def settle_now(api: HubAPI, wait_s: float = 60) -> dict[str, Any]:
+    """Close the current rewards epoch and settle it now (charges, on-chain roots, claimable rewards), so students
+    can verify and claim during the class instead of at the end of the epoch."""
+    return api.platform("POST", "api/admin/settle", json={"wait_s": wait_s})
 
 
 # --- the class datanet ------------------------------------------------------------------------------------------
