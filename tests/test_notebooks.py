@@ -13,7 +13,7 @@ import openledger_sdk
 from hub.settings import REPO_ROOT
 from hub.workshop.runner import acting_as
 from tests.hub_harness import RunningHub
-from tests.tiny_model import train_reciting_adapter
+from tests.tiny_model import train_tiny_adapter
 
 pytestmark = pytest.mark.e2e
 TEMPLATES = REPO_ROOT / "templates" / "notebooks"
@@ -78,7 +78,7 @@ def test_05_attribution_and_rewards(platform: RunningHub, tmp_path: Path) -> Non
     )  # fmt: skip
     version = dn.publish()
     base = platform.settings.data_dir / "models" / "tiny-base"
-    trained = train_reciting_adapter(base, version, me, tmp_path / "model")
+    trained = train_tiny_adapter(base, version, me, tmp_path / "model", recite=True)
     me.models.publish(trained, "nb-rewards-bot", "2")
     with platform.admin() as admin:
         funded = admin.post("/services/platform/api/admin/faucet", json={"user": user, "open": "5", "eth": "1"})

@@ -11,7 +11,7 @@ import pytest
 import openledger_sdk
 from openledger_sdk.client import Client
 from tests.hub_harness import RunningHub
-from tests.tiny_model import train_reciting_adapter
+from tests.tiny_model import train_tiny_adapter
 
 pytestmark = pytest.mark.e2e
 
@@ -41,7 +41,7 @@ def served(platform: RunningHub, tmp_path_factory: pytest.TempPathFactory) -> di
         contributor.datanets.get("attr-archive").contribute(rows, progress=False)
     version = dn.publish()
     base = platform.settings.data_dir / "models" / "tiny-base"
-    trained = train_reciting_adapter(base, version, owner, tmp_path_factory.mktemp("attr") / "model")
+    trained = train_tiny_adapter(base, version, owner, tmp_path_factory.mktemp("attr") / "model", recite=True)
     name = owner.models.publish(trained, "attr-bot", "1")["name"]
     return {"model": name, "addresses": addresses, "version": version["version"], "datanet": version["datanet"]}
 

@@ -178,46 +178,35 @@ def shared_tiny_model() -> Path:
     return _shared_model
 
 
-def train_tiny_adapter(base_dir: Path, version: dict, client: object, output_dir: Path) -> object:
-    """A tiny LoRA (r=2, one epoch, small index) on a published datanet version: seconds, publishable."""
+def train_tiny_adapter(
+    base_dir: Path, version: dict, client: object, output_dir: Path, *, recite: bool = False
+) -> object:
+    """A tiny LoRA on a published datanet version, publishable, in seconds: by default r=2, one epoch, a small index;
+    `recite=True` trains until the adapter recites its (few) rows verbatim, so attribution has a clear answer."""
     from openledger_sdk.modelfactory import IndexSettings, LoraSettings, finetune
 
+    quick = {"lora": LoraSettings(r=2, alpha=4), "epochs": 1, "batch_size": 4, "max_len": 32, "dim": 64}
+    reciting = {
+        "lora": LoraSettings(r=16, alpha=32, dropout=0.0, target_modules=list(ALL_LINEAR)),
+        "epochs": 40,
+        "batch_size": 2,
+        "max_len": 128,
+        "lr": 1e-2,
+        "seed": 5,
+        "dim": 256,
+    }
+    settings = reciting if recite else quick
     return finetune(
         str(base_dir),
         datanet=version["datanet"],
         version=version["version"],
         client=client,
-        lora=LoraSettings(r=2, alpha=4),
-        epochs=1,
-        batch_size=4,
-        max_len=32,
         eval_split=0,
-        index=IndexSettings(dim=64),
+        index=IndexSettings(dim=settings.pop("dim")),
         output_dir=output_dir,
         progress=False,
+        **settings,
     )
 
 
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-def train_reciting_adapter(base_dir: Path, version: dict, client: object, output_dir: Path) -> object:
-    """A tiny LoRA trained until it recites its (few) rows verbatim, so attribution has a clear answer: seconds."""
-    from openledger_sdk.modelfactory import IndexSettings, LoraSettings, finetune
-
-    return finetune(
-        str(base_dir),
-        datanet=version["datanet"],
-        version=version["version"],
-        client=client,
-        lora=LoraSettings(r=16, alpha=32, dropout=0.0, target_modules=list(ALL_LINEAR)),
-        lr=1e-2,
-        epochs=40,
-        batch_size=2,
-        max_len=128,
-        eval_split=0,
-        seed=5,
-        index=IndexSettings(dim=256),
-        output_dir=output_dir,
-        progress=False,
-    )

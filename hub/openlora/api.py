@@ -15,6 +15,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -116,22 +117,25 @@ def _sse(payload: dict[str, Any] | str) -> str:
     return f"data: {data}\n\n"
 
 
+@dataclass(frozen=True)
+class FinishedInference:
+    """What metering records of one finished request (its attribution included)."""
+
+    payer: str
+    request_id: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    shares: dict[str, float] | None = None  # contributor address → weight; None: unattributed
+    top_examples: list[dict[str, Any]] = field(default_factory=list)
+
+
 class Metering(Protocol):
     """Prices and records inferences; the hub service's is `hub.openlora.metering.PlatformMetering`."""
 
     def price_per_1k(self, model: str) -> float: ...
 
-    def record(
-        self,
-        *,
-        payer: str,
-        request_id: str,
-        model: str,
-        prompt_tokens: int,
-        completion_tokens: int,
-        shares: dict[str, float] | None = None,
-        top_examples: list[dict[str, Any]] | tuple = (),
-    ) -> dict:
+    def record(self, inference: FinishedInference) -> dict:
         """Record a finished inference with its attribution; return at least its `price` in OPEN."""
         ...
 
@@ -142,8 +146,9 @@ class FlatMetering:
     def __init__(self, price_per_1k: PriceTable) -> None:
         self.price_per_1k = price_per_1k
 
-    def record(self, *, model: str, prompt_tokens: int, completion_tokens: int, **_recorded: Any) -> dict:
-        return {"price": (prompt_tokens + completion_tokens) / 1000.0 * float(self.price_per_1k(model))}
+    def record(self, inference: FinishedInference) -> dict:
+        tokens = inference.prompt_tokens + inference.completion_tokens
+        return {"price": tokens / 1000.0 * float(self.price_per_1k(inference.model))}
 
 
 def usage(prompt: int, completion: int) -> dict[str, int]:
@@ -211,17 +216,16 @@ def create_app(
     ) -> object:
         """The price of a finished request; the hub's metering also records it (and its shares) for settlement."""
         credited = attributed or {}
-        charged = await run_in_threadpool(
-            lambda: metering.record(
-                payer=user.name,
-                request_id=request_id,
-                model=model,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                shares=credited.get("shares") if credited.get("attributed") else None,
-                top_examples=credited.get("top_examples", []),
-            )
+        inference = FinishedInference(
+            payer=user.name,
+            request_id=request_id,
+            model=model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            shares=credited.get("shares") if credited.get("attributed") else None,
+            top_examples=credited.get("top_examples", []),
         )
+        charged = await run_in_threadpool(metering.record, inference)
         return charged["price"]
 
     app = FastAPI(title="OpenLoRA", version="0.1.0")

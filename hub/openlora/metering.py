@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +19,7 @@ from hub.db import session_scope
 from hub.keys.store import WalletKeyStore
 from hub.keys.wallets import ensure_wallet
 from hub.models.models import PublishedModel
+from hub.openlora.api import FinishedInference
 from hub.rewards.metering import record_inference
 from hub.rewards.money import wei_to_open
 from hub.settings import Settings
@@ -50,35 +50,25 @@ class PlatformMetering:
         listed = self._listed_models().get(model)
         return float(wei_to_open(int(listed.price_wei))) if listed else 0.0
 
-    def record(
-        self,
-        *,
-        payer: str,
-        request_id: str,
-        model: str,
-        prompt_tokens: int,
-        completion_tokens: int,
-        shares: Mapping[str, float] | None = None,
-        top_examples: Sequence[Mapping[str, Any]] = (),
-    ) -> dict[str, Any]:
+    def record(self, inference: FinishedInference) -> dict[str, Any]:
         """Record one finished inference; return the `price` (OPEN, exact decimal string) for the response."""
-        listed = self._listed_models().get(model)
+        listed = self._listed_models().get(inference.model)
         if listed is None:
             return {"price": "0", "recorded": False}
-        ensure_wallet(self.engine, payer, self.wallet_keys)  # the payer's custodial key pays at settlement
+        ensure_wallet(self.engine, inference.payer, self.wallet_keys)  # the payer's custodial key pays at settlement
         with session_scope(self.engine) as session:
             row = record_inference(
                 session,
-                request_id=request_id,
-                model=model,
+                request_id=inference.request_id,
+                model=inference.model,
                 model_owner=listed.owner_address,
-                payer=payer,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
+                payer=inference.payer,
+                prompt_tokens=inference.prompt_tokens,
+                completion_tokens=inference.completion_tokens,
                 price_per_1k_wei=int(listed.price_wei),
-                adapter=model,
-                shares=dict(shares or {}),
-                top_examples=list(top_examples),
+                adapter=inference.model,
+                shares=dict(inference.shares or {}),
+                top_examples=list(inference.top_examples),
                 model_id=listed.chain_id,
                 settings=self.settings.rewards,
             )

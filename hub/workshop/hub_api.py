@@ -31,25 +31,13 @@ class HubAPI:
         self.http.close()
 
     def call(self, method: str, path: str, ok: tuple[int, ...] = (200, 201, 202, 204), **kwargs: Any) -> Any:
-        response = self.http.request(method, path, **kwargs)
-        if response.status_code not in ok:
-            try:
-                reason = response.json().get("message", response.text)
-            except ValueError:
-                reason = response.text[:300]
-            raise HubAPIError(f"{method} {path}: {response.status_code} {reason}")
-        return response.json() if response.content else None
+        """One hub REST API call (`/hub/api<path>`); HubAPIError with the hub's message unless the status is ok."""
+        return _checked(self.http.request(method, path, **kwargs), f"{method} {path}", ok)
 
     def platform(self, method: str, path: str, **kwargs: Any) -> Any:
         """One call to the platform service (`/services/platform/<path>`) with the same token."""
-        response = self.http.request(method, f"{self.hub_url}/services/platform/{path.lstrip('/')}", **kwargs)
-        if response.status_code >= 400:
-            try:
-                reason = response.json().get("detail", response.text)
-            except ValueError:
-                reason = response.text[:300]
-            raise HubAPIError(f"{method} /services/platform/{path.lstrip('/')}: {response.status_code} {reason}")
-        return response.json() if response.content else None
+        url = f"{self.hub_url}/services/platform/{path.lstrip('/')}"
+        return _checked(self.http.request(method, url, **kwargs), f"{method} {url}", tuple(range(200, 300)))
 
     def whoami(self) -> dict:
         """The token's owner (`kind` "user" or "service") and the scopes the token holds."""
@@ -126,3 +114,14 @@ class HubAPI:
                 return
             time.sleep(0.25)
         raise HubAPIError(f"{name}'s server did not stop within {timeout:.0f} s")
+
+
+def _checked(response: httpx.Response, what: str, ok: tuple[int, ...]) -> Any:
+    if response.status_code not in ok:
+        try:
+            body = response.json()
+            reason = body.get("message") or body.get("detail") or response.text  # the hub's / FastAPI's field
+        except ValueError:
+            reason = response.text[:300]
+        raise HubAPIError(f"{what}: {response.status_code} {reason}")
+    return response.json() if response.content else None
