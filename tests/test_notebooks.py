@@ -31,6 +31,7 @@ def run_notebook(platform: RunningHub, user: str, name: str, out_dir: Path, **pa
             kernel_name="openledger-python",
             progress_bar=False,
             execution_timeout=300,
+            cwd=str(out_dir),  # files a notebook writes land beside it, as in a user's home, not in the repo
         )
     executed = nbformat.read(target, as_version=4)
     return "".join(
