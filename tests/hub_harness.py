@@ -84,6 +84,19 @@ class RunningHub:
             answer.raise_for_status()
             return answer.json()["token"]
 
+    def fund(self, name: str, open_amount: str = "10") -> None:
+        """Give the user OPEN (and gas) from the faucet: priced models refuse askers who cannot pay."""
+        deadline = time.monotonic() + 90
+        with self.admin() as admin:
+            while True:
+                answer = admin.post(
+                    "/services/platform/api/admin/faucet", json={"user": name, "open": open_amount, "eth": "1"}
+                )
+                if answer.status_code != 503 or time.monotonic() > deadline:  # 503: the ledger is still coming up
+                    break
+                time.sleep(0.5)
+        assert answer.status_code == 200, answer.text
+
     def spawn(self, name: str, timeout: float = 120) -> float:
         """Start the user's server; return seconds from the request until the server answers."""
         started = time.monotonic()

@@ -23,6 +23,8 @@ def published(platform: RunningHub, tmp_path_factory: pytest.TempPathFactory) ->
     version = dn.publish()
     base = platform.settings.data_dir / "models" / "tiny-base"
     trained = train_tiny_adapter(base, version, owner, tmp_path_factory.mktemp("served") / "model")
+    for asker in ("lora-user", "lora-streamer", "lora-sdk"):
+        platform.fund(asker)
     return owner.models.publish(trained, "served-bot", "0.25")["name"]
 
 
@@ -77,3 +79,30 @@ def test_revenue_is_for_the_owner_only(platform: RunningHub, published: str) -> 
     assert answer.status_code == 200 and answer.json()["totals"]["requests"] >= 1
     with platform.as_token(platform.ensure_user("lora-user")) as stranger:
         assert stranger.get(url).status_code == 403
+
+
+def test_an_asker_who_cannot_pay_is_refused_before_any_generation(platform: RunningHub, published: str) -> None:
+    token = platform.ensure_user("lora-broke")
+    client = openai.OpenAI(base_url=f"{platform.url}/services/openlora/v1", api_key=token, max_retries=0)
+    ask = {"model": published, "messages": [{"role": "user", "content": "Served fact 3?"}], "max_tokens": 6}
+    recorded = _revenue_requests(platform, published)
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.chat.completions.create(**ask)
+    assert refused.value.status_code == 402
+    message = refused.value.body["message"]
+    assert "can spend 0 OPEN" in message and "may cost up to" in message and "Ask your instructor" in message
+    assert _revenue_requests(platform, published) == recorded  # nothing served, nothing recorded
+
+    # The free base model still answers, and once funded the same request goes through (and is recorded).
+    base = client.chat.completions.create(model="tiny-base", messages=ask["messages"], max_tokens=2)
+    assert base.choices[0].message.content is not None
+    platform.fund("lora-broke", "1")
+    assert client.chat.completions.create(**ask).usage.completion_tokens > 0
+    assert _revenue_requests(platform, published) == recorded + 1
+
+
+def _revenue_requests(platform: RunningHub, model: str) -> int:
+    with platform.as_token(platform.ensure_user("lora-owner")) as owner:
+        answer = owner.get(f"/services/platform/api/models/{model}/revenue", params={"days": 1})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["totals"]["requests"]

@@ -135,6 +135,10 @@ class Metering(Protocol):
 
     def price_per_1k(self, model: str) -> float: ...
 
+    def authorize(self, payer: str, model: str, prompt_tokens: int, max_completion_tokens: int) -> None:
+        """Raise an EngineError (e.g. InsufficientFundsError) if `payer` may not make this request."""
+        ...
+
     def record(self, inference: FinishedInference) -> dict:
         """Record a finished inference with its attribution; return at least its `price` in OPEN."""
         ...
@@ -145,6 +149,9 @@ class FlatMetering:
 
     def __init__(self, price_per_1k: PriceTable) -> None:
         self.price_per_1k = price_per_1k
+
+    def authorize(self, payer: str, model: str, prompt_tokens: int, max_completion_tokens: int) -> None:
+        return None  # no wallets outside the hub
 
     def record(self, inference: FinishedInference) -> dict:
         tokens = inference.prompt_tokens + inference.completion_tokens
@@ -186,6 +193,12 @@ def create_app(
 
     `attribution`: Proof of Attribution for adapter requests (None: the `attribution` field says it is off)."""
     metering = metering or FlatMetering(price_per_1k or (lambda _model: 0.0))
+
+    async def authorize(user: HubUser, model: str, prompts: list[list[int]], params: SamplingParams) -> None:
+        """Before any generation: may this user pay for these prompts at their longest answers?"""
+        prompt_tokens = sum(len(ids) for ids in prompts)
+        most = sum(params.max_tokens or max(engine.max_seq_len - len(ids), 0) for ids in prompts)
+        await run_in_threadpool(metering.authorize, user.name, model, prompt_tokens, most)
 
     async def attribute(body: _GenerationBody, answers: list[tuple[list[int], list[int]]]) -> dict[str, Any] | None:
         """The response's `attribution` object for (prompt ids, answer ids) pairs; None when not asked for."""
@@ -297,6 +310,7 @@ def create_app(
             raise InvalidRequestError("streaming supports a single prompt")
         engine.resolve_model(body.model)  # 404 before any tokenising work
         encoded = [await run_in_threadpool(engine.encode, p) for p in prompts]
+        await authorize(user, body.model, encoded, params)
         handles = [engine.submit(body.model, ids, params) for ids in encoded]
         rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         if body.stream:
@@ -331,6 +345,7 @@ def create_app(
         engine.resolve_model(body.model)  # 404 before any tokenising work
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
         prompt_ids = await run_in_threadpool(engine.chat_prompt_ids, messages)
+        await authorize(user, body.model, [prompt_ids], params)
         handle = engine.submit(body.model, prompt_ids, params)
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if body.stream:

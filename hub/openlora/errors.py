@@ -68,3 +68,11 @@ class EngineStoppedError(EngineError):
 class RequestCancelledError(EngineError):
     status_code = 499
     error_type = "cancelled"
+
+
+class InsufficientFundsError(EngineError):
+    """The payer's wallet cannot cover what this request may cost (HTTP 402, nothing generated)."""
+
+    status_code = 402
+    error_type = "insufficient_quota"  # OpenAI's type for "you have run out of credit"
+    code = "insufficient_funds"

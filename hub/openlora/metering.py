@@ -20,8 +20,11 @@ from hub.keys.store import WalletKeyStore
 from hub.keys.wallets import ensure_wallet
 from hub.models.models import PublishedModel
 from hub.openlora.api import FinishedInference
+from hub.openlora.errors import InsufficientFundsError
+from hub.openlora.funds import PayerFunds
 from hub.rewards.metering import record_inference
 from hub.rewards.money import wei_to_open
+from hub.rewards.split import inference_fee
 from hub.settings import Settings
 
 PRICE_TTL_S = 5.0  # a price change reaches the server within this long
@@ -32,6 +35,7 @@ class PlatformMetering:
         self.settings = settings
         self.engine = engine
         self.wallet_keys = WalletKeyStore.for_data_dir(settings.data_dir)
+        self.funds = PayerFunds(settings, engine)
         self._models: dict[str, PublishedModel] = {}
         self._loaded_at = 0.0
         self._lock = threading.Lock()
@@ -49,6 +53,22 @@ class PlatformMetering:
         """OPEN per 1k tokens (for display in /v1/models; the charge itself is computed exactly in base units)."""
         listed = self._listed_models().get(model)
         return float(wei_to_open(int(listed.price_wei))) if listed else 0.0
+
+    def authorize(self, payer: str, model: str, prompt_tokens: int, max_completion_tokens: int) -> None:
+        """Refuse (InsufficientFundsError, 402) a priced request the payer's OPEN cannot cover at its longest."""
+        listed = self._listed_models().get(model)
+        if listed is None:
+            return  # the base model is free
+        price = int(listed.price_wei)
+        most = inference_fee(prompt_tokens, max_completion_tokens, price, price, self.settings.rewards.platform_fee_wei)
+        wallet = ensure_wallet(self.engine, payer, self.wallet_keys)
+        available = self.funds.available(payer, wallet.address)
+        if available is not None and available < most:
+            raise InsufficientFundsError(
+                f"your wallet {wallet.address} can spend {open_text(max(available, 0))} OPEN (balance minus fees "
+                f"not settled yet); this request to {model} may cost up to {open_text(most)} OPEN. Ask your "
+                "instructor or admin for OPEN, or lower max_tokens."
+            )
 
     def record(self, inference: FinishedInference) -> dict[str, Any]:
         """Record one finished inference; return the `price` (OPEN, exact decimal string) for the response."""
@@ -73,4 +93,9 @@ class PlatformMetering:
                 settings=self.settings.rewards,
             )
             fee = int(row.fee)
-        return {"price": format(Decimal(wei_to_open(fee)).normalize(), "f"), "recorded": True}
+        return {"price": open_text(fee), "recorded": True}
+
+
+def open_text(wei: int) -> str:
+    """Base units as an exact decimal OPEN string without trailing zeros ("0.00675", "0")."""
+    return format(Decimal(wei_to_open(wei)).normalize(), "f")

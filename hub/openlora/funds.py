@@ -1,0 +1,73 @@
+"""Can this payer cover a request? Their OPEN balance on chain minus the fees not settled yet.
+
+Fees are charged from the payer's custodial wallet when the epoch settles; a payer who cannot pay then is marked
+unpaid and the inference pays nobody — the model owner and the contributors would have served it for free. So the
+server checks before generating: balance − unsettled fees ≥ the most this request can cost.
+
+The chain is read directly (the same RPC URL and contract addresses the platform uses, from the data dir). When the
+ledger is not deployed yet or the chain does not answer, the check is skipped (logged): an outage of the chain must
+not stop inference; settlement still refuses what cannot be paid.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from hub.ledger.contracts import Ledger
+from hub.ledger.deploy import connect, deployments_dir
+from hub.rewards.models import ChargeStatus, InferenceRecordRow
+from hub.settings import Settings
+
+log = logging.getLogger(__name__)
+UNSETTLED = (ChargeStatus.OPEN, ChargeStatus.PENDING)
+
+
+class PayerFunds:
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self._ledger: Ledger | None = None
+        self._lock = threading.Lock()
+
+    def available(self, payer: str, address: str) -> int | None:
+        """OPEN base units `payer` can still spend, or None when the chain cannot be read now."""
+        ledger = self._ledger_or_none()
+        if ledger is None:
+            return None
+        try:
+            balance = ledger.token.balance_of(address)
+        except Exception as err:  # noqa: BLE001 - any RPC failure: skip the check, do not fail the request
+            log.warning("funds check skipped: cannot read %s's balance (%s)", payer, err)
+            self._ledger = None  # reconnect next time
+            return None
+        return balance - self.unsettled(payer)
+
+    def unsettled(self, payer: str) -> int:
+        """Fees recorded for `payer` that no settlement has charged yet."""
+        with Session(self.engine) as session:
+            fees = session.exec(
+                select(InferenceRecordRow.fee).where(
+                    InferenceRecordRow.payer == payer, col(InferenceRecordRow.charge_status).in_(UNSETTLED)
+                )
+            ).all()
+        return sum(int(fee) for fee in fees)
+
+    def _ledger_or_none(self) -> Ledger | None:
+        with self._lock:
+            if self._ledger is None:
+                chain_id = self.settings.chain.chain_id
+                record = deployments_dir(self.settings.data_dir, chain_id) / "deployments.json"
+                if not record.is_file():
+                    return None  # the platform has not deployed or attached the contracts yet
+                try:
+                    w3 = connect(self.settings.chain_rpc_url, chain_id, timeout=3)
+                    self._ledger = Ledger.at(w3, chain_id, json.loads(record.read_text())["contracts"])
+                except Exception as err:  # noqa: BLE001 - unreachable or wrong chain: skip the check
+                    log.warning("funds check skipped: %s", err)
+                    return None
+            return self._ledger
