@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from openledger_sdk.errors import NotConnectedError, OpenLedgerError
+from openledger_sdk.errors import NotConnectedError, OpenLedgerError, error_message
 
 if TYPE_CHECKING:
     from openledger_sdk.attribution import Attribution
@@ -39,7 +39,7 @@ class Client:
         except httpx.HTTPError as err:
             raise OpenLedgerError(f"cannot reach {self.hub_url} ({err.__class__.__name__}: {err})") from None
         if response.status_code >= 400:
-            raise OpenLedgerError(_error_message(response), response.status_code)
+            raise OpenLedgerError(error_message(response), response.status_code)
         return response.json() if response.content else None
 
     @cached_property
@@ -90,14 +90,6 @@ class Client:
 
     def close(self) -> None:
         self._http.close()
-
-
-def _error_message(response: httpx.Response) -> str:
-    try:
-        detail = response.json().get("detail", response.text)
-    except ValueError:
-        detail = response.text[:300]
-    return f"{response.request.method} {response.request.url.path} → {response.status_code}: {detail}"
 
 
 def connect(url: str | None = None, token: str | None = None) -> Client:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from openledger_sdk.errors import OpenLedgerError
+from openledger_sdk.errors import OpenLedgerError, error_message
 
 if TYPE_CHECKING:
     from openledger_sdk.client import Client
@@ -49,9 +49,7 @@ class OpenLoRA:
         with self._client._http.stream("POST", url, json=body) as response:
             if response.status_code >= 400:
                 response.read()
-                raise OpenLedgerError(
-                    f"chat failed: {response.status_code} {response.text[:300]}", response.status_code
-                )
+                raise OpenLedgerError(error_message(response), response.status_code)
             for line in response.iter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
