@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
+from hub.lifecycle import die_with_parent
+
 HealthCheck = Callable[[], Awaitable[dict]]
 
 
@@ -70,7 +72,9 @@ class ServiceApp:
 
 
 def serve(app: FastAPI, port: int) -> None:
-    """Run a service on loopback: the hub's proxy is its only public door."""
+    """Run a service on loopback: the hub's proxy is its only public door. It stops when the hub dies."""
     import uvicorn
+
+    die_with_parent()
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="info")

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import ctypes
-import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from hub.lifecycle import die_with_parent
 from hub.paths import node_bin
 
 # anvil's default dev mnemonic accounts are public knowledge: they only fund the local dev chain.
@@ -37,13 +35,6 @@ class AnvilNode:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM (and so dump --state) when the process that started anvil dies, even by SIGKILL."""
-    if sys.platform == "linux":
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def rpc_call(rpc_url: str, method: str, params: list | None = None, timeout: float = 5) -> object:
@@ -77,7 +68,7 @@ def start_anvil(
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
     output = log_file.open("ab") if log_file else subprocess.DEVNULL
-    process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+    process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
     node = AnvilNode(process=process, rpc_url=f"http://127.0.0.1:{port}", chain_id=chain_id)
     deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:
