@@ -1,13 +1,15 @@
 """ModelFactory benchmark: our `finetune()` vs a plain transformers `Trainer` + peft run, same settings and data.
 
-Reports training tokens/s of both (target: ours / Trainer >= 0.95) from interleaved A/B runs, and the attribution
-index build time as a share of training time (target <= 30%) for both ways of collecting the gradients (an extra
-pass at the final weights, the default; or inside the last epoch's backward passes), plus index seconds per 1k
-examples and bytes per example. Both runs train the same tokenized examples (our chat-template formatting and
-response-only labels) with the same LoRA config, optimizer (AdamW), linear schedule, clipping, batch size, epochs and
-seed, and the Trainer reads the batches in our seeded order (so padding, and even the losses, match); tokens/s
-counts non-padding tokens over each loop's own timer (ours: `manifest.training.seconds`, which excludes index work;
-Trainer: `train_runtime`).
+Reports training tokens/s of both (target: ours / Trainer >= 0.95) from interleaved A/B runs with the default index
+settings, and the attribution index build time (gradient index + span suffix array) as a share of training time
+(target <= 30%): for the default `IndexSettings()` in the A/B runs (an extra pass at the final weights, in training's
+precision), and in `--other-runs` extra runs each for the alternatives in ALTERNATIVES (that pass under bf16
+autocast; gradients="last_epoch", collected inside the last epoch's backward passes), plus index seconds per 1k
+examples and bytes per example. Both runs train the same
+tokenized examples (our chat-template formatting and response-only labels) with the same LoRA config, optimizer
+(AdamW), linear schedule, clipping, batch size, epochs and seed, and the Trainer reads the batches in our seeded
+order (so padding, and even the losses, match); tokens/s counts non-padding tokens over each loop's own timer (ours:
+`manifest.training.seconds`, which excludes index work; Trainer: `train_runtime`).
 
     .venv/bin/python bench/finetune_bench.py                     # real base model, CPU, 1 thread
     .venv/bin/python bench/finetune_bench.py --device cuda --threads 8 --out bench/results/finetune-gpu.json
@@ -26,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +53,10 @@ def bench_rows(n: int) -> list[dict[str, Any]]:
     ]
 
 
-def run_ours(args: argparse.Namespace, rows: list[dict], workdir: Path, gradients: str = "final") -> dict[str, Any]:
+def run_ours(
+    args: argparse.Namespace, rows: list[dict], workdir: Path, index: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Our finetune(); `index` overrides IndexSettings fields (none: the library's defaults)."""
     from openledger_sdk.modelfactory import IndexSettings, LoraSettings, finetune
 
     started = time.perf_counter()
@@ -65,23 +71,29 @@ def run_ours(args: argparse.Namespace, rows: list[dict], workdir: Path, gradient
         max_len=args.max_len,
         seed=0,
         eval_split=0.0,
-        index=IndexSettings(dim=args.index_dim, batch_size=args.index_batch_size, gradients=gradients),
+        index=IndexSettings(dim=args.index_dim, batch_size=args.index_batch_size, **(index or {})),
         device=args.device,
         output_dir=workdir / "ours",
         progress=False,
     )
     wall = time.perf_counter() - started
     training, index = model.manifest["training"], model.manifest["attribution_index"]
+    index_seconds = index["build_seconds"] + index["span_build_seconds"]
+    examples = index["examples"]
     result = {
+        "index_gradients": index["gradients"],
+        "index_precision": index["precision"],
         "tokens": training["tokens"],
         "train_seconds": training["seconds"],
         "tokens_per_second": training["tokens"] / training["seconds"],
         "steps": training["steps"],
         "mean_step_loss": sum(training["step_losses"]) / len(training["step_losses"]),
-        "index_seconds": index["build_seconds"],
-        "index_seconds_per_1k_examples": index["seconds_per_1k_examples"],
+        "index_seconds": index_seconds,  # gradient index and span suffix array
+        "gradient_index_seconds": index["build_seconds"],
+        "span_index_seconds": index["span_build_seconds"],
+        "index_seconds_per_1k_examples": round(index_seconds / examples * 1000, 3),
         "index_bytes_per_example": index["bytes_per_example"],
-        "index_share_of_training": index["build_seconds"] / training["seconds"],
+        "index_share_of_training": index_seconds / training["seconds"],
         "wall_seconds_incl_load_index_save": round(wall, 3),
     }
     del model
@@ -180,6 +192,67 @@ def _free() -> None:
         torch.cuda.empty_cache()
 
 
+# Index settings measured beside the default (their cost only: they are not part of the A/B against Trainer).
+ALTERNATIVES: dict[str, dict[str, Any]] = {
+    "precision_bfloat16": {"precision": "bfloat16"},  # the extra pass under bf16 autocast
+    "last_epoch": {"gradients": "last_epoch"},  # gradients kept from the last epoch's own backward passes
+}
+
+
+def run_schedule(args: argparse.Namespace, rows: list[dict]) -> dict[str, list[dict]]:
+    """Interleaved ours (default index settings) / Trainer rounds, then the alternative index settings' runs."""
+    results: dict[str, list[dict]] = {"ours": [], "trainer": [], **{name: [] for name in ALTERNATIVES}}
+    runners = {"ours": run_ours, "trainer": run_trainer}
+    runners |= {name: partial(run_ours, index=index) for name, index in ALTERNATIVES.items()}
+    workdir = Path(tempfile.mkdtemp(prefix="finetune-bench-"))
+    try:
+        # Warm-up (file cache, lazy imports, kernels) so round 1 does not favour whichever runs second.
+        run_ours(argparse.Namespace(**{**vars(args), "epochs": 1}), rows[: args.batch_size * 2], workdir / "warm")
+        schedule = [["ours", "trainer"] if r % 2 == 0 else ["trainer", "ours"] for r in range(args.rounds)]
+        schedule += [list(ALTERNATIVES)] * args.other_runs
+        for round_, names in enumerate(schedule):
+            for name in names:
+                result = runners[name](args, rows, workdir / f"{name}-{round_}")
+                results[name].append(result)
+                print(f"run {round_ + 1} {name}: {result['tokens_per_second']:.1f} tokens/s", flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
+def index_summary(runs: list[dict]) -> dict[str, Any]:
+    """Median index cost over runs: share of training time, seconds per 1k examples; bytes per example."""
+    return {
+        "share_of_training": round(statistics.median(r["index_share_of_training"] for r in runs), 4),
+        "seconds_per_1k_examples": round(statistics.median(r["index_seconds_per_1k_examples"] for r in runs), 3),
+        "bytes_per_example": runs[0]["index_bytes_per_example"],
+    }
+
+
+def summarise(results: dict[str, list[dict]]) -> dict[str, Any]:
+    ours, baseline = results["ours"], results["trainer"]
+    ours_tps = statistics.median(r["tokens_per_second"] for r in ours)
+    base_tps = statistics.median(r["tokens_per_second"] for r in baseline)
+    default = index_summary(ours)
+    return {
+        "ours_tokens_per_second": round(ours_tps, 2),
+        "trainer_tokens_per_second": round(base_tps, 2),
+        "ratio_ours_over_trainer": round(ours_tps / base_tps, 4),
+        "ratio_target": 0.95,
+        "ratio_per_round": [
+            round(a["tokens_per_second"] / b["tokens_per_second"], 4) for a, b in zip(ours, baseline, strict=True)
+        ],  # fmt: skip
+        "index_default": {"gradients": ours[0]["index_gradients"], "precision": ours[0]["index_precision"]},
+        "index_share_of_training": default["share_of_training"],
+        "index_share_target": 0.30,
+        "index_seconds_per_1k_examples": default["seconds_per_1k_examples"],
+        "index_bytes_per_example": default["bytes_per_example"],
+        "alternatives": {
+            name: {**ALTERNATIVES[name], **index_summary(results[name])} for name in ALTERNATIVES if results[name]
+        },
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default="smollm2-135m-instruct")
@@ -193,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index-dim", type=int, default=1024)
     parser.add_argument("--index-batch-size", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=4, help="interleaved A/B rounds (order alternates)")
-    parser.add_argument("--capture-runs", type=int, default=1, help='runs with IndexSettings(gradients="last_epoch")')
+    parser.add_argument("--other-runs", type=int, default=1, help="runs of each alternative index setting")
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1 on shared CPUs: contended OpenMP spins)"
     )
@@ -206,53 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)  # pinned: the machine is shared, and both sides get the same
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     rows = bench_rows(args.rows)
-    workdir = Path(tempfile.mkdtemp(prefix="finetune-bench-"))
-    ours: list[dict] = []
-    baseline: list[dict] = []
-    captured: list[dict] = []  # ours with IndexSettings(gradients="last_epoch")
-    results = {"ours": ours, "trainer": baseline, "ours_last_epoch": captured}
-    runners = {
-        "ours": run_ours,
-        "trainer": run_trainer,
-        "ours_last_epoch": lambda a, r, d: run_ours(a, r, d, gradients="last_epoch"),
-    }
-    try:
-        # Warm-up (file cache, lazy imports, kernels) so round 1 does not favour whichever runs second.
-        run_ours(argparse.Namespace(**{**vars(args), "epochs": 1}), rows[: args.batch_size * 2], workdir / "warm")
-        schedule = [["ours", "trainer"] if r % 2 == 0 else ["trainer", "ours"] for r in range(args.rounds)]
-        schedule += [["ours_last_epoch"]] * args.capture_runs  # an index-cost measurement, not part of the A/B
-        for round_, names in enumerate(schedule):
-            for name in names:
-                result = runners[name](args, rows, workdir / f"{name}-{round_}")
-                results[name].append(result)
-                print(f"run {round_ + 1} {name}: {result['tokens_per_second']:.1f} tokens/s", flush=True)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-    ours_tps = statistics.median(r["tokens_per_second"] for r in ours)
-    base_tps = statistics.median(r["tokens_per_second"] for r in baseline)
-    share = statistics.median(r["index_share_of_training"] for r in ours)
+    results = run_schedule(args, rows)
+    summary = summarise(results)
     import peft
     import transformers
 
-    summary = {
-        "ours_tokens_per_second": round(ours_tps, 2),
-        "trainer_tokens_per_second": round(base_tps, 2),
-        "ratio_ours_over_trainer": round(ours_tps / base_tps, 4),
-        "ratio_target": 0.95,
-        "ratio_per_round": [
-            round(a["tokens_per_second"] / b["tokens_per_second"], 4) for a, b in zip(ours, baseline, strict=True)
-        ],  # fmt: skip
-        "index_share_of_training": round(share, 4),
-        "index_share_of_training_last_epoch_gradients": round(
-            statistics.median(r["index_share_of_training"] for r in captured), 4
-        )
-        if captured
-        else None,
-        "index_share_target": 0.30,
-        "index_seconds_per_1k_examples": statistics.median(r["index_seconds_per_1k_examples"] for r in ours),
-        "index_bytes_per_example": ours[0]["index_bytes_per_example"],
-    }
     report = {
         "benchmark": "finetune",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -266,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
         },
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__},
         "summary": summary,
-        **results,
+        "ours": results["ours"],
+        "trainer": results["trainer"],
+        **{f"ours_{name}": results[name] for name in ALTERNATIVES},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

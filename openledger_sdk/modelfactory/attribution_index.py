@@ -140,20 +140,32 @@ def example_losses(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) ->
 
 class _Capture(AbstractContextManager):
     """Forward hooks on the LoRA Linear modules: keep each one's input and output for this forward pass
-    (and, with `grads=True`, the gradient that reaches the output in the next backward pass)."""
+    (and, with `grads=True`, the gradient that reaches the output in the next backward pass).
 
-    def __init__(self, model: torch.nn.Module, layout: Sequence[Mapping[str, Any]], *, grads: bool = False) -> None:
+    `clean=True` also keeps each LoRA layer's input before its LoRA dropout, so that per-example gradients taken in
+    a training pass use the example's undropped input: dL/d(A x') does not depend on the mask, so einsum(dL/d(A x'), x)
+    and einsum(dL/d(B A x'), A x) are the gradients without this layer's dropout (other layers' masks still shape the
+    activations, a second-order effect: a LoRA branch is a small correction of its layer's output).
+    """
+
+    def __init__(
+        self, model: torch.nn.Module, layout: Sequence[Mapping[str, Any]], *, grads: bool = False, clean: bool = False
+    ) -> None:
         self.module_names = [entry["name"].rsplit(".weight", 1)[0] for entry in layout]
         self.modules = [model.get_submodule(name) for name in self.module_names]
         self.inputs: dict[str, torch.Tensor] = {}
         self.outputs: dict[str, torch.Tensor] = {}
         self.grads: dict[str, torch.Tensor] = {}
+        self.clean_inputs: dict[str, torch.Tensor] = {}  # LoRA layer name → its input before LoRA dropout
+        self._dropouts = _active_dropouts(model, self.module_names) if clean else {}
         self._want_grads = grads
         self._handles: list[Any] = []
 
     def __enter__(self) -> _Capture:
         for name, module in zip(self.module_names, self.modules, strict=True):
             self._handles.append(module.register_forward_hook(self._hook(name)))
+        for layer, (dropout, _weight) in self._dropouts.items():
+            self._handles.append(dropout.register_forward_hook(self._clean_hook(layer)))
         return self
 
     def _hook(self, name: str) -> Callable[..., None]:
@@ -164,10 +176,27 @@ class _Capture(AbstractContextManager):
 
         return hook
 
+    def _clean_hook(self, layer: str) -> Callable[..., None]:
+        def hook(_module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> None:
+            self.clean_inputs[layer] = inputs[0]
+
+        return hook
+
     def __exit__(self, *_exc: object) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+
+    def _weight_input(self, name: str) -> torch.Tensor:
+        """The input whose outer product with dL/dy is the weight gradient (undropped where it was kept)."""
+        layer, kind, _adapter = name.rsplit(".", 2)
+        clean = self.clean_inputs.get(layer)
+        if clean is None:
+            return self.inputs[name]
+        if kind == "lora_A":
+            return clean
+        weight_a = self._dropouts[layer][1]
+        return torch.nn.functional.linear(clean.to(weight_a.dtype), weight_a)  # lora_B's input without dropout
 
     def project(
         self, grads_out: Sequence[torch.Tensor], layout: Sequence[Mapping[str, Any]], projector: Projector
@@ -178,12 +207,26 @@ class _Capture(AbstractContextManager):
         offset = 0
         with torch.no_grad():
             for name, grad_out, entry in zip(self.module_names, grads_out, layout, strict=True):
-                inputs = self.inputs[name].to(torch.float32)
+                inputs = self._weight_input(name).to(torch.float32)
                 per_example = torch.einsum("bto,bti->boi", grad_out.to(torch.float32), inputs)  # weight grad [out, in]
                 width = math.prod(entry["shape"])
                 projector.project_slice(out, per_example.reshape(batch, width), offset)
                 offset += width
         return out
+
+
+def _active_dropouts(
+    model: torch.nn.Module, module_names: Sequence[str]
+) -> dict[str, tuple[torch.nn.Module, torch.Tensor]]:
+    """LoRA layer name → (its LoRA dropout module, its lora_A weight), for layers whose dropout is a real Dropout."""
+    found: dict[str, tuple[torch.nn.Module, torch.Tensor]] = {}
+    for name in module_names:
+        layer, _kind, adapter = name.rsplit(".", 2)
+        dropouts = getattr(model.get_submodule(layer), "lora_dropout", None)
+        dropout = dropouts[adapter] if dropouts is not None and adapter in dropouts else None
+        if isinstance(dropout, torch.nn.Dropout) and dropout.p > 0 and layer not in found:
+            found[layer] = (dropout, model.get_submodule(f"{layer}.lora_A.{adapter}").weight)
+    return found
 
 
 def project_gradients(
@@ -213,7 +256,8 @@ class TrainingCapture:
 
     The training loss of a micro-batch is Σ token losses / N (N = loss tokens of the whole accumulation group), so
     the captured per-example gradient times N / n_b is example b's own mean-loss gradient — what the final-weights
-    pass computes, but at the weights of the step that saw the example (and with training's dropout).
+    pass computes, but at the weights of the step that saw the example. Each LoRA layer's dropout is undone for its
+    own weight gradient (`_Capture(clean=True)`), so where the weights stand still the two agree exactly (tested).
     """
 
     def __init__(self, model: torch.nn.Module, n: int, settings: IndexSettings, seed: int, device: Any) -> None:
@@ -226,7 +270,7 @@ class TrainingCapture:
         self._model = model
 
     def capture(self) -> _Capture:
-        return _Capture(self._model, self.layout, grads=True)
+        return _Capture(self._model, self.layout, grads=True, clean=True)
 
     def collect(self, capture: _Capture, positions: Sequence[int], batch: Mapping[str, torch.Tensor], n_items: int):
         started = time.perf_counter()
@@ -365,6 +409,7 @@ def build_index(
     """Build the index over `examples` with the model's current (final) LoRA weights.
 
     With `captured` (features collected during training), only the examples it did not see are computed here.
+    `autocast` wraps the forward passes (bf16 where the hardware computes it natively: about half the time).
     """
     started = time.perf_counter()
     layout = lora_layout(model)
@@ -397,7 +442,7 @@ def build_index(
     seconds = time.perf_counter() - started + (captured.seconds if captured is not None else 0.0)
     when = (
         f"weights of the training step that saw it in the last epoch ({n - len(todo)} examples; the other "
-        f"{len(todo)} at the final adapter), training dropout"
+        f"{len(todo)} at the final adapter), LoRA dropout undone"
         if captured is not None
         else "final adapter, dropout off"
     )

@@ -538,6 +538,19 @@ def _build_model(
     return peft_model, accelerator, optimizer, scheduler
 
 
+def index_autocast(precision: str, accelerator: Any) -> tuple[Callable[[], Any], str]:
+    """The autocast of the index's forward passes, and the precision it computes in.
+
+    "training": training's own (bf16 on GPUs that support it, float32 on CPU). "bfloat16": bf16 autocast on any
+    device — on CPUs with AMX / AVX512-BF16 the extra pass takes half the float32 time, but the features are
+    measurably worse (bench/attribution_eval.py); elsewhere CPU bf16 is emulated and slower.
+    """
+    if precision == "bfloat16":
+        device = accelerator.device.type
+        return (lambda: torch.autocast(device_type=device, dtype=torch.bfloat16)), "bfloat16"
+    return accelerator.autocast, "bfloat16" if accelerator.mixed_precision == "bf16" else "float32"
+
+
 def _build_indexes(
     model: Any,
     prepared: PreparedData,
@@ -553,6 +566,7 @@ def _build_indexes(
 
     settings = config.index
     seed = config.seed if settings.seed is None else settings.seed
+    autocast, precision = index_autocast(settings.precision, accelerator)
     attribution = build_index(
         model,
         prepared.train,
@@ -560,14 +574,16 @@ def _build_indexes(
         seed=seed,
         pad_id=pad_id,
         device=accelerator.device,
-        autocast=accelerator.autocast,
+        autocast=autocast,
         progress=lambda done, total: _emit(callbacks, "on_index_progress", done, total),
-        extra_meta={"datanets": sources, "base_model": config.base},
+        extra_meta={"datanets": sources, "base_model": config.base, "precision": precision},
         captured=capture,
     )
-    spans = None
+    spans, started = None, time.perf_counter()
     if settings.span_index:
         spans = SpanIndex.build([ex.response_ids for ex in prepared.train], [ex.row_id for ex in prepared.train])
+    # The suffix array is part of the index's cost; recorded beside the gradient index's own build time.
+    attribution.meta["span_build_seconds"] = round(time.perf_counter() - started, 3)
     return attribution, spans
 
 
@@ -601,6 +617,8 @@ def _manifest(
                 "examples",
                 "build_seconds",
                 "seconds_per_1k_examples",
+                "precision",
+                "span_build_seconds",
             )
         }
         index_summary["bytes_per_example"] = meta["bytes_per_example"]
