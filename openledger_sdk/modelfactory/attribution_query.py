@@ -16,10 +16,14 @@ How one answer is scored (n training examples in the adapter's index):
    outlier rows cannot win every query). Standardised over the index: z_i = (g_i − mean g) / std g ("how far this
    example stands out for this answer"); G_i = max(z_i, 0) / max_j z_j ∈ [0, 1].
 2. Span evidence. The suffix array finds the maximal spans (≥ `min_span` tokens) of the answer that occur verbatim
-   in training responses. A span of length L found in df examples weighs w = (L / |answer|) · idf with
+   in training responses, and shorter ones (≥ `rare_span`) that occur at most `rare_occurrences` times — an
+   invented name or a specific figure restated in a paraphrase is evidence; a common short phrase is not.
+   A span of length L found in df examples weighs w = (L / |answer|) · idf with
    idf = log(1 + n / df) / log(1 + n) (1 for a span unique to one example, → 0 for boilerplate every row has);
    S_i = min(1, Σ w over the spans example i contains) ∈ [0, 1].
-3. Combined: c_i = gradient_weight · G_i + (1 − gradient_weight) · S_i (default 0.5 / 0.5).
+3. Combined: c_i = gradient_weight · G_i + (1 − gradient_weight) · S_i / max_j S_j (default 0.5 / 0.5). Both parts
+   are scaled to a best row of 1, so the row with the strongest verbatim evidence and the row with the strongest
+   gradient weigh the same (unscaled, a paraphrase's few rare spans were outvoted by a wrong gradient top row).
 4. Null test. The answer is attributed when max_j z_j clears the calibrated gradient threshold, or max_j S_j clears
    the span threshold (`calibrate_null`: a high quantile of both statistics over answers to unrelated prompts,
    stored beside the index in `attribution_null.json`). Otherwise the result is "unattributed": no shares (the
@@ -68,7 +72,9 @@ class ScoringSettings:
     """Knobs of the combination; the defaults are what the quality harness measured."""
 
     gradient_weight: float = 0.5  # c = w·G + (1 − w)·S
-    min_span: int = 8  # shorter verbatim matches are common phrases, not evidence
+    min_span: int = 8  # verbatim matches this long are evidence however many rows contain them (idf-weighted)
+    rare_span: int = 3  # shorter matches (down to this) count only when rare in the training responses ...
+    rare_occurrences: int = 4  # ... at most this many occurrences: an invented name, a figure, a rare term
     candidates: int = 64  # top examples by combined score examined for near-copies
     copy_cosine: float = 0.98  # feature cosine at or above which two rows sharing a span are one cluster
     dense_limit: int = 1 << 26  # keep float32 features in memory up to this many numbers (256 MB); chunked above
@@ -276,10 +282,17 @@ class Attributor:
         scores = np.zeros(n, dtype=np.float64)
         where: dict[int, list[tuple[int, int]]] = {}
         output = [int(t) for t in output_ids]
-        if self.spans is None or len(output) < self.settings.min_span:
+        if self.spans is None or len(output) < min(self.settings.min_span, self.settings.rare_span):
             return scores, where
         norm = math.log1p(n)
-        for match in self.spans.longest_matches(output, min_len=self.settings.min_span, max_examples=n):
+        matches = self.spans.longest_matches(
+            output,
+            min_len=self.settings.min_span,
+            max_examples=n,
+            rare_len=self.settings.rare_span,
+            rare_occurrences=self.settings.rare_occurrences,
+        )
+        for match in matches:
             df = max(len(match.examples), 1)
             weight = (match.length / len(output)) * (math.log1p(n / df) / norm if n > 1 else 1.0)
             for example in match.examples:
@@ -314,7 +327,7 @@ class Attributor:
         max_span = float(span.max()) if len(span) else 0.0
         gradient = np.clip(z, 0.0, None) / max(max_z, 1e-12)
         weight = self.settings.gradient_weight
-        combined = weight * gradient + (1.0 - weight) * span
+        combined = weight * gradient + (1.0 - weight) * span / max(max_span, 1e-12)
         credited, copies = self._cluster_copies(combined, where)
         order = [int(i) for i in np.argsort(-credited, kind="stable")[:top_k] if credited[i] > 0]
         examples = [

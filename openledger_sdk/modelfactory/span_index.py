@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 SPAN_FILE = "span_index.safetensors"
+RARE_SHARE = 0.05  # a short span is rare only if it occurs at most this often per training row
 SPAN_META = "span_index.json"
 FORMAT = "openledger-span-index/1"
 
@@ -114,17 +115,32 @@ class SpanIndex:
     def example_of(self, positions: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.starts, positions, side="right") - 1
 
-    def longest_matches(self, tokens: Sequence[int], min_len: int = 8, max_examples: int = 20) -> list[SpanMatch]:
-        """Maximal spans of `tokens` (length >= min_len) found verbatim in the training responses."""
+    def longest_matches(
+        self,
+        tokens: Sequence[int],
+        min_len: int = 8,
+        max_examples: int = 20,
+        *,
+        rare_len: int | None = None,
+        rare_occurrences: int = 4,
+    ) -> list[SpanMatch]:
+        """Maximal spans of `tokens` (length >= min_len) found verbatim in the training responses.
+
+        With `rare_len` (< min_len), shorter spans of at least `rare_len` tokens count too when they occur at most
+        `rare_occurrences` times in the corpus and in at most 5% of the rows: a rare few-token span (an invented
+        name, a specific figure) is evidence where a common phrase of the same length is not."""
         query = [int(t) for t in tokens]
+        shortest = min(min_len, rare_len) if rare_len else min_len
         spans: list[SpanMatch] = []
         reach = 0  # end of the last reported span: a span ending there or before is contained in it
         for start in range(len(query)):
-            if len(query) - start < min_len:
+            if len(query) - start < shortest:
                 break
             length, lo, hi = self.match_at(query[start:])
-            if length < min_len or start + length <= reach:
+            if length < shortest or start + length <= reach:
                 continue
+            if length < min_len and not self._rare(hi - lo, rare_occurrences):
+                continue  # short and common: a phrase many rows use
             reach = start + length
             examples = np.unique(self.example_of(self.sa[lo:hi].astype(np.int64)))[:max_examples]
             spans.append(
@@ -137,6 +153,11 @@ class SpanIndex:
                 )
             )
         return spans
+
+    def _rare(self, occurrences: int, limit: int) -> bool:
+        # Rare in absolute terms and as a share of the rows: in a datanet of a handful of rows every fragment is
+        # "rare", and rarity says nothing.
+        return occurrences <= limit and occurrences <= RARE_SHARE * len(self)
 
     def save(self, directory: str | Path) -> list[Path]:
         from safetensors.numpy import save_file
