@@ -76,6 +76,12 @@ def random_prompts(engine: OpenLoRAEngine, n: int, seed: int, lo: int = 3, hi: i
     return [[rng.randrange(engine.runner.vocab_size) for _ in range(rng.randint(lo, hi))] for _ in range(n)]
 
 
+def wait_for_prefetch(engine: OpenLoRAEngine, adapter_ids: list[str], timeout: float = 30) -> None:
+    deadline = time.time() + timeout
+    while any(engine.store.pending(a) for a in adapter_ids) and time.time() < deadline:
+        time.sleep(0.01)
+
+
 def assert_matches_reference(completion, adapter_id, prompt, max_tokens, check_logits=True):
     tokens, logits = reference(adapter_id, tuple(prompt), max_tokens)
     assert completion.token_ids == tokens, f"adapter {adapter_id}: greedy tokens differ from the merged model"
@@ -97,6 +103,7 @@ def test_gate_32_requests_8_adapters_match_merged_models(make_engine):
         max_tokens = rng.randint(4, 12)
         params = SamplingParams(max_tokens=max_tokens, return_logits=True, **GREEDY)
         jobs.append((engine.submit(adapter_id, prompt, params), adapter_id, prompt, max_tokens))
+    wait_for_prefetch(engine, ADAPTERS)  # submit started the adapter loads: let them land, so all 32 fit one step
     engine.start()
     for handle, adapter_id, prompt, max_tokens in jobs:
         assert_matches_reference(handle.result(), adapter_id, prompt, max_tokens)
@@ -125,6 +132,36 @@ def test_uniform_batch_fast_path_matches(make_engine):
     engine.start()
     for h, p in zip(handles, prompts, strict=True):
         assert_matches_reference(h.result(), ADAPTERS[6], p, 5)
+
+
+def test_packed_step_joins_prefill_to_decode_and_matches(make_engine):
+    """The packed forward (used for Llama-style models) decodes running rows and prefills new prompts in one pass."""
+    engine = make_engine()
+    assert engine.runner.packed is not None
+    prompts = random_prompts(engine, 6, seed=17)
+    long_params = SamplingParams(max_tokens=60, return_logits=True, **GREEDY)
+    first = [(engine.submit(ADAPTERS[i], p, long_params), ADAPTERS[i], p, 60) for i, p in enumerate(prompts[:3])]
+    deadline = time.time() + 30
+    while engine.scheduler.decode_steps < 2 and time.time() < deadline:  # the first three are decoding ...
+        time.sleep(0.001)
+    params = SamplingParams(max_tokens=8, return_logits=True, **GREEDY)
+    models = [ADAPTERS[5], engine.base_model_id, ADAPTERS[5]]
+    late = [(engine.submit(m, p, params), m, p, 8) for m, p in zip(models, prompts[3:], strict=True)]  # ... these join
+    for h, m, p, n in first + late:
+        assert_matches_reference(h.result(), None if m == engine.base_model_id else m, p, n)
+
+
+def test_generic_forward_matches_merged_models(make_engine):
+    """Models the packed forward does not cover run through the transformers decoder: same results."""
+    engine = make_engine(start=False)
+    engine.runner.use_generic_forward()
+    prompts = random_prompts(engine, 12, seed=18)
+    models = [*ADAPTERS, engine.base_model_id, ADAPTERS[0], ADAPTERS[0], ADAPTERS[3]]
+    params = SamplingParams(max_tokens=6, return_logits=True, ignore_eos=True, **GREEDY)
+    jobs = [(engine.submit(m, p, params), m, p) for m, p in zip(models, prompts, strict=True)]
+    engine.start()
+    for h, m, p in jobs:
+        assert_matches_reference(h.result(), None if m == engine.base_model_id else m, p, 6)
 
 
 # -- tiers -------------------------------------------------------------------------------------------------------
@@ -331,6 +368,23 @@ def test_corrupt_adapter_fails_only_its_requests(make_engine, assets, tmp_path):
     assert engine.generate("corrupt", prompts[5], SamplingParams(max_tokens=2)).completion_tokens == 2
 
 
+def test_non_finite_adapter_weights_are_rejected(make_engine, assets, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    adapters = _copy_adapters(assets, tmp_path)
+    for name, value in (("has-nan", float("nan")), ("has-inf", float("inf")), ("huge-but-finite", 1e30)):
+        shutil.copytree(adapters / ADAPTERS[0], adapters / name)
+        weights = load_file(adapters / name / "adapter_model.safetensors")
+        key = sorted(k for k in weights if k.endswith("lora_B.weight"))[1]
+        weights[key][0, 0] = value
+        save_file(weights, adapters / name / "adapter_model.safetensors")
+    engine = make_engine(adapters_dir=adapters, start=False)
+    for name in ("has-nan", "has-inf"):
+        with pytest.raises(AdapterLoadError, match="contains NaN or infinite values"):
+            engine.store.load_from_disk(name)
+    assert engine.store.load_from_disk("huge-but-finite").rank == 2  # its norm overflows; the values do not
+
+
 def test_cancellation_frees_the_slot(make_engine):
     engine = make_engine(max_slots=1)
     prompts = random_prompts(engine, 2, seed=12)
@@ -456,25 +510,25 @@ def test_kv_pool_grows_and_shrinks_without_changing_results(make_engine):
 
 
 def test_prefill_chunks_bound_padding():
-    from types import SimpleNamespace
+    from hub.openlora.runner import padding_chunks
 
-    from hub.openlora.scheduler import Scheduler
-
-    def seq(n):
-        return SimpleNamespace(req=SimpleNamespace(prompt_ids=[0] * n))
-
-    lengths = [120, 8, 9, 64, 10, 128, 70, 11]
-    chunks = Scheduler._prefill_chunks([seq(n) for n in lengths])
-    assert sorted(len(s.req.prompt_ids) for c in chunks for s in c) == sorted(lengths)
+    lengths = sorted([120, 8, 9, 64, 10, 128, 70, 11])  # the scheduler hands prompts over sorted by length
+    chunks = padding_chunks(lengths)
+    assert [i for c in chunks for i in c] == list(range(len(lengths)))  # contiguous, in order, all of them
     for c in chunks:
-        sizes = [len(s.req.prompt_ids) for s in c]
+        sizes = [lengths[i] for i in c]
         padded = len(sizes) * max(sizes)
         assert padded <= 256 or padded <= 1.3 * sum(sizes)
     assert len(chunks) > 1
 
 
 def test_bfloat16_engine_runs(make_engine):
-    engine = make_engine(dtype="bfloat16", max_slots=2)
-    out = engine.generate(ADAPTERS[0], "hello there", SamplingParams(max_tokens=4, **GREEDY))
-    assert out.completion_tokens == 4
+    engine = make_engine(dtype="bfloat16", max_slots=4, start=False)
+    assert engine.runner.packed is not None  # the start-up check accepts bfloat16 rounding
+    params = SamplingParams(max_tokens=4, ignore_eos=True, **GREEDY)
+    models = [ADAPTERS[0], ADAPTERS[1], ADAPTERS[6], engine.base_model_id, ADAPTERS[0], ADAPTERS[0]]
+    handles = [engine.submit(m, "hello there", params) for m in models]
+    engine.start()
+    assert all(h.result().completion_tokens == 4 for h in handles)
+    assert engine.generate(ADAPTERS[0], "hello", params).completion_tokens == 4
     assert engine.runner.lora.layers["model.layers.0.self_attn.q_proj"].A.dtype == torch.bfloat16

@@ -7,7 +7,9 @@ sequences into rows n..n+k-1. The capacity grows by doubling up to `max_len`, so
 sequence actually running, not the model's context length.
 
 The model calls `cache.update(key, value, layer_idx)` from its attention layers; the runner sets a plan
-(prefill or decode) before each forward so `update` knows where to write.
+(prefill or decode) before each forward so `update` knows where to write. The runner's own packed forward
+(no transformers attention) writes any mix of tokens with one `index_copy_` per layer instead: `token_index`
+maps each (row, position) to its place in the flattened pool once per forward, shared by all layers.
 """
 
 from __future__ import annotations
@@ -24,8 +26,7 @@ class _Plan:
     row_start: int  # prefill: first new row; decode: 0
     rows: int
     length: int  # prefill: padded prompt length; decode: kv length to attend over
-    positions: torch.Tensor | None = None  # decode: [rows] write position of each row's new token
-    row_index: torch.Tensor | None = None  # decode: arange(rows) on device
+    index: torch.Tensor | None = None  # decode: where each row's new token goes (`KVPool.token_index`)
 
 
 class _PoolLayer(CacheLayerMixin):
@@ -134,9 +135,8 @@ class KVPool:
     def plan_decode(self, positions: torch.Tensor, kv_len: int) -> None:
         rows = positions.shape[0]
         self.ensure_capacity(kv_len)
-        self.plan = _Plan(
-            prefill=False, row_start=0, rows=rows, length=kv_len, positions=positions, row_index=self._arange[:rows]
-        )
+        index = self.token_index(self._arange[:rows], positions)
+        self.plan = _Plan(prefill=False, row_start=0, rows=rows, length=kv_len, index=index)
 
     def write(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         plan = self.plan
@@ -149,9 +149,26 @@ class KVPool:
             v[rows, :, :t].copy_(value)
             return k[rows, :, :t], v[rows, :, :t]
         # Decode: one new token per row, written at that row's own position.
-        k[plan.row_index, :, plan.positions] = key[:, :, 0]
-        v[plan.row_index, :, plan.positions] = value[:, :, 0]
+        assert plan.index is not None
+        self.write_tokens(layer, key[:, :, 0], value[:, :, 0], plan.index)
         return k[: plan.rows, :, : plan.length], v[: plan.rows, :, : plan.length]
+
+    # -- packed tokens (the runner's own forward) ------------------------------------------------------------
+    def token_index(self, rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Flat indices into a layer's pool viewed as [max_rows * kv_heads * capacity, head_dim] for each token's
+        (row, position) and KV head: [tokens * kv_heads], token-major (the layout of k.reshape(-1, head_dim)).
+        Valid until the capacity changes: call `ensure_capacity` first."""
+        heads = torch.arange(self.kv_heads, device=rows.device)
+        return ((rows[:, None] * self.kv_heads + heads[None, :]) * self.capacity + positions[:, None]).reshape(-1)
+
+    def write_tokens(self, layer: int, key: torch.Tensor, value: torch.Tensor, index: torch.Tensor) -> None:
+        """Store key/value [tokens, kv_heads, head_dim] at `index` (from `token_index`)."""
+        self.k[layer].view(-1, self.head_dim).index_copy_(0, index, key.reshape(-1, self.head_dim))
+        self.v[layer].view(-1, self.head_dim).index_copy_(0, index, value.reshape(-1, self.head_dim))
+
+    def rows(self, layer: int, n: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Views of K and V for rows 0..n-1, positions 0..length-1: [n, kv_heads, length, head_dim]."""
+        return self.k[layer][:n, :, :length], self.v[layer][:n, :, :length]
 
     def move_row(self, src: int, dst: int, length: int) -> None:
         """Copy the first `length` positions of row `src` into row `dst` (compaction when a sequence leaves)."""

@@ -1,10 +1,11 @@
 """Continuous (iteration-level) batching on one scheduler thread.
 
 Each iteration: apply cancellations and admin commands; admit waiting requests whose adapter can be put in a
-device slot (up to the batch size and a prefill token budget) and prefill them in one padded forward; then run
-one decode step for every running sequence, whatever adapter each uses. Finished sequences leave between steps
-(their KV row is compacted away, their slot unpinned), so new requests join without waiting for the batch.
-Requests whose adapter is still on its way from disk are skipped (their adapter is being prefetched), so one
+device slot (up to the batch size and a prefill token budget); then run one forward that decodes one token for
+every running sequence, whatever adapter each uses, and prefills the admitted prompts (the runner packs both
+into one pass over the weights). Finished sequences leave between steps (their KV row is compacted away, their
+slot unpinned), so new requests join without waiting for the batch. Adapter loads start when a request is
+submitted (disk -> CPU on a prefetch thread); requests whose adapter is still on its way are skipped, so one
 cold adapter does not stall everyone behind it.
 """
 
@@ -27,7 +28,7 @@ from hub.openlora.detokenize import TextStream
 from hub.openlora.errors import AdapterLoadError, EngineError, EngineOverloadedError, EngineStoppedError
 from hub.openlora.metrics import EngineMetrics
 from hub.openlora.request import GenerationRequest, RequestHandle, StreamEvent
-from hub.openlora.runner import ModelRunner
+from hub.openlora.runner import ModelRunner, NewSequences
 from hub.openlora.sampling import make_generator, sample_next
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,10 @@ class Scheduler:
                 raise EngineOverloadedError(f"the request queue is full ({self.config.max_queue} waiting); retry later")
             self._inbox.append((handle, time.perf_counter()))
             self._queued += 1
+            near_head = self._queued <= self._prefetch_depth()
             self._cv.notify()
+        if near_head:
+            self._prefetch(request.adapter_id)
         return handle
 
     def cancel(self, request_id: int) -> None:
@@ -187,11 +191,7 @@ class Scheduler:
     def _step(self) -> bool:
         t0 = time.perf_counter()
         admitted = self._admit()
-        tokens = 0
-        for chunk in self._prefill_chunks(admitted):
-            tokens += self._prefill(chunk)
-        if self.running:
-            tokens += self._decode()
+        tokens = self._forward(admitted) if (admitted or self.running) else 0
         self.metrics.waiting.set(len(self._waiting))
         self.metrics.running.set(len(self.running))
         if not (admitted or tokens):
@@ -291,15 +291,22 @@ class Scheduler:
             self.store.stats.add(f"{tier}_hits")
         self.metrics.tier_hits.labels(tier).inc()
 
+    def _prefetch_depth(self) -> int:
+        """How many requests at the head of the queue get their adapters loaded ahead of admission."""
+        return max(2 * self.slots.num_slots, 8)
+
+    def _prefetch(self, adapter: str | None) -> None:
+        # A resident adapter needs no load (a dict read: safe from client threads too).
+        if adapter is not None and self.slots.lookup(adapter) is None:
+            self.store.prefetch(adapter)
+
     def _prefetch_head(self) -> None:
         """Start disk -> CPU loads for the adapters of the requests next in line."""
-        depth = max(2 * self.slots.num_slots, 8)
+        depth = self._prefetch_depth()
         for i, (handle, _) in enumerate(self._waiting):
             if i >= depth:
                 break
-            adapter = handle.request.adapter_id
-            if adapter is not None and self.slots.lookup(adapter) is None:
-                self.store.prefetch(adapter)
+            self._prefetch(handle.request.adapter_id)
 
     def _fail_waiting_for(self, adapter_id: str, error: EngineError) -> None:
         keep: collections.deque[tuple[RequestHandle, float]] = collections.deque()
@@ -312,51 +319,48 @@ class Scheduler:
         self._waiting = keep
 
     # -- forward passes ------------------------------------------------------------------------------------
-    @staticmethod
-    def _prefill_chunks(admitted: list[_Seq], max_waste: float = 1.3, small: int = 256) -> list[list[_Seq]]:
-        """Group new sequences by prompt length so padding stays under `max_waste` x the real tokens (prefill is
-        compute-bound: padding is paid in full). Tiny chunks are merged anyway: per-forward overhead dominates."""
-        chunks: list[list[_Seq]] = []
-        chunk: list[_Seq] = []
-        real = 0
-        for seq in sorted(admitted, key=lambda s: len(s.req.prompt_ids)):
-            n = len(seq.req.prompt_ids)
-            padded = (len(chunk) + 1) * n  # sorted ascending: n is the chunk's longest
-            if chunk and padded > max_waste * (real + n) and padded > small:
-                chunks.append(chunk)
-                chunk, real = [], 0
-            chunk.append(seq)
-            real += n
-        if chunk:
-            chunks.append(chunk)
-        return chunks
-
-    def _prefill(self, admitted: list[_Seq]) -> int:
-        row_start = len(self.running)
-        self.running.extend(admitted)  # rows row_start.. in this order
+    def _forward(self, admitted: list[_Seq]) -> int:
+        """One forward: a token for every running sequence, and the first token of each admitted one."""
+        decoding = list(self.running)
+        admitted = sorted(admitted, key=self._prefill_order)
+        self.running.extend(admitted)  # admitted rows follow the decoding ones, in this order
+        new = NewSequences([s.req.prompt_ids for s in admitted], [s.slot for s in admitted])
         try:
-            logits = self.runner.prefill(
-                row_start, [s.req.prompt_ids for s in admitted], [s.slot for s in admitted], self.slots.ranks
-            )
+            if decoding:
+                logits = self.runner.decode(
+                    [s.output[-1] for s in decoding],
+                    [s.kv_len for s in decoding],
+                    [s.slot for s in decoding],
+                    self.slots.ranks,
+                    new=new,
+                )
+            else:
+                logits = self.runner.prefill(0, new.prompts, new.slots, self.slots.ranks)
         except Exception:
-            log.exception("prefill failed")
-            self._fail_rows(range(row_start, len(self.running)), EngineError("internal error during prefill"))
+            log.exception("forward failed")
+            self._fail_all_running(EngineError("internal error in the engine step; see the server log"))
             return 0
-        self.metrics.batch_size.labels("prefill").observe(len(admitted))
+        self._count_forward(len(decoding), admitted)
+        return self._advance(range(len(self.running)), logits)
+
+    def _prefill_order(self, seq: _Seq) -> tuple[int, int]:
+        """Packed prefill: prompts of one adapter side by side (one LoRA segment each run); padded prefill: similar
+        lengths side by side (little padding per chunk)."""
+        length = len(seq.req.prompt_ids)
+        if self.runner.packed is not None:
+            return (-1 if seq.slot is None else seq.slot, length)
+        return (length, 0)
+
+    def _count_forward(self, decoding: int, admitted: list[_Seq]) -> None:
+        self.peak_batch = max(self.peak_batch, len(self.running))
+        if decoding:
+            self.decode_steps += 1
+            self.decode_rows += decoding
+            self.metrics.batch_size.labels("decode").observe(decoding)
+        if admitted:
+            self.metrics.batch_size.labels("prefill").observe(len(admitted))
         for s in admitted:
             self.metrics.prompt_tokens.labels(s.req.model).inc(len(s.req.prompt_ids))
-        return self._advance(range(row_start, len(self.running)), logits)
-
-    def _decode(self) -> int:
-        seqs = self.running
-        self.peak_batch = max(self.peak_batch, len(seqs))
-        self.decode_steps += 1
-        self.decode_rows += len(seqs)
-        logits = self.runner.decode(
-            [s.output[-1] for s in seqs], [s.kv_len for s in seqs], [s.slot for s in seqs], self.slots.ranks
-        )
-        self.metrics.batch_size.labels("decode").observe(len(seqs))
-        return self._advance(range(len(seqs)), logits)
 
     def _advance(self, rows: range, logits: torch.Tensor) -> int:
         """Sample one token for each of `rows`, stream it, and retire the sequences that finished."""
