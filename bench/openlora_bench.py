@@ -144,6 +144,17 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process (all threads): with `makespan_s`, shows whether other tenants starved a run."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def add_cpu(out: dict[str, Any], cpu_start: float) -> None:
+    out["cpu_s"] = cpu_seconds() - cpu_start
+    out["cpu_per_wall"] = out["cpu_s"] / out["makespan_s"]
+
+
 # -- systems (child processes) -----------------------------------------------------------------------------------
 def run_engine(spec: dict, workload: list[dict], base_only: bool) -> dict[str, Any]:
     from hub.openlora import EngineConfig, OpenLoRAEngine, SamplingParams
@@ -162,6 +173,7 @@ def run_engine(spec: dict, workload: list[dict], base_only: bool) -> dict[str, A
         for h in warm:
             h.result()
         rss_loaded = peak_rss_mb()
+        cpu0 = cpu_seconds()
         t0 = time.perf_counter()
         handles = []
         for req in workload:
@@ -178,6 +190,7 @@ def run_engine(spec: dict, workload: list[dict], base_only: bool) -> dict[str, A
                 {"arrival": arrival, "first": h.first_token_at, "finish": h.finished_at, "tokens": c.completion_tokens}
             )
         out = summarize(records, t0)
+        add_cpu(out, cpu0)
         tiers = engine.store.stats.snapshot()
         admitted = tiers["device_hits"] + tiers["cpu_hits"] + tiers["disk_loads"]
         out["cache"] = {
@@ -284,6 +297,7 @@ def run_peft(spec: dict, workload: list[dict], mixed: bool) -> dict[str, Any]:
     model.set_adapter("s0")
     generate([{"prompt": [5] * 16, "max_tokens": 4}], None)
     rss_loaded = peak_rss_mb()
+    cpu0 = cpu_seconds()
     t0 = time.perf_counter()
     pending = list(workload)
     records = []
@@ -325,6 +339,7 @@ def run_peft(spec: dict, workload: list[dict], mixed: bool) -> dict[str, Any]:
                 }
             )
     out = summarize(records, t0)
+    add_cpu(out, cpu0)
     total = stats["loads"] + stats["hits"]
     out["cache"] = {**stats, "hit_rate": stats["hits"] / total if total else None}
     out["rss_after_load_mb"] = rss_loaded
