@@ -217,7 +217,7 @@ def create_app(
                 return unavailable(f"attribution failed: {exc}")
 
         documents = [await run_in_threadpool(score, p, o) for p, o in answers]
-        return merge_attributions(documents, [len(o) for _, o in answers])
+        return merge_attributions(documents, [len(o) for _, o in answers], attribution.config.top_k)
 
     async def charge(
         user: HubUser,

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from hub.openlora.engine import chat_template_ids
 from openledger_sdk.modelfactory.attribution_index import INDEX_META
 from openledger_sdk.modelfactory.attribution_query import Attributor, NullThreshold, calibrate_null
 
@@ -52,7 +53,6 @@ UNRELATED_PROMPTS = (
 
 @dataclass(frozen=True)
 class AttributionConfig:
-    enabled: bool = True
     top_k: int = 10  # training rows reported per answer (and recorded with the inference)
     max_models: int = 2  # differentiable adapter copies kept in memory (LRU)
     calibration_prompts: int = len(UNRELATED_PROMPTS)
@@ -111,10 +111,8 @@ class InferenceAttribution:
 
     def _answer(self, model: Any, prompt: str) -> tuple[list[int], list[int]]:
         """The base model's greedy answer (adapter disabled) to one chat prompt, as (prompt ids, answer ids)."""
-        messages = [{"role": "user", "content": prompt}]
         if getattr(self.tokenizer, "chat_template", None):
-            encoded = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-            prompt_ids = list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
+            prompt_ids = chat_template_ids(self.tokenizer, [{"role": "user", "content": prompt}])
         else:
             prompt_ids = list(self.tokenizer(prompt)["input_ids"])
         with torch.no_grad(), model.disable_adapter():
@@ -130,11 +128,11 @@ class InferenceAttribution:
         return prompt_ids, answer[: answer.index(eos)] if eos in answer else answer
 
 
-def merge_attributions(documents: list[dict[str, Any]], weights: list[int]) -> dict[str, Any]:
+def merge_attributions(documents: list[dict[str, Any]], weights: list[int], top_k: int) -> dict[str, Any]:
     """One `attribution` object for a request with several answers (a completions call with a list of prompts).
 
-    Shares are the answers' shares weighted by answer length; top examples are pooled by score. A single answer's
-    document is returned as it is."""
+    Shares are the answers' shares weighted by answer length; the `top_k` best examples are pooled by score. A
+    single answer's document is returned as it is."""
     if len(documents) == 1:
         return documents[0]
     attributed = [(doc, w) for doc, w in zip(documents, weights, strict=True) if doc.get("attributed") and w > 0]
@@ -153,6 +151,6 @@ def merge_attributions(documents: list[dict[str, Any]], weights: list[int]) -> d
     return {
         "attributed": True,
         "shares": dict(sorted(shares.items())),
-        "top_examples": examples[:10],
+        "top_examples": examples[:top_k],
         "answers": len(documents),
     }

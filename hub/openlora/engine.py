@@ -127,11 +127,9 @@ class OpenLoRAEngine:
         if not getattr(self.tokenizer, "chat_template", None):
             raise InvalidRequestError(f"the base model {self.base_model_id} has no chat template: use /v1/completions")
         try:
-            out = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+            return chat_template_ids(self.tokenizer, messages)
         except Exception as exc:  # template errors (bad roles etc.) are the client's
             raise InvalidRequestError(f"could not apply the chat template: {exc}") from exc
-        ids = out["input_ids"] if hasattr(out, "keys") else out
-        return [int(t) for t in ids]
 
     # -- generation ------------------------------------------------------------------------------------------
     def submit(self, model: str, prompt: str | list[int], params: SamplingParams | None = None) -> RequestHandle:
@@ -207,3 +205,10 @@ class OpenLoRAEngine:
             "kv_pool_bytes": self.runner.kv.nbytes(),
             "lora_slot_bytes": self.runner.lora.nbytes(),
         }
+
+
+def chat_template_ids(tokenizer: Any, messages: list[dict[str, Any]]) -> list[int]:
+    """The prompt ids of `messages` under the tokenizer's chat template, ready for the assistant's answer."""
+    out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    ids = out["input_ids"] if hasattr(out, "keys") else out  # transformers 5 returns a BatchEncoding
+    return [int(t) for t in ids]

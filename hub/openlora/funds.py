@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -25,6 +26,7 @@ from hub.settings import Settings
 
 log = logging.getLogger(__name__)
 UNSETTLED = (ChargeStatus.OPEN, ChargeStatus.PENDING)
+RETRY_S = 30.0  # after a failed connection, requests skip the check this long instead of each probing a dead chain
 
 
 class PayerFunds:
@@ -32,6 +34,7 @@ class PayerFunds:
         self.settings = settings
         self.engine = engine
         self._ledger: Ledger | None = None
+        self._retry_at = 0.0  # monotonic time before which no reconnection is tried
         self._lock = threading.Lock()
 
     def available(self, payer: str, address: str) -> int | None:
@@ -43,7 +46,8 @@ class PayerFunds:
             balance = ledger.token.balance_of(address)
         except Exception as err:  # noqa: BLE001 - any RPC failure: skip the check, do not fail the request
             log.warning("funds check skipped: cannot read %s's balance (%s)", payer, err)
-            self._ledger = None  # reconnect next time
+            with self._lock:
+                self._ledger, self._retry_at = None, time.monotonic() + RETRY_S
             return None
         return balance - self.unsettled(payer)
 
@@ -59,7 +63,7 @@ class PayerFunds:
 
     def _ledger_or_none(self) -> Ledger | None:
         with self._lock:
-            if self._ledger is None:
+            if self._ledger is None and time.monotonic() >= self._retry_at:
                 chain_id = self.settings.chain.chain_id
                 record = deployments_dir(self.settings.data_dir, chain_id) / "deployments.json"
                 if not record.is_file():
@@ -68,6 +72,7 @@ class PayerFunds:
                     w3 = connect(self.settings.chain_rpc_url, chain_id, timeout=3)
                     self._ledger = Ledger.at(w3, chain_id, json.loads(record.read_text())["contracts"])
                 except Exception as err:  # noqa: BLE001 - unreachable or wrong chain: skip the check
-                    log.warning("funds check skipped: %s", err)
+                    log.warning("funds check skipped for %.0f s: %s", RETRY_S, err)
+                    self._retry_at = time.monotonic() + RETRY_S
                     return None
             return self._ledger
