@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from jupyterhub.services.auth import HubAuth
@@ -66,6 +67,10 @@ async def current_user(request: Request) -> HubUser:
         scopes=scopes,
         kind=model.get("kind", "user"),
     )
+
+
+# A route parameter `user: CurrentUser` is `user: HubUser = Depends(current_user)`, short enough for one-line routes.
+CurrentUser = Annotated[HubUser, Depends(current_user)]
 
 
 async def admin_user(user: HubUser = Depends(current_user)) -> HubUser:

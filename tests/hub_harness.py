@@ -111,6 +111,25 @@ class RunningHub:
                 time.sleep(0.25)
         raise TimeoutError(f"{name}'s server not ready after {timeout} s; see {self.log_file}")
 
+    def refused_before_body(self, path: str, token: str, content_type: str, length: int, first_bytes: bytes) -> str:
+        """POST that claims `length` bytes but sends only `first_bytes` (httpx would try to send them all): asserts a
+        413 within 10 s, i.e. without waiting for the body; returns the start of the answer."""
+        started = time.monotonic()
+        ip, port = self.settings.hub.ip, self.settings.hub.port
+        head = (
+            f"POST {path} HTTP/1.1\r\n"
+            f"Host: {ip}:{port}\r\n"
+            f"Authorization: token {token}\r\n"
+            f"Content-Type: {content_type}\r\n"
+            f"Content-Length: {length}\r\n\r\n"
+        )
+        with socket.create_connection((ip, port), timeout=15) as sock:
+            sock.sendall(head.encode() + first_bytes)
+            answer = sock.recv(65536).decode(errors="replace")
+        assert answer.startswith("HTTP/1.1 413"), answer[:300]
+        assert time.monotonic() - started < 10
+        return answer
+
     def stop_server(self, name: str) -> None:
         with self.admin() as admin:
             admin.delete(f"/hub/api/users/{name}/server")

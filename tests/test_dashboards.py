@@ -14,6 +14,8 @@ import http.client
 import json
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -44,6 +46,16 @@ RENDER_MS = 180_000  # first spawn + first kernel on a busy 2-core machine
 
 def dashboard_url(hub: RunningHub, user: str, notebook: str) -> str:
     return f"{hub.url}/user/{user}/dashboards/voila/render/{notebook}"
+
+
+@contextmanager
+def logged_in_page(hub: RunningHub, user: str, **page_options: Any) -> Iterator[Page]:
+    """A Chromium page logged in to the hub as `user` through its form: where every browser test here starts."""
+    with chromium() as browser:
+        page = browser.new_page(**page_options)
+        hub_login(page, hub.url, user, hub.secrets.user_password)
+        page.wait_for_load_state()
+        yield page
 
 
 def open_dashboard(page: Page, hub: RunningHub, user: str, notebook: str) -> None:
@@ -142,10 +154,7 @@ def contributor(platform: RunningHub) -> Contributor:
 def test_contributor_uploads_sees_the_submission_and_claims(
     platform: RunningHub, contributor: Contributor, artifacts_dir: Path
 ) -> None:
-    with chromium() as browser:
-        page = browser.new_page(viewport=VIEWPORT)
-        hub_login(page, platform.url, USER, platform.secrets.user_password)
-        page.wait_for_load_state()
+    with logged_in_page(platform, USER, viewport=VIEWPORT) as page:
         started = time.monotonic()
         open_dashboard(page, platform, USER, "contributor.ipynb")
         print(f"spawn + first render: {time.monotonic() - started:.1f} s")
@@ -189,10 +198,7 @@ def test_contributor_uploads_sees_the_submission_and_claims(
 def test_model_owner_dashboard_for_a_user_without_models(
     platform: RunningHub, contributor: Contributor, artifacts_dir: Path
 ) -> None:
-    with chromium() as browser:
-        page = browser.new_page(viewport=VIEWPORT)
-        hub_login(page, platform.url, USER, platform.secrets.user_password)
-        page.wait_for_load_state()
+    with logged_in_page(platform, USER, viewport=VIEWPORT) as page:
         open_dashboard(page, platform, USER, "model_owner.ipynb")
         expect(page.get_by_text("You have not published a model yet")).to_be_visible()
         expect(page.get_by_text("No models yet, so no requests or revenue.")).to_be_visible()
@@ -251,10 +257,7 @@ def test_another_users_dashboards_are_refused(platform: RunningHub, contributor:
     url = dashboard_url(platform, USER, "contributor.ipynb")
     with platform.as_token(platform.ensure_user(OTHER)) as client:
         assert client.get(url).status_code == 403
-    with chromium() as browser:
-        page = browser.new_page()
-        hub_login(page, platform.url, OTHER, platform.secrets.user_password)
-        page.wait_for_load_state()
+    with logged_in_page(platform, OTHER) as page:
         answer = page.goto(url)
         assert answer is not None and answer.status == 403, (answer and answer.status, page.url)
         assert page.locator(".widget-button").count() == 0

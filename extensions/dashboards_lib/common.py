@@ -144,6 +144,16 @@ def show_figure(output: widgets.Output, figure: Any) -> None:
         display(Image(data=buffer.getvalue(), format="png"))
 
 
+def finish_chart(figure: Any, axes: Any, twin: Any, title: str) -> Any:
+    """The dashboards' charts (bars on `axes`, a line on its `twin` axis) end alike: the line's axis starts at 0, one
+    legend for both axes under the plot, the title on top. Returns `figure`."""
+    twin.set_ylim(bottom=0)
+    handles = axes.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    figure.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0), ncols=3, fontsize=8, frameon=False)
+    figure.suptitle(title, fontsize=11)
+    return figure
+
+
 class StatusLine(widgets.HTML):
     """A one-line message area: `.show("success", "...")`, `.clear()`."""
 

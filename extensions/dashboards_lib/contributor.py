@@ -17,6 +17,7 @@ from extensions.dashboards_lib.common import (
     StatusLine,
     badge,
     esc,
+    finish_chart,
     friendly,
     guarded,
     html_table,
@@ -68,11 +69,7 @@ def earnings_figure(credits: Sequence[dict[str, Any]], closed: dict[int, str]) -
     cumulative = axes.twinx()
     cumulative.plot(list(positions), running, color="#111827", marker="o", label="total earned")
     cumulative.set_ylabel("OPEN in total")
-    cumulative.set_ylim(bottom=0)
-    handles = axes.get_legend_handles_labels()[0] + cumulative.get_legend_handles_labels()[0]
-    figure.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0), ncols=3, fontsize=8, frameon=False)
-    figure.suptitle("My attribution earnings per settled epoch", fontsize=11)
-    return figure
+    return finish_chart(figure, axes, cumulative, "My attribution earnings per settled epoch")
 
 
 class ContributorDashboard(Dashboard):

@@ -15,6 +15,7 @@ from extensions.dashboards_lib.common import (
     StatusLine,
     address_cell,
     esc,
+    finish_chart,
     guarded,
     html_table,
     message,
@@ -69,13 +70,9 @@ def revenue_figure(per_day: dict[str, dict[str, int]]) -> Figure | None:
     revenue = axes.twinx()
     revenue.plot(dates, [open_value(per_day[day]["owner"]) for day in days], color="#047857", marker="o")
     revenue.set_ylabel("your revenue (OPEN)")
-    revenue.set_ylim(bottom=0)
     revenue.lines[0].set_label("your revenue")
-    handles = axes.get_legend_handles_labels()[0] + revenue.get_legend_handles_labels()[0]
-    figure.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0), ncols=3, fontsize=8, frameon=False)
     figure.autofmt_xdate()
-    figure.suptitle("Requests and revenue per day", fontsize=11)
-    return figure
+    return finish_chart(figure, axes, revenue, "Requests and revenue per day")
 
 
 class ModelOwnerDashboard(Dashboard):

@@ -11,13 +11,14 @@ import json
 import logging
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from hub.auth import HubUser, current_user
+from hub.auth import CurrentUser
 from hub.datanets import config
 from hub.datanets.chain import RegistryWriter, wallet_addresses
 from hub.datanets.parsing import FileRejected, file_format, loads_strict, safe_filename
@@ -26,6 +27,7 @@ from hub.datanets.spec import DatanetSpec, MembersSpec, Review
 from hub.keys.store import WalletKeyStore
 from hub.platform.relay_writes import start_chain_sync, stop_chain_sync
 from hub.platform.runtime import Feature, PlatformRuntime, get_runtime
+from hub.platform.service_calls import run_service
 from hub.platform.transfers import blob_response, check_declared, shared_blob_store, stream_to
 
 log = logging.getLogger("hub.datanets")
@@ -38,12 +40,9 @@ def get_service(runtime: PlatformRuntime = Depends(get_runtime)) -> DatanetServi
     return runtime.extras["datanets"]
 
 
-async def _run(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run blocking service code off the event loop; its DatanetError becomes the HTTP answer."""
-    try:
-        return await run_in_threadpool(fn, *args)
-    except DatanetError as err:
-        raise HTTPException(err.status, err.detail) from None
+Service = Annotated[DatanetService, Depends(get_service)]
+# Blocking service code runs off the event loop; its DatanetError becomes the HTTP answer.
+_run = partial(run_service, DatanetError)
 
 
 def _check_declared(request: Request, what: str) -> int | None:
@@ -55,41 +54,33 @@ async def _stream_to(request: Request, sink: Callable[[bytes], Any], what: str) 
 
 
 @router.post("", status_code=201)
-async def create_datanet(
-    spec: DatanetSpec, user: HubUser = Depends(current_user), service: DatanetService = Depends(get_service)
-) -> dict:
+async def create_datanet(spec: DatanetSpec, user: CurrentUser, service: Service) -> dict:
     return await _run(service.create, user, spec)
 
 
 @router.get("")
 async def search_datanets(
+    user: CurrentUser,
+    service: Service,
     q: str = Query("", max_length=200),
     tags: str = Query("", description="comma-separated; a datanet must have all of them"),
     mine: bool = False,
-    user: HubUser = Depends(current_user),
-    service: DatanetService = Depends(get_service),
 ) -> list[dict]:
     return await _run(service.search, user, q, [t for t in tags.split(",") if t], mine)
 
 
 @router.get("/{name}")
-async def get_datanet(
-    name: str, user: HubUser = Depends(current_user), service: DatanetService = Depends(get_service)
-) -> dict:
+async def get_datanet(name: str, user: CurrentUser, service: Service) -> dict:
     return await _run(service.get, user, name)
 
 
 @router.put("/{name}/members")
-async def set_members(
-    name: str, spec: MembersSpec, user: HubUser = Depends(current_user), service: DatanetService = Depends(get_service)
-) -> dict:
+async def set_members(name: str, spec: MembersSpec, user: CurrentUser, service: Service) -> dict:
     return await _run(service.set_members, user, name, spec)
 
 
 @router.post("/{name}/rows", status_code=201)
-async def contribute_rows(
-    name: str, request: Request, user: HubUser = Depends(current_user), service: DatanetService = Depends(get_service)
-) -> dict:
+async def contribute_rows(name: str, request: Request, user: CurrentUser, service: Service) -> dict:
     """Body: `{"rows": [{...}, ...]}`. One call is one submission; any bad row refuses all of them (422)."""
     await _run(service.check_contributor, user, name)  # 404/403 before reading the body
     _check_declared(request, "the request")
@@ -109,9 +100,9 @@ async def contribute_rows(
 async def contribute_file(
     name: str,
     request: Request,
+    user: CurrentUser,
+    service: Service,
     filename: str = Query(..., max_length=1000, description="the file's name; its extension picks the format"),
-    user: HubUser = Depends(current_user),
-    service: DatanetService = Depends(get_service),
 ) -> dict:
     """Body: the raw file (JSONL, JSON array, CSV, Parquet, .txt or .md). Refused before reading when too large."""
     await _run(service.check_contributor, user, name)
@@ -140,19 +131,13 @@ async def contribute_file(
 
 @router.get("/{name}/submissions")
 async def list_submissions(
-    name: str,
-    status: str | None = None,
-    mine: bool = False,
-    user: HubUser = Depends(current_user),
-    service: DatanetService = Depends(get_service),
+    name: str, user: CurrentUser, service: Service, status: str | None = None, mine: bool = False
 ) -> list[dict]:
     return await _run(service.submissions, user, name, status, mine)
 
 
 @router.get("/{name}/submissions/{submission_id}")
-async def get_submission(
-    name: str, submission_id: int, user: HubUser = Depends(current_user), service: DatanetService = Depends(get_service)
-) -> dict:
+async def get_submission(name: str, submission_id: int, user: CurrentUser, service: Service) -> dict:
     return await _run(service.submission, user, name, submission_id)
 
 
@@ -160,73 +145,49 @@ async def get_submission(
 async def submission_rows(
     name: str,
     submission_id: int,
+    user: CurrentUser,
+    service: Service,
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0),
-    user: HubUser = Depends(current_user),
-    service: DatanetService = Depends(get_service),
 ) -> list[dict]:
     return await _run(service.submission_rows, user, name, submission_id, limit, offset)
 
 
 @router.post("/{name}/submissions/{submission_id}/approve")
 async def approve(
-    name: str,
-    submission_id: int,
-    review: Review | None = None,
-    user: HubUser = Depends(current_user),
-    service: DatanetService = Depends(get_service),
+    name: str, submission_id: int, user: CurrentUser, service: Service, review: Review | None = None
 ) -> dict:
     return await _run(service.review, user, name, submission_id, True, (review or Review()).reason)
 
 
 @router.post("/{name}/submissions/{submission_id}/reject")
-async def reject(
-    name: str,
-    submission_id: int,
-    review: Review,
-    user: HubUser = Depends(current_user),
-    service: DatanetService = Depends(get_service),
-) -> dict:
+async def reject(name: str, submission_id: int, review: Review, user: CurrentUser, service: Service) -> dict:
     return await _run(service.review, user, name, submission_id, False, review.reason)
 
 
 @router.post("/{name}/versions", status_code=201)
-async def publish(
-    name: str, user: HubUser = Depends(current_user), service: DatanetService = Depends(get_service)
-) -> dict:
+async def publish(name: str, user: CurrentUser, service: Service) -> dict:
     return await _run(service.publish, user, name)
 
 
 @router.get("/{name}/versions")
-async def list_versions(
-    name: str, user: HubUser = Depends(current_user), service: DatanetService = Depends(get_service)
-) -> list[dict]:
+async def list_versions(name: str, user: CurrentUser, service: Service) -> list[dict]:
     return await _run(service.versions, user, name)
 
 
 @router.get("/{name}/versions/{version}")
-async def get_version(
-    name: str, version: str, user: HubUser = Depends(current_user), service: DatanetService = Depends(get_service)
-) -> dict:
+async def get_version(name: str, version: str, user: CurrentUser, service: Service) -> dict:
     return await _run(service.version, user, name, version)
 
 
 @router.get("/{name}/versions/{version}/snapshot")
-async def download_snapshot(
-    name: str, version: str, user: HubUser = Depends(current_user), service: DatanetService = Depends(get_service)
-) -> Any:
+async def download_snapshot(name: str, version: str, user: CurrentUser, service: Service) -> Any:
     digest, download_name = await _run(service.snapshot_digest, user, name, version)
     return blob_response(service.blobs, digest, "application/vnd.apache.parquet", download_name)
 
 
 @router.get("/{name}/versions/{version}/rows/{row_id}/proof")
-async def row_proof(
-    name: str,
-    version: str,
-    row_id: int,
-    user: HubUser = Depends(current_user),
-    service: DatanetService = Depends(get_service),
-) -> dict:
+async def row_proof(name: str, version: str, row_id: int, user: CurrentUser, service: Service) -> dict:
     return await _run(service.proof, user, name, version, row_id)
 
 

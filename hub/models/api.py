@@ -10,16 +10,15 @@ to temporary files, checked, stored in the blob store, and only then is anything
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from hub.auth import HubUser, current_user
+from hub.auth import CurrentUser, HubUser
 from hub.datanets.chain import wallet_addresses
 from hub.datanets.service import DatanetError
 from hub.keys.store import WalletKeyStore
@@ -32,6 +31,7 @@ from hub.models.validation import FILE_PATTERN, Upload
 from hub.platform.progress import PROGRESS_PROVIDERS
 from hub.platform.relay_writes import start_chain_sync, stop_chain_sync
 from hub.platform.runtime import Feature, PlatformRuntime, get_runtime
+from hub.platform.service_calls import run_service
 from hub.platform.transfers import blob_response, check_declared, limited_chunks, shared_blob_store
 
 log = logging.getLogger("hub.models")
@@ -44,12 +44,9 @@ def get_service(runtime: PlatformRuntime = Depends(get_runtime)) -> ModelService
     return runtime.extras["models"]
 
 
-async def _run(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run blocking service code off the event loop; its ModelError becomes the HTTP answer."""
-    try:
-        return await run_in_threadpool(fn, *args)
-    except ModelError as err:
-        raise HTTPException(err.status, err.detail) from None
+Service = Annotated[ModelService, Depends(get_service)]
+# Blocking service code runs off the event loop; its ModelError becomes the HTTP answer.
+_run = partial(run_service, ModelError)
 
 
 async def _read_form(request: Request, limit: int) -> FormData:
@@ -100,10 +97,7 @@ def _publish(service: ModelService, user: HubUser, form: FormData) -> dict:
 
 @router.post("", status_code=201)
 async def publish_model(
-    request: Request,
-    user: HubUser = Depends(current_user),
-    service: ModelService = Depends(get_service),
-    runtime: PlatformRuntime = Depends(get_runtime),
+    request: Request, user: CurrentUser, service: Service, runtime: PlatformRuntime = Depends(get_runtime)
 ) -> dict:
     """Publish a complete ModelFactory model; refused before the body is read when too large or not a user."""
     await _run(service.check_publisher, user)
@@ -118,28 +112,24 @@ async def publish_model(
 
 @router.get("")
 async def list_models(
+    user: CurrentUser,
+    service: Service,
     owner: str | None = Query(None, max_length=255),
     base: str | None = Query(None, max_length=255, description="base model name"),
     mine: bool = False,
-    user: HubUser = Depends(current_user),
-    service: ModelService = Depends(get_service),
 ) -> list[dict]:
     """Listed models, newest first."""
     return await _run(service.search, user, owner, base, mine)
 
 
 @router.get("/{name}")
-async def get_model(
-    name: str, user: HubUser = Depends(current_user), service: ModelService = Depends(get_service)
-) -> dict:
+async def get_model(name: str, user: CurrentUser, service: Service) -> dict:
     """One model by name (or id): record, manifest, file digests, price and on-chain status."""
     return await _run(service.get, user, name)
 
 
 @router.get("/{name}/files/{filename}")
-async def download_file(
-    name: str, filename: str, user: HubUser = Depends(current_user), service: ModelService = Depends(get_service)
-) -> Any:
+async def download_file(name: str, filename: str, user: CurrentUser, service: Service) -> Any:
     """One of the model's files; users and services (OpenLoRA replicas fetch adapters this way)."""
     digest, media_type = await _run(service.file, user, name, filename)
     return blob_response(service.blobs, digest, media_type, filename)
@@ -150,17 +140,13 @@ class PriceChange(BaseModel):
 
 
 @router.patch("/{name}")
-async def change_price(
-    name: str, body: PriceChange, user: HubUser = Depends(current_user), service: ModelService = Depends(get_service)
-) -> dict:
+async def change_price(name: str, body: PriceChange, user: CurrentUser, service: Service) -> dict:
     """The owner sets a new price per 1k tokens (decimal OPEN); it goes on-chain through the relay."""
     return await _run(service.set_price, user, name, str(body.price_per_1k_tokens))
 
 
 @router.delete("/{name}")
-async def unlist_model(
-    name: str, user: HubUser = Depends(current_user), service: ModelService = Depends(get_service)
-) -> dict:
+async def unlist_model(name: str, user: CurrentUser, service: Service) -> dict:
     """Unlist (owner or admin): gone from the catalog and OpenLoRA; the on-chain record stays."""
     return await _run(service.unlist, user, name)
 

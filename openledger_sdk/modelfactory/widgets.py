@@ -30,6 +30,8 @@ from openledger_sdk.modelfactory.config import validation_problems as config_pro
 IN_MEMORY = "(rows given to the panel)"
 CHART_INTERVAL = 0.5  # seconds between chart redraws while training (the PNG is re-sent each time)
 FALLBACK_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# TrainConfig fields that the panel edits as they are (LoRA and index settings are nested objects there).
+TRAIN_FIELDS = ("lr", "epochs", "batch_size", "grad_accum", "max_len", "seed", "eval_split")
 
 
 def linear_layer_names(base_dir: Path) -> list[str]:
@@ -264,13 +266,7 @@ class FinetunePanel:
         return TrainConfig(
             base=self.base.value,
             lora=LoraSettings(r=c["r"], alpha=c["alpha"], dropout=c["dropout"], target_modules=self.targets.value),
-            lr=c["lr"],
-            epochs=c["epochs"],
-            batch_size=c["batch_size"],
-            grad_accum=c["grad_accum"],
-            max_len=c["max_len"],
-            seed=c["seed"],
-            eval_split=c["eval_split"],
+            **{name: c[name] for name in TRAIN_FIELDS},
             index=IndexSettings(dim=c["index_dim"]),
         )
 
@@ -307,13 +303,7 @@ class FinetunePanel:
         kwargs: dict[str, Any] = {
             "base": config.base,
             "lora": config.lora,
-            "lr": config.lr,
-            "epochs": config.epochs,
-            "batch_size": config.batch_size,
-            "grad_accum": config.grad_accum,
-            "max_len": config.max_len,
-            "seed": config.seed,
-            "eval_split": config.eval_split,
+            **_train_fields(config),
             "index": config.index,
             "models_dir": self.models_dir,
             "client": self.client,
@@ -431,6 +421,11 @@ class FinetunePanel:
         return True
 
 
+def _train_fields(config: TrainConfig) -> dict[str, Any]:
+    """The TrainConfig fields that are one control each in the panel, by name (the defaults, finetune()'s keywords)."""
+    return {name: getattr(config, name) for name in TRAIN_FIELDS}
+
+
 def _default_settings() -> dict[str, Any]:
     lora, config, index = LoraSettings(), TrainConfig(base=DEFAULT_BASE_MODEL), IndexSettings()
     return {
@@ -438,13 +433,7 @@ def _default_settings() -> dict[str, Any]:
         "alpha": lora.alpha,
         "dropout": lora.dropout,
         "target_modules": lora.target_modules,
-        "lr": config.lr,
-        "epochs": config.epochs,
-        "batch_size": config.batch_size,
-        "grad_accum": config.grad_accum,
-        "max_len": config.max_len,
-        "seed": config.seed,
-        "eval_split": config.eval_split,
+        **_train_fields(config),
         "index_dim": index.dim,
     }
 
