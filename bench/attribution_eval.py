@@ -17,21 +17,24 @@ for each held-out query, Spearman between the predicted Σ_{i∈S} τ(q, i) and 
 on S; mean over queries with a bootstrap 95% interval (queries resampled).
 
 Index modes (`index_modes` in every quality / LDS section): three attribution indexes of the *same* adapter are
-scored on the same queries — "default" (the library's `IndexSettings()`: the final-weights pass in training's
-precision, float32 here), "final_bfloat16" (that pass under bf16 autocast) and "last_epoch" (every gradient kept from
-the last epoch's training passes; a second, identical training run) — and each alternative is compared with the
-default query by query: paired bootstrap 95% intervals of the precision@1 / MRR / owner's fee share / LDS
-differences, exact McNemar on precision@1, "significantly_worse" (a rank interval wholly below 0) and
+scored on the same queries — "float32" (the exact final-weights pass: TRAK as specified), "default" (the library's
+`IndexSettings()`: that pass in bf16 on CPUs with AMX / AVX512-BF16, the queries too; float32 elsewhere) and
+"last_epoch" (every gradient kept from the last epoch's training passes; a second, identical training run) — and each
+is compared with float32 query by query: paired bootstrap 95% intervals of the precision@1 / MRR / owner's fee share
+/ LDS differences, exact McNemar on precision@1, "significantly_worse" (a rank interval wholly below 0) and
 "non_inferior_at_margin" (every rank interval above −`--margin`). `--short-epochs` repeats quality and LDS after 1
 and 2 epochs with the library's LoRA dropout, where the last epoch's weights are far from the final ones.
 
-Speed: one generation (`--gen-tokens` new tokens) vs one attribution (backward + matvec + span lookup) against
-synthetic indexes of 1k / 10k / 100k rows with the real adapter's projection; index bytes per example.
+Speed: generation of `--gen-tokens` new tokens vs one attribution (backward + matvec + span lookup) against synthetic
+indexes of 1k / 10k / 100k rows with the real adapter's projection, in the library's default query precision (and
+float32 at the first size, for comparison). Each of `--speed-reps` rounds times one generation and then one
+attribution per index, so every overhead ratio pairs timings taken side by side; medians of the per-round ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import shlex
@@ -57,7 +60,9 @@ from openledger_sdk.modelfactory.attribution_index import (  # noqa: E402
     build_index,
     example_losses,
     lora_layout,
+    native_bfloat16,
     score,
+    store_frozen_linears_in_bfloat16,
 )
 from openledger_sdk.modelfactory.attribution_query import Attributor, ScoringSettings, calibrate_null  # noqa: E402
 from openledger_sdk.modelfactory.data import IGNORE, Example, collate  # noqa: E402
@@ -208,9 +213,8 @@ def build_base(root: Path, hidden: int, layers: int) -> Path:
     return build_tiny_model(root, hidden_size=hidden, layers=layers)
 
 
-REFERENCE = "default"  # the library's IndexSettings(): every gradient at the final adapter, training's precision
-MODES = (REFERENCE, "final_bfloat16", "last_epoch")
-BF16 = "bfloat16"
+REFERENCE = "float32"  # every gradient at the final adapter, computed exactly: TRAK as specified
+MODES = (REFERENCE, "default", "last_epoch")
 
 
 def train(
@@ -237,22 +241,22 @@ def trained_modes(
 ) -> tuple[Any, dict[str, AttributionIndex]]:
     """One adapter, three indexes of it, so every comparison is paired (same model, same queries):
 
-    "default" — the library's IndexSettings() (here, on CPU: the final-weights pass in float32); "final_bfloat16" —
-    the same pass under bf16 autocast, built afterwards from the same adapter; "last_epoch" — every gradient kept
-    from the last epoch's training passes, from a second training run that must (and is checked to) produce the
-    identical adapter: capturing only observes.
+    "default" — the library's IndexSettings() (bf16 on CPUs with native bf16, float32 elsewhere); "float32" — the
+    exact pass, built afterwards from the same adapter; "last_epoch" — every gradient kept from the last epoch's
+    training passes, from a second training run that must (and is checked to) produce the identical adapter:
+    capturing only observes.
     """
     trained = train(base, rows, out / "default", args, epochs=epochs, dropout=dropout)
     last = train(base, rows, out / "last-epoch", args, IndexSettings(dim=args.dim, gradients="last_epoch"), epochs,
                  dropout)  # fmt: skip
     if last.manifest["adapter_sha256"] != trained.manifest["adapter_sha256"]:
         raise RuntimeError("the two training runs differ: the index modes would not be compared on one adapter")
-    bf16 = build_index(
-        trained.model, trained.train_examples, IndexSettings(dim=args.dim, precision=BF16), seed=args.seed,
-        pad_id=trained.pad_id, device=trained.device, autocast=lambda: torch.autocast("cpu", dtype=torch.bfloat16),
-        extra_meta={"datanets": trained.index.meta.get("datanets", []), "precision": BF16},
+    exact = build_index(
+        trained.model, trained.train_examples, IndexSettings(dim=args.dim, precision="training"), seed=args.seed,
+        pad_id=trained.pad_id, device=trained.device,
+        extra_meta={"datanets": trained.index.meta.get("datanets", []), "precision": "float32"},
     )  # fmt: skip
-    return trained, {REFERENCE: trained.index, "final_bfloat16": bf16, "last_epoch": last.index}
+    return trained, {REFERENCE: exact, "default": trained.index, "last_epoch": last.index}
 
 
 def mode_attributors(trained: Any, indexes: dict[str, AttributionIndex]) -> dict[str, Attributor]:
@@ -568,13 +572,13 @@ def evaluate_lds(
     }  # fmt: skip
 
 
-def synthetic_attributor(model: Any, n: int, dim: int, doc_len: int, seed: int) -> Attributor:
+def synthetic_attributor(model: Any, n: int, dim: int, doc_len: int, seed: int, precision: str) -> Attributor:
     """An index of n rows with the real adapter's layout/projection and random features; random span docs."""
     layout = lora_layout(model)
     num_params = sum(math.prod(e["shape"]) for e in layout)
     gen = torch.Generator().manual_seed(seed)
     features = (torch.randn(n, dim, generator=gen) / 4).clamp(-1, 1).to(torch.float16)
-    meta = {"format": "openledger-attribution-index/1", "layout": layout,
+    meta = {"format": "openledger-attribution-index/1", "layout": layout, "precision": precision,
             "projection": {"kind": "countsketch", "dim": dim, "seed": seed, "num_params": num_params}}  # fmt: skip
     index = AttributionIndex(features, 1.0, list(range(n)), [f"0x{i % 50 + 1:040x}" for i in range(n)], None,
                              torch.rand(n, generator=gen) + 0.5, meta)  # fmt: skip
@@ -597,40 +601,61 @@ def evaluate_speed(args: argparse.Namespace, base: str, label: str) -> dict[str,
     text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) if tok.chat_template else (
         messages[0]["content"])  # fmt: skip
     prompt = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
-    gen_times = []
-    for _ in range(3):
+
+    def generate() -> tuple[float, list[int]]:
         started = time.perf_counter()
         with torch.no_grad():
             out = peft_model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
                                       max_new_tokens=args.gen_tokens, min_new_tokens=args.gen_tokens,
                                       pad_token_id=tok.pad_token_id or tok.eos_token_id)  # fmt: skip
-        gen_times.append(time.perf_counter() - started)
-    output = out[0, prompt.shape[1] :].tolist()
-    generation = float(np.median(gen_times))
-    sizes = {}
-    for n in args.speed_rows:
-        built = time.perf_counter()
-        attributor = synthetic_attributor(peft_model, n, args.speed_dim, 32, args.seed)
-        build_seconds = time.perf_counter() - built
-        runs = []
-        for _ in range(3):
-            runs.append(attributor.attribute(prompt[0].tolist(), output, top_k=10).timings)
-        median = {k: round(float(np.median([r[k] for r in runs])), 4) for k in runs[0]}
-        sizes[str(n)] = {
-            **median,
-            "overhead_share_of_generation": round(median["total"] / generation, 4),
+        return time.perf_counter() - started, out[0, prompt.shape[1] :].tolist()
+
+    default = "bfloat16" if native_bfloat16("cpu") else "float32"  # what IndexSettings() builds on this machine
+    first = args.speed_rows[0]
+    cases = {(n, default): None for n in args.speed_rows}
+    models = {"float32": peft_model, default: peft_model}
+    if default != "float32":
+        cases[(first, "float32")] = None
+        models[default] = copy.deepcopy(peft_model)  # as OpenLoRA keeps a bf16 index's query copy
+        store_frozen_linears_in_bfloat16(models[default])
+    built = {}
+    for n, precision in cases:
+        started = time.perf_counter()
+        cases[(n, precision)] = synthetic_attributor(models[precision], n, args.speed_dim, 32, args.seed, precision)
+        built[(n, precision)] = time.perf_counter() - started
+    _, output = generate()  # warm-up; its answer is the one attributed
+    for attributor in cases.values():
+        attributor.attribute(prompt[0].tolist(), output, top_k=10)
+    generations, timings = [], {case: [] for case in cases}
+    for _ in range(args.speed_reps):  # side by side: one generation, then one attribution per index
+        generations.append(generate()[0])
+        for case, attributor in cases.items():
+            timings[case].append(attributor.attribute(prompt[0].tolist(), output, top_k=10).timings)
+
+    def summary(case: tuple[int, str]) -> dict[str, Any]:
+        runs, attributor = timings[case], cases[case]
+        ratios = [run["total"] / gen for run, gen in zip(runs, generations, strict=True)]
+        return {
+            **{k: round(float(np.median([r[k] for r in runs])), 4) for k in runs[0]},
+            "overhead_share_of_generation": round(float(np.median(ratios)), 4),
+            "overhead_share_range": [round(min(ratios), 4), round(max(ratios), 4)],
             "index_bytes_per_example": round(attributor.index.bytes_per_example, 1),
-            "span_bytes_per_example": round(attributor.spans.nbytes / n, 1),
-            "synthetic_index_build_seconds": round(build_seconds, 1),
+            "span_bytes_per_example": round(attributor.spans.nbytes / case[0], 1),
+            "synthetic_index_build_seconds": round(built[case], 1),
         }
-        del attributor
-    first = str(args.speed_rows[0])
-    return {
+
+    sizes = {str(n): summary((n, default)) for n in args.speed_rows}
+    result = {
         "model": label, "lora": "r=8 q,k,v,o", "threads": torch.get_num_threads(),
-        "prompt_tokens": int(prompt.shape[1]), "generated_tokens": len(output),
-        "generation_seconds": round(generation, 4), "index_dim": args.speed_dim, "rows": sizes,
-        f"target_overhead_<=25%_at_{first}": sizes[first]["overhead_share_of_generation"] <= 0.25,
+        "prompt_tokens": int(prompt.shape[1]), "generated_tokens": len(output), "rounds": args.speed_reps,
+        "generation_seconds_median": round(float(np.median(generations)), 4),
+        "generation": "transformers generate(), greedy, one request", "query_precision": default,
+        "index_dim": args.speed_dim, "rows": sizes,
+        f"target_overhead_<=25%_at_{first}": sizes[str(first)]["overhead_share_of_generation"] <= 0.25,
     }  # fmt: skip
+    if default != "float32":
+        result[f"float32_query_at_{first}"] = summary((first, "float32"))
+    return result
 
 
 def evaluate_short(args: argparse.Namespace, base: str, work: Path) -> dict[str, Any]:
@@ -668,6 +693,7 @@ def main() -> None:
     parser.add_argument("--speed-rows", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--speed-dim", type=int, default=1024)
     parser.add_argument("--gen-tokens", type=int, default=32)
+    parser.add_argument("--speed-reps", type=int, default=7, help="rounds of generation + attributions")
     parser.add_argument("--lora-dropout", type=float, default=0.0, help="LoRA dropout of the quality and LDS runs")
     parser.add_argument(
         "--report-mode",
@@ -677,13 +703,13 @@ def main() -> None:
     )
     parser.add_argument("--margin", type=float, default=0.05,
                         help="non-inferiority margin: an index is 'non-inferior' when every paired 95%% interval "
-                        "of (it - default) stays above -margin")  # fmt: skip
+                        "of (it - float32) stays above -margin")  # fmt: skip
     parser.add_argument(
         "--short-epochs",
         type=int,
         nargs="*",
         default=[1, 2],
-        help="also compare the two index modes after this many epochs (quality and LDS)",
+        help="also compare the index modes after this many epochs (quality and LDS)",
     )
     parser.add_argument("--short-dropout", type=float, default=LoraSettings().dropout,
                         help="LoRA dropout of the short runs (default: the library's)")  # fmt: skip

@@ -16,6 +16,7 @@ from openledger_sdk.modelfactory.attribution_query import (
     NULL_FILE,
     Attributor,
     NullThreshold,
+    ScoringSettings,
     calibrate_null,
 )
 from openledger_sdk.modelfactory.data import IGNORE
@@ -202,10 +203,29 @@ def test_query_projection_matches_the_index(trained: TrainedModel, attributor: A
         assert index.row_ids[position] == example.row_id
         prompt_len = sum(1 for label in example.labels if label == IGNORE)
         q = attributor.projection(example.input_ids[:prompt_len], example.input_ids[prompt_len:])
-        assert float(q.norm()) == pytest.approx(float(index.raw_norms[position]), rel=1e-4)
         preconditioned = (q.to(torch.float64) @ index.preconditioner.to(torch.float64)) / index.scale
-        torch.testing.assert_close(preconditioned.to(torch.float32), index.features[position].float(), atol=2e-3,
-                                   rtol=1e-2)  # fmt: skip
+        stored = index.features[position].float()
+        if index.meta["precision"] == "float32":  # the same computation, batched with others or alone
+            assert float(q.norm()) == pytest.approx(float(index.raw_norms[position]), rel=1e-4)
+            torch.testing.assert_close(preconditioned.to(torch.float32), stored, atol=2e-3, rtol=1e-2)
+        else:  # bf16 (the default on CPUs with AMX): alone vs in a padded batch rounds differently, slightly
+            assert float(q.norm()) == pytest.approx(float(index.raw_norms[position]), rel=0.03)
+            assert float(torch.cosine_similarity(preconditioned.to(torch.float32), stored, dim=0)) > 0.99
+
+
+def test_big_index_scores_like_the_dense_one(trained: TrainedModel, attributor: Attributor) -> None:
+    # Above `dense_limit` the float16 features are scored in float16 (no float32 copy of a 100k-row index): the
+    # same scores up to the float16 rounding of the result, so the same ranking.
+    big = Attributor(attributor.index, attributor.spans, model=trained.model, settings=ScoringSettings(dense_limit=0))
+    assert big._dense is None and attributor._dense is not None
+    name, value = ENTITIES[2][1], VALUES[2][1]
+    prompt, output = answer_ids(trained, f"What does the archive say about {name}?", f"{name} keeps a {value}.")
+    q = attributor.projection(prompt, output)
+    dense, chunked = attributor.gradient_scores(q), big.gradient_scores(q)
+    torch.testing.assert_close(chunked, dense, rtol=2e-3, atol=2e-3 * float(dense.abs().max()))
+    assert int(chunked.argmax()) == int(dense.argmax())
+    scaled = big.gradient_scores(q * 1e6)  # normalised before the float16 product: no overflow for a big gradient
+    assert bool(torch.isfinite(scaled).all()) and torch.allclose(scaled, chunked)
 
 
 def test_bad_inputs(trained: TrainedModel, attributor: Attributor, tmp_path: Path) -> None:

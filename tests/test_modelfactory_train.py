@@ -12,10 +12,17 @@ import datasets
 import pytest
 import torch
 
+import openledger_sdk.modelfactory.attribution_index as attribution_index_module
 import openledger_sdk.modelfactory.trainer as trainer_module
 from openledger_sdk.catalog import weights_hash
 from openledger_sdk.modelfactory import IndexSettings, LoraSettings, TrainedModel, finetune
-from openledger_sdk.modelfactory.attribution_index import Projector, build_index, query_projection, score
+from openledger_sdk.modelfactory.attribution_index import (
+    Projector,
+    build_index,
+    precision_autocast,
+    query_projection,
+    score,
+)
 from openledger_sdk.modelfactory.config import TrainConfig
 from openledger_sdk.modelfactory.errors import FinetuneError, IncompleteModelError, TrainingOutOfMemory
 from openledger_sdk.modelfactory.manifest import file_sha256, manifest_hash, manifest_problems, read_manifest
@@ -47,7 +54,7 @@ SETTINGS = {
     "max_len": 64,
     "eval_split": 0.2,
     "seed": 7,
-    "index": IndexSettings(dim=256),
+    "index": IndexSettings(dim=256, precision="training"),  # float32 here: the exactness checks below
     "progress": False,
 }
 
@@ -162,42 +169,53 @@ def test_attribution_index(trained: TrainedModel) -> None:
 
 
 def test_bfloat16_index_stays_close_to_float32(trained: TrainedModel) -> None:
-    # IndexSettings(precision="bfloat16") runs the extra pass under bf16 autocast: the same gradients up to bf16
-    # rounding (8-bit mantissa, accumulated over the forward and backward). Rebuilt from the same adapter, each row's
-    # norm stays within 3% (measured <= 2% here and on SmolLM2-135M) and float32 queries rank the rows alike. (Close
-    # is not equal: bench/attribution_eval.py measures what the rounding costs after long training.)
+    # IndexSettings(precision="bfloat16", or "auto" on hardware with native bf16) runs the extra pass under bf16
+    # autocast (LM head and loss in float32): the same gradients up to bf16 rounding. Rebuilt from the same adapter,
+    # each row's norm stays within 3% (measured <= 2% here and on SmolLM2-135M); the index records its precision,
+    # and its queries, computed in it too, rank the rows like the float32 index does. (Close is not equal:
+    # bench/attribution_eval.py measures what the rounding costs in attribution quality.)
     examples, exact = trained.train_examples, trained.index
-    bf16 = build_index(trained.model, examples, IndexSettings(dim=256), seed=7, pad_id=trained.pad_id,
-                       autocast=lambda: torch.autocast("cpu", dtype=torch.bfloat16))  # fmt: skip
+    bf16 = build_index(
+        trained.model, examples, IndexSettings(dim=256), seed=7, pad_id=trained.pad_id,
+        autocast=precision_autocast("bfloat16", "cpu"), extra_meta={"precision": "bfloat16"},
+    )  # fmt: skip
+    assert exact.meta["precision"] == "float32" and bf16.meta["precision"] == "bfloat16"
     assert torch.allclose(bf16.raw_norms, exact.raw_norms, rtol=0.03)
     for i, ex in enumerate(examples):
-        q = query_projection(trained.model, exact, ex.input_ids, ex.labels)
-        fp32_scores, bf16_scores = score(exact, q), score(bf16, q)
+        q_exact = query_projection(trained.model, exact, ex.input_ids, ex.labels)
+        q_bf16 = query_projection(trained.model, bf16, ex.input_ids, ex.labels)  # in bf16: the index's precision
+        assert not torch.equal(q_exact, q_bf16)
+        fp32_scores, bf16_scores = score(exact, q_exact), score(bf16, q_bf16)
         assert int(bf16_scores.argmax()) == i
-        assert torch.corrcoef(torch.stack([fp32_scores, bf16_scores]))[0, 1] > 0.995  # measured >= 0.9996
+        assert torch.corrcoef(torch.stack([fp32_scores, bf16_scores]))[0, 1] > 0.995
 
 
 class FakeAccelerator:
     def __init__(self, device: str, mixed_precision: str) -> None:
         self.device, self.mixed_precision = torch.device(device), mixed_precision
 
-    def autocast(self):
-        return "training's autocast"
-
 
 @pytest.mark.parametrize(
-    ("precision", "device", "training", "expected"),
+    ("precision", "device", "training", "native", "expected"),
     [
-        ("training", "cpu", "no", "float32"),
-        ("training", "cuda", "bf16", "bfloat16"),  # training's own autocast on GPUs, as before
-        ("bfloat16", "cpu", "no", "bfloat16"),
+        ("training", "cpu", "no", True, "float32"),
+        ("training", "cuda", "bf16", True, "bfloat16"),  # training's own autocast on GPUs
+        ("bfloat16", "cpu", "no", False, "bfloat16"),
+        ("auto", "cpu", "no", True, "bfloat16"),  # CPUs with AMX / AVX512-BF16
+        ("auto", "cpu", "no", False, "float32"),  # elsewhere bf16 is emulated: training's own
+        ("auto", "cuda", "no", False, "float32"),
     ],
 )
-def test_index_precision(precision: str, device: str, training: str, expected: str) -> None:
+def test_index_precision(
+    precision: str, device: str, training: str, native: bool, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(attribution_index_module, "native_bfloat16", lambda _device: native)
     autocast, name = trainer_module.index_autocast(precision, FakeAccelerator(device, training))
     assert name == expected
-    if precision == "training":
-        assert autocast() == "training's autocast"
+    if expected == "float32":
+        assert autocast is None
+    elif device == "cuda":  # no GPU here: the autocast exists, entering it would only warn
+        assert autocast is not None
     else:
         with autocast():
             assert torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.bfloat16

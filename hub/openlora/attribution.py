@@ -6,8 +6,10 @@ loss w.r.t. the LoRA weights, projected like the index, plus verbatim span evide
 rows and the contributor shares that metering writes into the inference record.
 
 The backward pass needs the adapter as a differentiable PEFT model; the engine's stacked slot tensors are not one.
-So this keeps its own float32 PEFT models, one per recently attributed adapter (an LRU of `max_models`, each a copy
-of the base model: memory grows by this bound, not by the number of adapters served).
+So this keeps its own PEFT models, one per recently attributed adapter (an LRU of `max_models`, each a copy of the
+base model: memory grows by this bound, not by the number of adapters served). The pass runs in the precision the
+index was built in (bf16 on CPUs with AMX / AVX512-BF16, see IndexSettings.precision); for a bf16 index the copy
+keeps its frozen Linear weights in bf16 after calibration: the same results, without re-casting them per answer.
 
 The null threshold (below it an answer is "unattributed" and the contributors' pool is not paid out by influence)
 is calibrated here, by the platform — never taken from the model owner's upload, who could otherwise set it so high
@@ -29,7 +31,7 @@ from typing import Any
 import torch
 
 from hub.openlora.engine import chat_template_ids
-from openledger_sdk.modelfactory.attribution_index import INDEX_META
+from openledger_sdk.modelfactory.attribution_index import INDEX_META, store_frozen_linears_in_bfloat16
 from openledger_sdk.modelfactory.attribution_query import Attributor, NullThreshold, calibrate_null
 
 log = logging.getLogger(__name__)
@@ -71,7 +73,8 @@ class InferenceAttribution:
         self.tokenizer = tokenizer
         self.config = config or AttributionConfig()
         self._attributors: OrderedDict[Path, Attributor] = OrderedDict()
-        self._lock = threading.Lock()  # loading and LRU bookkeeping; scoring locks per attributor
+        self._lock = threading.Lock()  # the LRU bookkeeping; scoring locks per attributor
+        self._loading: dict[Path, threading.Lock] = {}  # one per adapter being loaded
 
     def attribute(self, adapter_dir: Path | None, prompt_ids: Sequence[int], output_ids: Sequence[int]) -> dict:
         """The `attribution` object of one answer: attributed, shares (address → weight), top_examples, timings."""
@@ -91,12 +94,23 @@ class InferenceAttribution:
             if key in self._attributors:
                 self._attributors.move_to_end(key)
                 return self._attributors[key]
+            loading = self._loading.setdefault(key, threading.Lock())
+        # Loading and calibrating take seconds (a model copy, 12 generations): under this adapter's own lock, so
+        # answers of adapters already loaded are attributed meanwhile, and concurrent first answers load it once.
+        with loading:
+            with self._lock:
+                if key in self._attributors:
+                    return self._attributors[key]
             attributor = Attributor.load(key, self.base_model_dir, cache=False)
             if NullThreshold.load(key) is None:
                 self._calibrate(attributor)
-            self._attributors[key] = attributor
-            while len(self._attributors) > self.config.max_models:
-                self._attributors.popitem(last=False)
+            if attributor.index.meta.get("precision") == "bfloat16":  # from now on it only runs bf16 queries
+                store_frozen_linears_in_bfloat16(attributor.model)
+            with self._lock:
+                self._attributors[key] = attributor
+                self._loading.pop(key, None)
+                while len(self._attributors) > self.config.max_models:
+                    self._attributors.popitem(last=False)
             return attributor
 
     def _calibrate(self, attributor: Attributor) -> None:

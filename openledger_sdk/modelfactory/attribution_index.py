@@ -53,9 +53,12 @@ __all__ = [
     "build_index",
     "example_losses",
     "lora_layout",
+    "native_bfloat16",
+    "precision_autocast",
     "project_gradients",
     "query_projection",
     "score",
+    "store_frozen_linears_in_bfloat16",
 ]
 
 
@@ -128,7 +131,11 @@ def example_losses(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) ->
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if _uses_plain_lm_head(base):
         hidden = base.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])[0]
-        logits = base.get_output_embeddings()(hidden[:, :-1][keep]).float()
+        head = base.get_output_embeddings()
+        # The head and the loss in the head's own dtype even under bf16 autocast: for a memorised answer p ≈ 1 and
+        # dL/dlogits = p − onehot is a difference of near-equal numbers that bf16 logits would blur.
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            logits = head(hidden[:, :-1][keep].to(head.weight.dtype)).float()
     else:
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         logits = out.logits[:, :-1][keep].float()
@@ -229,6 +236,62 @@ def _active_dropouts(
     return found
 
 
+MATH_ATTENTION_MAX_LEN = 256
+
+
+def _attention_kernel(batch: Mapping[str, torch.Tensor]) -> AbstractContextManager:
+    """Plain (math) attention for short sequences on CPU: PyTorch's CPU flash-attention backward is slower there
+    (bf16: ~20% of a whole gradient pass); the math kernel's T × T memory is small up to MATH_ATTENTION_MAX_LEN."""
+    ids = batch["input_ids"]
+    if ids.device.type != "cpu" or ids.shape[1] > MATH_ATTENTION_MAX_LEN:
+        return nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.MATH])
+
+
+def native_bfloat16(device_type: str) -> bool:
+    """Whether `device_type` computes bf16 matmuls in hardware (GPUs with bf16; CPUs with AMX or AVX512-BF16)."""
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device_type == "cpu":  # the CPU probes are private helpers of torch.cpu: absent means "not known to"
+        probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+        return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+    return False
+
+
+def store_frozen_linears_in_bfloat16(model: torch.nn.Module) -> int:
+    """Keep the frozen Linear weights (not LoRA's, not the LM head) in bf16; returns how many were converted.
+
+    For a model that only ever runs under bf16 autocast (a bf16 index's query copy): autocast would round those
+    weights to bf16 on every call anyway, so the results are bit-identical, minus the casts — most of one short
+    answer's backward pass on CPU — and half the memory. The LM head (tied to the embeddings) stays as it is.
+    """
+    lora = {entry["name"].rsplit(".weight", 1)[0] for entry in lora_layout(model)}
+    head = model.get_output_embeddings()
+    head_weight = head.weight if head is not None else None
+    converted = 0
+    for name, module in model.named_modules():
+        if (
+            isinstance(module, torch.nn.Linear)
+            and name not in lora
+            and module.weight is not head_weight
+            and not module.weight.requires_grad
+        ):
+            module.to(torch.bfloat16)
+            converted += 1
+    return converted
+
+
+def precision_autocast(precision: str, device_type: str) -> Callable[[], AbstractContextManager] | None:
+    """The autocast of a gradient pass computed in `precision` ("float32": none; "bfloat16": bf16 autocast)."""
+    if precision == "bfloat16":
+        return lambda: torch.autocast(device_type=device_type, dtype=torch.bfloat16)
+    if precision != "float32":
+        raise ValueError(f"unknown gradient precision {precision!r}: float32 or bfloat16")
+    return None
+
+
 def project_gradients(
     model: torch.nn.Module,
     batch: Mapping[str, torch.Tensor],
@@ -242,7 +305,7 @@ def project_gradients(
     for p in frozen:  # a loaded (inference) adapter: the graph must reach the LoRA outputs
         p.requires_grad_(True)
     try:
-        with _Capture(model, layout) as capture, (autocast or nullcontext)():
+        with _Capture(model, layout) as capture, (autocast or nullcontext)(), _attention_kernel(batch):
             losses = example_losses(model, batch)
         grads_out = torch.autograd.grad(losses.sum(), [capture.outputs[n] for n in capture.module_names])
     finally:
@@ -370,13 +433,16 @@ def query_projection(
     """The projected gradient [dim] of one sequence's mean loss over its labelled tokens (IGNORE = not labelled).
 
     For a generated answer: input_ids = prompt + generated tokens, labels = [IGNORE] * len(prompt) + generated.
-    `model` is the PEFT model with this index's adapter active (same layout as the index).
+    `model` is the PEFT model with this index's adapter active (same layout as the index). Without `autocast`, the
+    pass runs in the precision the index was built in (its meta "precision"), so query and rows round alike.
     """
     layout = index.meta["layout"]
     current = [entry["name"] for entry in lora_layout(model)]
     if current != [entry["name"] for entry in layout]:
         raise ValueError("the model's LoRA parameters do not match the index layout (another adapter?)")
     device = next(model.parameters()).device
+    if autocast is None:
+        autocast = precision_autocast(index.meta.get("precision", "float32"), device.type)
     example = Example(None, "", list(input_ids), list(labels), [t for t in labels if t != IGNORE])
     batch = {k: v.to(device) for k, v in collate([example], pad_id=0).items()}
     was_training = model.training

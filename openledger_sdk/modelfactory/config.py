@@ -16,7 +16,7 @@ from openledger_sdk.modelfactory.errors import FinetuneError
 DEFAULT_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
 MIN_MAX_LEN = 16  # below this not even a chat template's role markers fit
 DEVICES = ("auto", "cpu", "cuda")
-INDEX_PRECISIONS = ("training", "bfloat16")
+INDEX_PRECISIONS = ("auto", "training", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -44,25 +44,25 @@ class IndexSettings:
 
     `gradients="final"` (the default) takes every example's gradient at the final adapter, dropout off, in one extra
     forward + backward pass over the training set after training: exact TRAK features, computed like the query
-    gradients they are compared with. `precision="training"` (the default) runs that pass in training's own
-    precision: bf16 autocast on GPUs that support it (the index then costs ~12% of training), float32 on CPU, where
-    it costs about 0.9 of an epoch (40-50% of a 2-epoch run, bench/finetune_bench.py): it *is* a forward and
-    backward pass — ~70% of it is matmuls of the frozen base model; per-example products, projection,
-    preconditioner and suffix array together are ~3%. Both cheaper alternatives lose attribution quality in
-    bench/attribution_eval.py (three indexes of one adapter scored on the same queries, paired tests), so neither
-    is the default:
+    gradients they are compared with. That pass *is* a forward and backward pass (~70% of it matmuls of the frozen
+    base model), so in float32 it costs about 0.9 of an epoch. `precision` picks what it computes in:
 
-    * `gradients="last_epoch"` keeps the gradients of the last epoch's own backward passes (~1% of training). After
-      long training (50 epochs) it ranks like the final pass (gradient z-scores Spearman 0.997), but after the 1-2
-      epochs ModelFactory usually runs, each row is taken at weights far from the final ones (Spearman 0.49-0.70):
-      gradient-ranked precision@1 falls 0.975 → 0.85 on paraphrases after 2 epochs and 0.175 → 0.05 on verbatim
-      answers after 1 (paired 95% intervals below 0).
-    * `precision="bfloat16"` runs the pass under bf16 autocast: half the time on CPUs with AMX / AVX512-BF16 (the
-      index 24-32% of a 2-epoch run), and after 1-2 epochs it ranks like float32 (Spearman 0.9994), but on a
-      converged adapter bf16 rounding blurs the small per-example gradients (Spearman 0.964 after 50 epochs; the
-      owner's share of verbatim fees 0.825 → 0.59, paraphrase MRR −0.044, both significant).
-    Reusing only the last steps' gradients (≤ 5% of the learning-rate schedule left) and recomputing the rest was
-    tried too: significantly worse after 2 epochs (stale rows mixed with final ones), so it is not offered.
+    * "auto" (the default): bfloat16 where the device computes it natively (GPUs with bf16; CPUs with AMX or
+      AVX512-BF16), otherwise training's own precision. bf16 autocast with the LM head and loss kept in float32, and
+      the queries of the index computed the same way (the index records its precision): the index costs 25% of a
+      2-epoch run on this project's CPUs (44-54% in float32, bench/finetune_bench.py). Quality in
+      bench/attribution_eval.py, paired against float32 on the same adapter and queries: no significant difference
+      after 1, 2 or 50 epochs (gradient z-scores Spearman ≥ 0.98; one paraphrase in 40 ranked differently after 50).
+    * "training": training's own precision (bf16 autocast on GPUs that support it, float32 on CPU): exact.
+    * "bfloat16": bf16 as in "auto", on any device (emulated, so slower, on CPUs without native bf16).
+
+    `gradients="last_epoch"` keeps the gradients of the last epoch's own backward passes (~1% of training). After
+    long training (50 epochs) it ranks like the final pass (gradient z-scores Spearman 0.997), but after the 1-2
+    epochs ModelFactory usually runs, each row is taken at weights far from the final ones (Spearman 0.49-0.70):
+    gradient-ranked precision@1 falls 0.975 → 0.85 on paraphrases after 2 epochs and 0.175 → 0.05 on verbatim
+    answers after 1 (paired 95% intervals below 0). Reusing only the last steps' gradients (≤ 5% of the
+    learning-rate schedule left) and recomputing the rest was tried too: significantly worse after 2 epochs (stale
+    rows mixed with final ones), so it is not offered.
     """
 
     enabled: bool = True
@@ -72,7 +72,7 @@ class IndexSettings:
     batch_size: int = 8
     span_index: bool = True
     gradients: str = "final"
-    precision: str = "training"
+    precision: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,8 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         values = {key: value for key, value in data.items() if key in known}
         values["lora"] = LoraSettings(**data.get("lora", {}))
-        values["index"] = IndexSettings(**data.get("index", {}))
+        # A config recorded before `precision` existed reads back as what its index did: training's own precision.
+        values["index"] = IndexSettings(**{"precision": "training", **data.get("index", {})})
         return cls(**values)
 
 

@@ -202,7 +202,8 @@ class TrainedModel:
         response_ids = self.tokenizer(response, add_special_tokens=False)["input_ids"] or [self.pad_id]
         labels = [IGNORE] * len(prompt_ids) + response_ids
         with self._lock:
-            q = query_projection(self.model, self.index, prompt_ids + response_ids, labels, self._autocast)
+            # In the index's own precision (not generation's): query and rows must round alike.
+            q = query_projection(self.model, self.index, prompt_ids + response_ids, labels)
         scores = score(self.index, q.cpu())
         top = torch.topk(scores, min(top_k, len(scores)))
         examples = [

@@ -538,17 +538,17 @@ def _build_model(
     return peft_model, accelerator, optimizer, scheduler
 
 
-def index_autocast(precision: str, accelerator: Any) -> tuple[Callable[[], Any], str]:
-    """The autocast of the index's forward passes, and the precision it computes in.
+def index_autocast(precision: str, accelerator: Any) -> tuple[Callable[[], Any] | None, str]:
+    """The autocast of the index's gradient pass, and the precision it computes in (recorded in the index, whose
+    queries then compute alike): see IndexSettings.precision."""
+    from openledger_sdk.modelfactory.attribution_index import native_bfloat16, precision_autocast
 
-    "training": training's own (bf16 on GPUs that support it, float32 on CPU). "bfloat16": bf16 autocast on any
-    device — on CPUs with AMX / AVX512-BF16 the extra pass takes half the float32 time, but the features are
-    measurably worse (bench/attribution_eval.py); elsewhere CPU bf16 is emulated and slower.
-    """
-    if precision == "bfloat16":
-        device = accelerator.device.type
-        return (lambda: torch.autocast(device_type=device, dtype=torch.bfloat16)), "bfloat16"
-    return accelerator.autocast, "bfloat16" if accelerator.mixed_precision == "bf16" else "float32"
+    device = accelerator.device.type
+    if precision == "bfloat16" or (precision == "auto" and native_bfloat16(device)):
+        name = "bfloat16"
+    else:  # "training", or "auto" without native bf16: training's own precision
+        name = "bfloat16" if accelerator.mixed_precision == "bf16" else "float32"
+    return precision_autocast(name, device), name
 
 
 def _build_indexes(
@@ -566,7 +566,9 @@ def _build_indexes(
 
     settings = config.index
     seed = config.seed if settings.seed is None else settings.seed
-    autocast, precision = index_autocast(settings.precision, accelerator)
+    # Features captured in training's backward passes are in training's precision: the rest must match them.
+    wanted = settings.precision if settings.gradients == "final" else "training"
+    autocast, precision = index_autocast(wanted, accelerator)
     attribution = build_index(
         model,
         prepared.train,
