@@ -23,6 +23,7 @@ from hub.openlora.errors import (
     ModelNotFoundError,
     RequestCancelledError,
 )
+from hub.openlora.lora_batch import install_lora_layers
 from tests.tiny_model import ADAPTER_SPECS, merged_reference_model, shared_assets
 
 torch.set_num_threads(2)
@@ -531,4 +532,38 @@ def test_bfloat16_engine_runs(make_engine):
     engine.start()
     assert all(h.result().completion_tokens == 4 for h in handles)
     assert engine.generate(ADAPTERS[0], "hello", params).completion_tokens == 4
-    assert engine.runner.lora.layers["model.layers.0.self_attn.q_proj"].A.dtype == torch.bfloat16
+    # On CPU the adapters' slots stay float32 (rank-r products are slow in bf16 there); deltas round into bf16.
+    assert engine.runner.lora.layers["model.layers.0.self_attn.q_proj"].A.dtype == torch.float32
+
+
+@pytest.mark.parametrize("rows", ["uniform", "gathered", "shared", "segments"])
+def test_float32_slots_on_a_bfloat16_layer(rows: str) -> None:
+    # A bf16 base layer with float32 adapter slots: every delta path gives the float32 result, rounded to bf16.
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(24, 40, bias=False)).to(torch.bfloat16)
+    lora = install_lora_layers(model, num_slots=3, max_rank=4, slot_dtype=torch.float32)
+    layer = lora.layers["0"]
+    adapters = {slot: (torch.randn(4, 24), torch.randn(4, 40)) for slot in range(3)}
+    for slot, (a, b_t) in adapters.items():
+        lora.load_slot(slot, {"0": (a, b_t)})
+    ranks = dict.fromkeys(adapters, 4)
+    slots, segments, per_row = {
+        "uniform": ([1, 1, 1, 1], (), 1),
+        "gathered": ([0, 1, 2, None], (), 1),
+        "shared": ([0, 0, 1, 1, None, 0], (), 1),  # few adapters shared by many one-token rows
+        "segments": ([0, None], ((3, 2), (2, 1)), 1),  # two decode rows, then two packed prompts
+    }[rows]
+    tokens = len(slots) * per_row + sum(n for n, _ in segments)
+    token_slots = [s for s in slots for _ in range(per_row)] + [s for n, s in segments for _ in range(n)]
+    x = torch.randn(tokens, 24).to(torch.bfloat16)
+    lora.context.batch = lora.make_batch(slots, ranks, torch.device("cpu"), segments=segments)
+    out = model(x)
+    base = x.float() @ layer.base.weight.float().T
+    deltas = torch.stack(
+        [
+            (x[i].float() @ adapters[s][0].T @ adapters[s][1]) if s is not None else torch.zeros(40)
+            for i, s in enumerate(token_slots)
+        ]
+    )
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), base + deltas, rtol=2e-2, atol=2e-2 * float(deltas.abs().max()))

@@ -64,7 +64,8 @@ class ModelRunner:
         self.model = model.to(self.device).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
-        self.lora = install_lora_layers(self.model, config.max_slots, config.max_lora_rank)
+        slot_dtype = torch.float32 if cpu else None  # see install_lora_layers
+        self.lora = install_lora_layers(self.model, config.max_slots, config.max_lora_rank, slot_dtype)
         if cpu:
             _store_weights_transposed(self.lora)
         mc = self.model.config.get_text_config() if hasattr(self.model.config, "get_text_config") else self.model.config
