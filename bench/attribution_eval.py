@@ -54,13 +54,13 @@ sys.path.insert(0, str(ROOT))
 
 from hub.rewards.config import RewardSettings  # noqa: E402
 from hub.rewards.split import split_fee  # noqa: E402
+from openledger_sdk.hardware import native_bfloat16  # noqa: E402
 from openledger_sdk.modelfactory import IndexSettings, LoraSettings, finetune  # noqa: E402
 from openledger_sdk.modelfactory.attribution_index import (  # noqa: E402
     AttributionIndex,
     build_index,
     example_losses,
     lora_layout,
-    native_bfloat16,
     score,
     store_frozen_linears_in_bfloat16,
 )

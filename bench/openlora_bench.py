@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/openlora_bench.py            # full grid (slow on 2 CPU cores)
     .venv/bin/python bench/openlora_bench.py --quick    # a few minutes
+    .venv/bin/python bench/openlora_bench.py --dtype float32   # default: the server's dtype here (bf16 with AMX)
 
 Systems, each in its own child process (so peak RSS is per system), on the same workload:
   engine      our engine: continuous batching, mixed-adapter batches (gather + bmm over slot stacks)
@@ -10,7 +11,9 @@ Systems, each in its own child process (so peak RSS is per system), on the same 
   peft_mixed  PEFT mixed batches via `generate(adapter_names=...)` over a pool of loaded adapters; static batches
   base        our engine serving every request with the base model alone (upper bound: no LoRA work at all)
 
-Workload: input 8-128 tokens, output 8-64 tokens (greedy, EOS ignored), N adapters with Zipf(s) popularity.
+Every system runs in the same dtype (--dtype; by default what the server picks on this machine, see
+models.serve_dtype). Workload: input 8-128 tokens, output 8-64 tokens (greedy, EOS ignored), N adapters with
+Zipf(s) popularity.
 Adapters are PEFT files (rank r, attention projections by default); above 32 adapters the weight files are
 symlinks into a pool of 32 distinct files (each id is still loaded, cached and slotted separately).
 Results: JSON in bench/results/ with throughput (tokens/s), TTFT and per-token latency p50/p99, peak RSS,
@@ -33,6 +36,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from hub.openlora.config import serving_dtype  # noqa: E402
 
 DEFAULT_MODEL = REPO / ".openledger-data" / "models" / "smollm2-135m-instruct"
 POOL = 32
@@ -433,7 +438,7 @@ def main() -> None:
         return
     if args.quick:
         args.adapters, args.zipf, args.requests = "1,16,100", "1.2", 24
-    dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
+    dtype = serving_dtype(args.device, args.dtype or "auto")  # default: what the server runs on this machine
     model_dir = args.model_dir
     if not (model_dir / "config.json").exists():
         sys.path.insert(0, str(REPO / "tests"))

@@ -73,6 +73,8 @@ class BlobSettings(BaseModel):
 class ModelSettings(BaseModel):
     base_model: str = "smollm2-135m-instruct"
     max_upload_bytes: int = Field(1 << 30, ge=1024)  # one published adapter with its index
+    serve_device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$")  # where OpenLoRA runs (a GPU: "cuda:1")
+    serve_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 where native
 
 
 class Settings(BaseSettings):

@@ -6,6 +6,7 @@ import httpx
 import openai
 import pytest
 
+from openledger_sdk.hardware import native_bfloat16
 from tests.hub_harness import RunningHub, run_in_kernel
 
 pytestmark = pytest.mark.e2e
@@ -117,7 +118,10 @@ def test_openlora_serves_the_base_model_to_the_openai_client(platform: RunningHu
     assert answer.usage.completion_tokens <= 5 and answer.choices[0].finish_reason in ("stop", "length")
     with pytest.raises(openai.NotFoundError, match="/v1/models"):
         client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
-    assert httpx.get(f"{platform.url}/services/openlora/health").json()["status"] == "ok"
+    health = httpx.get(f"{platform.url}/services/openlora/health").json()
+    # Settings' default: CPU, in bf16 where this CPU computes it natively (AMX / AVX512-BF16), else float32.
+    assert health["status"] == "ok" and health["device"] == "cpu"
+    assert health["dtype"] == ("bfloat16" if native_bfloat16("cpu") else "float32")
 
 
 def test_instructor_manages_students_servers_only(platform: RunningHub) -> None:

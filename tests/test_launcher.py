@@ -41,6 +41,7 @@ def test_repo_settings_file_loads_with_defaults() -> None:
     assert settings.hub.port == 8000
     assert settings.data_dir == REPO_ROOT / ".openledger-data"
     assert settings.database_url.startswith("sqlite:///")
+    assert (settings.models.serve_device, settings.models.serve_dtype) == ("cpu", "auto")
 
 
 def test_env_overrides_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -74,6 +75,8 @@ def test_broken_toml(tmp_path: Path) -> None:
         ("[hub]\nport = 70000\n", "hub.port"),
         ("[spawner]\nuser_isolation = 'docker'\n", "spawner.user_isolation"),
         ("[nonsense]\nx = 1\n", "nonsense"),
+        ("[models]\nserve_dtype = 'int4'\n", "models.serve_dtype"),
+        ("[models]\nserve_device = 'tpu'\n", "models.serve_device"),
     ],
 )
 def test_invalid_values_name_the_key(tmp_path: Path, content: str, needle: str) -> None:

@@ -12,7 +12,7 @@ import datasets
 import pytest
 import torch
 
-import openledger_sdk.modelfactory.attribution_index as attribution_index_module
+import openledger_sdk.hardware as hardware_module
 import openledger_sdk.modelfactory.trainer as trainer_module
 from openledger_sdk.catalog import weights_hash
 from openledger_sdk.modelfactory import IndexSettings, LoraSettings, TrainedModel, finetune
@@ -209,7 +209,7 @@ class FakeAccelerator:
 def test_index_precision(
     precision: str, device: str, training: str, native: bool, expected: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(attribution_index_module, "native_bfloat16", lambda _device: native)
+    monkeypatch.setattr(hardware_module, "native_bfloat16", lambda _device: native)
     autocast, name = trainer_module.index_autocast(precision, FakeAccelerator(device, training))
     assert name == expected
     if expected == "float32":

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
+import openledger_sdk.hardware as hardware
 from hub.openlora import EngineConfig, OpenLoRAEngine, SamplingParams
+from hub.openlora.config import serving_dtype
 from hub.openlora.errors import (
     AdapterLoadError,
     ContextLengthError,
@@ -567,3 +569,19 @@ def test_float32_slots_on_a_bfloat16_layer(rows: str) -> None:
     )
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), base + deltas, rtol=2e-2, atol=2e-2 * float(deltas.abs().max()))
+
+
+@pytest.mark.parametrize(
+    ("device", "dtype", "native", "expected"),
+    [
+        ("cpu", "auto", True, "bfloat16"),  # AMX / AVX512-BF16
+        ("cpu", "auto", False, "float32"),
+        ("cuda:1", "auto", True, "bfloat16"),
+        ("cpu", "float32", True, "float32"),  # an explicit choice stands
+    ],
+)
+def test_serving_dtype(device: str, dtype: str, native: bool, expected: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+    monkeypatch.setattr(hardware, "native_bfloat16", lambda kind: seen.append(kind) or native)
+    assert serving_dtype(device, dtype) == expected
+    assert seen in ([], [device.split(":")[0]])

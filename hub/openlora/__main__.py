@@ -12,7 +12,7 @@ import torch
 import uvicorn
 
 from hub.openlora.api import create_app
-from hub.openlora.config import EngineConfig
+from hub.openlora.config import EngineConfig, serving_dtype
 from hub.openlora.engine import OpenLoRAEngine
 
 
@@ -26,7 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model-name", help="id of the base model in the API (default: the model directory's name)")
     p.add_argument("--price-per-1k", type=float, default=0.0, help="OPEN per 1k tokens for every model")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: bf16 on CUDA, fp32 on CPU)")
+    p.add_argument("--dtype", default="auto", help="float32 | bfloat16 | float16 | auto (bf16 where native)")
     p.add_argument("--max-batch-size", type=int, default=d.max_batch_size)
     p.add_argument("--max-slots", type=int, default=d.max_slots, help="adapters resident on the device")
     p.add_argument("--max-lora-rank", type=int, default=d.max_lora_rank)
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         max_seq_len=args.max_seq_len,
         max_queue=args.max_queue,
         device=args.device,
-        dtype=args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"),
+        dtype=serving_dtype(args.device, args.dtype),
     )
     engine = OpenLoRAEngine(args.model_dir, adapters_dir=args.adapters_dir, config=config, model_name=args.model_name)
     price = args.price_per_1k

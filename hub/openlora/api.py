@@ -269,6 +269,8 @@ def create_app(
         return {
             "status": "ok" if engine.scheduler.alive else "stopped",
             "model": engine.base_model_id,
+            "device": engine.config.device,
+            "dtype": engine.config.dtype,
             "waiting": engine.scheduler.waiting_count,
             "running": len(engine.scheduler.running),
         }

@@ -16,7 +16,7 @@ from hub.db import make_engine, migrate
 from hub.models.catalog import ModelCatalog
 from hub.openlora.api import create_app
 from hub.openlora.attribution import InferenceAttribution
-from hub.openlora.config import EngineConfig
+from hub.openlora.config import EngineConfig, serving_dtype
 from hub.openlora.engine import OpenLoRAEngine
 from hub.openlora.metering import PlatformMetering
 from hub.service_app import ServiceApp, serve
@@ -50,7 +50,10 @@ def build_app(settings: Settings) -> FastAPI:
         model_dir,
         resolve_adapter_path=catalog.resolver(),
         list_adapters=lambda: sorted(catalog.prices()),
-        config=EngineConfig(),
+        config=EngineConfig(
+            device=settings.models.serve_device,
+            dtype=serving_dtype(settings.models.serve_device, settings.models.serve_dtype),
+        ),
         model_name=settings.models.base_model if "/" not in settings.models.base_model else model_dir.name,
     )
     attribution = InferenceAttribution(model_dir, engine.tokenizer)

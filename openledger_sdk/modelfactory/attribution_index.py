@@ -53,7 +53,6 @@ __all__ = [
     "build_index",
     "example_losses",
     "lora_layout",
-    "native_bfloat16",
     "precision_autocast",
     "project_gradients",
     "query_projection",
@@ -248,16 +247,6 @@ def _attention_kernel(batch: Mapping[str, torch.Tensor]) -> AbstractContextManag
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     return sdpa_kernel([SDPBackend.MATH])
-
-
-def native_bfloat16(device_type: str) -> bool:
-    """Whether `device_type` computes bf16 matmuls in hardware (GPUs with bf16; CPUs with AMX or AVX512-BF16)."""
-    if device_type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if device_type == "cpu":  # the CPU probes are private helpers of torch.cpu: absent means "not known to"
-        probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-        return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
-    return False
 
 
 def store_frozen_linears_in_bfloat16(model: torch.nn.Module) -> int:

@@ -541,7 +541,8 @@ def _build_model(
 def index_autocast(precision: str, accelerator: Any) -> tuple[Callable[[], Any] | None, str]:
     """The autocast of the index's gradient pass, and the precision it computes in (recorded in the index, whose
     queries then compute alike): see IndexSettings.precision."""
-    from openledger_sdk.modelfactory.attribution_index import native_bfloat16, precision_autocast
+    from openledger_sdk.hardware import native_bfloat16
+    from openledger_sdk.modelfactory.attribution_index import precision_autocast
 
     device = accelerator.device.type
     if precision == "bfloat16" or (precision == "auto" and native_bfloat16(device)):
