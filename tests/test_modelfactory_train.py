@@ -3,6 +3,7 @@ Stop, and every bad input with its message."""
 
 from __future__ import annotations
 
+import copy as copy_module
 import json
 import shutil
 import threading
@@ -22,6 +23,7 @@ from openledger_sdk.modelfactory.attribution_index import (
     precision_autocast,
     query_projection,
     score,
+    store_frozen_linears_in_bfloat16,
 )
 from openledger_sdk.modelfactory.config import TrainConfig
 from openledger_sdk.modelfactory.errors import FinetuneError, IncompleteModelError, TrainingOutOfMemory
@@ -188,6 +190,21 @@ def test_bfloat16_index_stays_close_to_float32(trained: TrainedModel) -> None:
         fp32_scores, bf16_scores = score(exact, q_exact), score(bf16, q_bf16)
         assert int(bf16_scores.argmax()) == i
         assert torch.corrcoef(torch.stack([fp32_scores, bf16_scores]))[0, 1] > 0.995
+
+
+def test_bfloat16_query_copy_gives_identical_gradients(trained: TrainedModel) -> None:
+    # OpenLoRA keeps a bf16 index's query copy with its frozen Linear weights stored in bf16: under bf16 autocast
+    # those weights are rounded to bf16 on every call anyway, so the query gradient is the same to the bit.
+    copy = copy_module.deepcopy(trained.model)
+    assert store_frozen_linears_in_bfloat16(copy) > 0
+    head = copy.get_output_embeddings().weight
+    assert head.dtype == torch.float32  # the LM head (tied to the embeddings) stays
+    assert all(p.dtype == torch.float32 for n, p in copy.named_parameters() if "lora_" in n)
+    assert copy.get_submodule("base_model.model.model.layers.0.mlp.up_proj").weight.dtype == torch.bfloat16
+    bf16 = precision_autocast("bfloat16", "cpu")
+    for ex in trained.train_examples[:3]:
+        expected = query_projection(trained.model, trained.index, ex.input_ids, ex.labels, bf16)
+        assert torch.equal(query_projection(copy, trained.index, ex.input_ids, ex.labels, bf16), expected)
 
 
 class FakeAccelerator:
