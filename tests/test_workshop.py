@@ -123,6 +123,15 @@ def test_ten_student_class_end_to_end(hub_env: RunningHub, tmp_path: Path, capsy
     assert workshop(["settle"]) == 0
     assert re.search(r"epoch \S+: (settled|empty|nothing to settle)", capsys.readouterr().out)
 
+    homes = settings.data_dir / "homes"
+    (homes / names[0] / "my-work.txt").write_text("a student's own file")
     assert workshop(["cleanup", "ml101"]) == 0
     with hub_env.admin() as admin:
         assert all(admin.get(f"/hub/api/users/{name}").status_code == 404 for name in names)
+    # Their homes are archived, not deleted, and not left where a new account with the same name would find them.
+    printed = capsys.readouterr().out
+    archive = Path(re.search(r"their homes were moved to (\S+)", printed).group(1))
+    assert archive.parent == settings.data_dir / "archived-homes" and archive.name.startswith("workshop-ml101-")
+    assert not any((homes / name).exists() for name in names)
+    assert (archive / names[0] / "my-work.txt").read_text() == "a student's own file"
+    assert all((archive / name / "00-welcome.ipynb").exists() for name in names)

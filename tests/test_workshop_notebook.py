@@ -183,14 +183,17 @@ def test_a_class_of_three_from_roster_to_cleanup(hub_env: RunningHub, tmp_path: 
     progress = cell_outputs(cell_with(executed, "progress_frame"))
     assert all(progress.count(f"<td>{name}</td>") == 1 for name in names)
     assert progress.count("<td>nbclass-") == 3
-    assert "removed 3 students" in cell_outputs(cell_with(executed, "steps.cleanup"))
+    cleaned = cell_outputs(cell_with(executed, "steps.cleanup"))
+    assert "removed 3 students" in cleaned and "their homes were moved to" in cleaned
 
     # What the notebook left: each student's dry run ran as that student, homes got the course notebooks ...
     dry_copy = nbformat.read(tmp_path / "workshop-dry-run" / names[1] / "tiny.ipynb", as_version=4)
     printed = cell_outputs(cell_with(dry_copy, "Signed in as"))
     assert f"Signed in as {names[1]}" in printed
-    homes = hub_env.settings.data_dir / "homes"
-    assert all((homes / name / "00-welcome.ipynb").exists() for name in names)
+    # ... the course notebooks went into each home, which cleanup archived ...
+    archives = list((hub_env.settings.data_dir / "archived-homes").glob("workshop-nbclass-*"))
+    assert len(archives) == 1 and all((archives[0] / name / "00-welcome.ipynb").exists() for name in names)
+    assert not any((hub_env.settings.data_dir / "homes" / name).exists() for name in names)
     with hub_env.admin() as admin:
         # ... the instructor and the class datanet stay, the students and their group are gone.
         assert "instructors" in admin.get("/hub/api/users/nbprof").json()["groups"]

@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command, help_text in (
         ("distribute", "copy the template notebooks into every student's home"),
         ("progress", "show who has a server, a trained model, inferences"),
-        ("cleanup", "stop servers, delete the class's users and group"),
+        ("cleanup", "stop servers, delete the class's users and group, archive their homes"),
     ):
         cmd = sub.add_parser(command, help=help_text)
         cmd.add_argument("workshop")
@@ -113,8 +113,11 @@ def main(argv: list[str] | None = None) -> int:
                 report = settle_now(api)
                 print(f"epoch {report.get('epoch')}: {report.get('status')}")
             elif args.command == "cleanup":
-                removed = cleanup(api, args.workshop)
-                print(f"workshop {args.workshop}: removed {len(removed)} users")
+                shared_homes = settings.spawner.user_isolation != "system"  # system accounts' homes are the OS's
+                report = cleanup(api, args.workshop, homes_dir(settings) if shared_homes else None)
+                print(f"workshop {args.workshop}: removed {len(report.users)} users")
+                if report.archived_to is not None:
+                    print(f"their homes were moved to {report.archived_to}")
     except RosterError as err:
         print(f"openledger-workshop: nothing was created:\n{err}", file=sys.stderr)
         return 2

@@ -7,8 +7,10 @@ call these, so a class set up from either behaves the same. Nothing here prints 
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -131,15 +133,38 @@ def distribute(homes: Path, templates_dir: Path, users: list[str]) -> dict[str, 
     return {user: [str(path) for path in seed_home(templates_dir, homes / user)] for user in users}
 
 
-def cleanup(api: HubAPI, name: str) -> list[str]:
-    """Stop the students' servers, delete them and the workshop group; instructors and datanets stay."""
+@dataclass(frozen=True)
+class CleanupReport:
+    users: list[str]  # the students removed
+    archived_to: Path | None  # where their homes were moved (None: none of them had a home here)
+
+
+def cleanup(api: HubAPI, name: str, homes: Path | None = None) -> CleanupReport:
+    """Stop the students' servers, delete them and the workshop group, and archive their homes (when `homes`, the
+    folder of every user's home, is given); instructors and datanets stay."""
     group = workshop_group(name)
     users = api.group_members(group)
     for user in users:
         api.stop_server(user)
         api.delete_user(user)
     api.delete_group(group)
-    return users
+    return CleanupReport(users, archive_homes(homes, users, group) if homes is not None else None)
+
+
+def archive_homes(homes: Path, users: list[str], label: str) -> Path | None:
+    """Move these users' homes to `<homes>/../archived-homes/<label>-<UTC time>/<user>`.
+
+    A later account with a removed student's name then starts with an empty home instead of inheriting that
+    student's files, and nothing is lost: the instructor can still hand work back from the archive.
+    """
+    present = [user for user in users if (homes / user).is_dir()]
+    if not present:
+        return None
+    target = homes.parent / "archived-homes" / f"{label}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    target.mkdir(parents=True, exist_ok=True)
+    for user in present:
+        shutil.move(homes / user, target / user)
+    return target
 
 
 # --- rewards: OPEN to pay for inferences, and settling on demand -------------------------------------------------
