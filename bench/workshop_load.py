@@ -59,6 +59,7 @@ class StudentRun:
     user: str
     login_s: float | None = None
     spawn_s: float | None = None
+    spawn_retries: int = 0  # times the hub said "too many servers starting, try again" (429) before accepting
     cell_s: float | None = None  # kernel start + execute, what the student waits for on their first cell
     execute_s: float | None = None  # from the websocket being open until the kernel is idle again
     chat_s: float | None = None
@@ -105,10 +106,16 @@ async def login(http: httpx.AsyncClient, user: str, password: str) -> str:
     return _check(token).json()["token"]
 
 
-async def spawn(http: httpx.AsyncClient, user: str, token: str) -> None:
-    """Start the default server and follow the hub's progress stream until it says ready (or failed)."""
+async def spawn(http: httpx.AsyncClient, user: str, token: str, run: StudentRun) -> None:
+    """Start the default server and follow the hub's progress stream until it says ready (or failed).
+
+    While the hub is starting its limit of servers (spawner.concurrent_spawn_limit) it answers 429 with a
+    Retry-After; the student tries again after that long, as the hub's page tells them to."""
     auth = {"Authorization": f"token {token}"}
-    _check(await http.post(f"/hub/api/users/{user}/server", headers=auth), ok=(201, 202))
+    while (started := await http.post(f"/hub/api/users/{user}/server", headers=auth)).status_code == 429:
+        run.spawn_retries += 1
+        await asyncio.sleep(min(float(started.headers.get("Retry-After", 2)), 10))
+    _check(started, ok=(201, 202))
     async with http.stream("GET", f"/hub/api/users/{user}/server/progress", headers=auth) as events:
         _check(events, ok=(200,))
         async for line in events.aiter_lines():
@@ -203,7 +210,7 @@ async def student(hub: RunningHub, user: str, model: str, limits: Limits) -> Stu
     async with httpx.AsyncClient(base_url=hub.url, timeout=timeout) as http:
         try:
             token = await timed(run, "login", limits.login_s, login(http, user, hub.secrets.user_password))
-            await timed(run, "spawn", limits.spawn_s, spawn(http, user, token))
+            await timed(run, "spawn", limits.spawn_s, spawn(http, user, token, run))
             await timed(run, "cell", limits.cell_s, run_cell(http, hub.url, user, token, run))
             await timed(run, "chat", limits.chat_s, chat(http, token, model, run))
         except Exception:
@@ -274,6 +281,7 @@ def summarize(k: int, runs: Sequence[StudentRun], wall_s: float) -> dict[str, An
         "cell_execute_s": stats([r.execute_s for r in runs]),
         "chat_s": stats([r.chat_s for r in runs]),
         "login_s": stats([r.login_s for r in runs]),
+        "spawn_retries_429": sum(r.spawn_retries for r in runs),
         "failures": len(failures),
         "failure_details": failures,
     }

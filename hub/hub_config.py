@@ -102,6 +102,7 @@ def spawner_config(c: Any, settings: Settings) -> None:
         c.SharedUserGPUSpawner.home_dir_template = str(data_dir / "homes" / "{username}")
     c.Spawner.cmd = [str(venv_bin / "jupyterhub-singleuser")]
     c.Spawner.default_url = "/lab"
+    c.JupyterHub.concurrent_spawn_limit = settings.spawner.concurrent_spawn_limit or 4 * (os.cpu_count() or 1)
     c.Spawner.start_timeout = settings.spawner.start_timeout
     c.Spawner.http_timeout = settings.spawner.start_timeout
     c.Spawner.args = ["--allow-root"] if os.geteuid() == 0 else []

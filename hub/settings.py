@@ -47,6 +47,9 @@ class SpawnerSettings(BaseModel):
     slots_per_gpu: int = Field(1, ge=1, le=64)
     require_gpu: bool = False
     start_timeout: int = Field(120, ge=5)
+    # Servers starting at once; more are refused with "try again shortly" (429). 0: 4 per CPU core — each start
+    # costs ~3.3 s of CPU here, so a class logging in together would otherwise all hit start_timeout at once.
+    concurrent_spawn_limit: int = Field(0, ge=0)
 
 
 class ServiceSettings(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,14 @@ def test_system_isolation_uses_one_os_account_per_user(tmp_path: Path) -> None:
     config = configured(tmp_path, spawner={"user_isolation": "system", "require_gpu": True})
     assert config.JupyterHub.spawner_class == "gpu_spawner.spawner.GPUSpawner"
     assert config.GPUSlotMixin.require_gpu is True
+
+
+def test_spawns_at_once_are_limited_by_cpu_cores(tmp_path: Path) -> None:
+    # A class logging in together: each server start costs seconds of CPU, so past a few per core they would all
+    # hit the start timeout together; the hub refuses the extra ones with "try again" (429) instead.
+    assert configured(tmp_path / "a").JupyterHub.concurrent_spawn_limit == 4 * (os.cpu_count() or 1)
+    config = configured(tmp_path / "b", spawner={"concurrent_spawn_limit": 50})
+    assert config.JupyterHub.concurrent_spawn_limit == 50
 
 
 def test_culler_service_and_role_follow_the_timeout(tmp_path: Path) -> None:
