@@ -28,6 +28,7 @@ from hub.auth import HubUser, current_user
 from hub.openlora import EngineConfig, OpenLoRAEngine, SamplingParams
 from hub.openlora.api import create_app
 from hub.openlora.attribution import InferenceAttribution
+from hub.openlora.config import serving_dtype
 from tests.tiny_model import ADAPTER_SPECS, build_random_adapter, shared_assets
 
 torch.set_num_threads(2)
@@ -305,7 +306,15 @@ def test_main_module_serves(tmp_path):
             except httpx.TransportError:
                 assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
                 time.sleep(0.2)
-        assert r.json() == {"status": "ok", "model": "model", "waiting": 0, "running": 0}
+        expected_dtype = serving_dtype("cpu")  # --dtype auto: bf16 on CPUs with AMX / AVX512-BF16
+        assert r.json() == {
+            "status": "ok",
+            "model": "model",
+            "device": "cpu",
+            "dtype": expected_dtype,
+            "waiting": 0,
+            "running": 0,
+        }
         # Real hub auth: no token, no service.
         assert httpx.get(f"http://127.0.0.1:{port}/v1/models").status_code == 401
     finally:
