@@ -49,8 +49,8 @@ class IndexSettings:
 
     * "auto" (the default): bfloat16 where the device computes it natively (GPUs with bf16; CPUs with AMX or
       AVX512-BF16), otherwise training's own precision. bf16 autocast with the LM head and loss kept in float32, and
-      the queries of the index computed the same way (the index records its precision): the index costs 25% of a
-      2-epoch run on this project's CPUs (44-54% in float32, bench/finetune_bench.py). Quality in
+      the queries of the index computed the same way (the index records its precision): the index costs 23-25% of a
+      2-epoch run on this project's CPUs (41-54% in float32, bench/finetune_bench.py). Quality in
       bench/attribution_eval.py, paired against float32 on the same adapter and queries: no significant difference
       after 1, 2 or 50 epochs (gradient z-scores Spearman ≥ 0.98; one paraphrase in 40 ranked differently after 50).
     * "training": training's own precision (bf16 autocast on GPUs that support it, float32 on CPU): exact.
