@@ -253,8 +253,8 @@ def trained_modes(
         raise RuntimeError("the two training runs differ: the index modes would not be compared on one adapter")
     exact = build_index(
         trained.model, trained.train_examples, IndexSettings(dim=args.dim, precision="training"), seed=args.seed,
-        pad_id=trained.pad_id, device=trained.device,
-        extra_meta={"datanets": trained.index.meta.get("datanets", []), "precision": "float32"},
+        pad_id=trained.pad_id, device=trained.device, precision="float32",
+        extra_meta={"datanets": trained.index.meta.get("datanets", [])},
     )  # fmt: skip
     return trained, {REFERENCE: exact, "default": trained.index, "last_epoch": last.index}
 

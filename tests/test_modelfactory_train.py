@@ -179,7 +179,7 @@ def test_bfloat16_index_stays_close_to_float32(trained: TrainedModel) -> None:
     examples, exact = trained.train_examples, trained.index
     bf16 = build_index(
         trained.model, examples, IndexSettings(dim=256), seed=7, pad_id=trained.pad_id,
-        autocast=precision_autocast("bfloat16", "cpu"), extra_meta={"precision": "bfloat16"},
+        precision="bfloat16",
     )  # fmt: skip
     assert exact.meta["precision"] == "float32" and bf16.meta["precision"] == "bfloat16"
     assert torch.allclose(bf16.raw_norms, exact.raw_norms, rtol=0.03)
@@ -227,8 +227,9 @@ def test_index_precision(
     precision: str, device: str, training: str, native: bool, expected: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(hardware_module, "native_bfloat16", lambda _device: native)
-    autocast, name = trainer_module.index_autocast(precision, FakeAccelerator(device, training))
+    name = trainer_module.index_precision(precision, FakeAccelerator(device, training))
     assert name == expected
+    autocast = precision_autocast(name, device)
     if expected == "float32":
         assert autocast is None
     elif device == "cuda":  # no GPU here: the autocast exists, entering it would only warn

@@ -456,7 +456,7 @@ def build_index(
     seed: int,
     pad_id: int,
     device: torch.device | str = "cpu",
-    autocast: Callable[[], AbstractContextManager] | None = None,
+    precision: str = "float32",
     progress: Callable[[int, int], None] | None = None,
     extra_meta: Mapping[str, Any] | None = None,
     captured: TrainingCapture | None = None,
@@ -464,9 +464,11 @@ def build_index(
     """Build the index over `examples` with the model's current (final) LoRA weights.
 
     With `captured` (features collected during training), only the examples it did not see are computed here.
-    `autocast` wraps the forward passes (bf16 where the hardware computes it natively: about half the time).
+    `precision` ("float32" or "bfloat16": about half the time where the hardware computes bf16 natively) is what
+    the gradient passes compute in; the index records it, and its queries compute in it too.
     """
     started = time.perf_counter()
+    autocast = precision_autocast(precision, torch.device(device).type)
     layout = lora_layout(model)
     num_params = sum(math.prod(entry["shape"]) for entry in layout)
     projector = Projector(num_params, settings.dim, seed, device)
@@ -511,6 +513,7 @@ def build_index(
         "damping": settings.damping,
         "lambda": lam,
         "examples": n,
+        "precision": precision,
         "build_seconds": round(seconds, 3),
         "seconds_per_1k_examples": round(seconds / max(n, 1) * 1000, 3),
         **(extra_meta or {}),

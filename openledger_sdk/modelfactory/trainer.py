@@ -538,18 +538,14 @@ def _build_model(
     return peft_model, accelerator, optimizer, scheduler
 
 
-def index_autocast(precision: str, accelerator: Any) -> tuple[Callable[[], Any] | None, str]:
-    """The autocast of the index's gradient pass, and the precision it computes in (recorded in the index, whose
-    queries then compute alike): see IndexSettings.precision."""
+def index_precision(precision: str, accelerator: Any) -> str:
+    """What the index's gradient pass computes in ("float32" or "bfloat16") for IndexSettings.precision."""
     from openledger_sdk.hardware import native_bfloat16
-    from openledger_sdk.modelfactory.attribution_index import precision_autocast
 
-    device = accelerator.device.type
-    if precision == "bfloat16" or (precision == "auto" and native_bfloat16(device)):
-        name = "bfloat16"
-    else:  # "training", or "auto" without native bf16: training's own precision
-        name = "bfloat16" if accelerator.mixed_precision == "bf16" else "float32"
-    return precision_autocast(name, device), name
+    if precision == "bfloat16" or (precision == "auto" and native_bfloat16(accelerator.device.type)):
+        return "bfloat16"
+    # "training", or "auto" without native bf16: training's own precision
+    return "bfloat16" if accelerator.mixed_precision == "bf16" else "float32"
 
 
 def _build_indexes(
@@ -569,7 +565,7 @@ def _build_indexes(
     seed = config.seed if settings.seed is None else settings.seed
     # Features captured in training's backward passes are in training's precision: the rest must match them.
     wanted = settings.precision if settings.gradients == "final" else "training"
-    autocast, precision = index_autocast(wanted, accelerator)
+    precision = index_precision(wanted, accelerator)
     attribution = build_index(
         model,
         prepared.train,
@@ -577,9 +573,9 @@ def _build_indexes(
         seed=seed,
         pad_id=pad_id,
         device=accelerator.device,
-        autocast=autocast,
+        precision=precision,
         progress=lambda done, total: _emit(callbacks, "on_index_progress", done, total),
-        extra_meta={"datanets": sources, "base_model": config.base, "precision": precision},
+        extra_meta={"datanets": sources, "base_model": config.base},
         captured=capture,
     )
     spans, started = None, time.perf_counter()
