@@ -56,6 +56,7 @@ from hub.rewards.config import RewardSettings  # noqa: E402
 from hub.rewards.split import split_fee  # noqa: E402
 from openledger_sdk.hardware import native_bfloat16  # noqa: E402
 from openledger_sdk.modelfactory import IndexSettings, LoraSettings, finetune  # noqa: E402
+from openledger_sdk.modelfactory.attribution_index import FORMAT as INDEX_FORMAT  # noqa: E402
 from openledger_sdk.modelfactory.attribution_index import (  # noqa: E402
     AttributionIndex,
     build_index,
@@ -578,7 +579,7 @@ def synthetic_attributor(model: Any, n: int, dim: int, doc_len: int, seed: int, 
     num_params = sum(math.prod(e["shape"]) for e in layout)
     gen = torch.Generator().manual_seed(seed)
     features = (torch.randn(n, dim, generator=gen) / 4).clamp(-1, 1).to(torch.float16)
-    meta = {"format": "openledger-attribution-index/1", "layout": layout, "precision": precision,
+    meta = {"format": INDEX_FORMAT, "layout": layout, "precision": precision,
             "projection": {"kind": "countsketch", "dim": dim, "seed": seed, "num_params": num_params}}  # fmt: skip
     index = AttributionIndex(features, 1.0, list(range(n)), [f"0x{i % 50 + 1:040x}" for i in range(n)], None,
                              torch.rand(n, generator=gen) + 0.5, meta)  # fmt: skip

@@ -427,7 +427,7 @@ def main() -> None:
     p.add_argument("--cpu-cache-mb", type=int, default=256)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default=None)
+    p.add_argument("--dtype", default="auto", help="float32 | bfloat16 | float16 | auto (the server's choice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=900, help="per system run, seconds")
     p.add_argument("--quick", action="store_true", help="N in {1,16,100}, s=1.2, 24 requests")
@@ -438,7 +438,7 @@ def main() -> None:
         return
     if args.quick:
         args.adapters, args.zipf, args.requests = "1,16,100", "1.2", 24
-    dtype = serving_dtype(args.device, args.dtype or "auto")  # default: what the server runs on this machine
+    dtype = serving_dtype(args.device, args.dtype)  # auto: what the server runs on this machine
     model_dir = args.model_dir
     if not (model_dir / "config.json").exists():
         sys.path.insert(0, str(REPO / "tests"))
