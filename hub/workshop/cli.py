@@ -33,6 +33,7 @@ from hub.workshop.steps import (
     distribute,
     fund,
     homes_dir,
+    hub_kept_homes,
     settle_now,
     students,
 )
@@ -113,8 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 report = settle_now(api)
                 print(f"epoch {report.get('epoch')}: {report.get('status')}")
             elif args.command == "cleanup":
-                shared_homes = settings.spawner.user_isolation != "system"  # system accounts' homes are the OS's
-                report = cleanup(api, args.workshop, homes_dir(settings) if shared_homes else None)
+                report = cleanup(api, args.workshop, hub_kept_homes(settings))
                 print(f"workshop {args.workshop}: removed {len(report.users)} users")
                 if report.archived_to is not None:
                     print(f"their homes were moved to {report.archived_to}")

@@ -40,6 +40,11 @@ def homes_dir(settings: Settings) -> Path:
     return settings.data_dir / "homes"
 
 
+def hub_kept_homes(settings: Settings) -> Path | None:
+    """`homes_dir` when the hub keeps the homes; None with one OS account per user, whose homes are the OS's."""
+    return None if settings.spawner.user_isolation == "system" else homes_dir(settings)
+
+
 # --- the roster -------------------------------------------------------------------------------------------------
 
 
