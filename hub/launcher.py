@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from hub.host import HostSetupError, prepare_host
 from hub.paths import MissingToolError, node_bin, require_program
 from hub.secrets import ensure_secrets
 from hub.settings import REPO_ROOT, Settings, SettingsError, load_settings
@@ -55,9 +56,7 @@ def ports_to_check(settings: Settings) -> list[tuple[str, int, str]]:
         ("127.0.0.1", settings.services.openlora_port, "services.openlora_port"),
         ("127.0.0.1", settings.services.chain_port, "services.chain_port"),
     ]
-    if not settings.chain.rpc_url:
-        ports.append(("127.0.0.1", settings.chain.anvil_port, "chain.anvil_port"))
-    return ports
+    return ports  # the embedded anvil listens in a network namespace of its own: its port is no host port
 
 
 def preflight(settings: Settings) -> None:
@@ -103,7 +102,7 @@ class HubProcess:
                 self.popen.wait()
         # JupyterHub starts the proxy in a session of its own and stops it on a clean exit only: a hub
         # that crashed during start leaves it running, holding the public port.
-        _kill_pid_file(self.settings.data_dir / "proxy.pid")
+        _kill_pid_file(self.settings.hub_dir / "proxy.pid")
 
 
 def _kill_pid_file(pid_file: Path) -> None:
@@ -115,7 +114,9 @@ def _kill_pid_file(pid_file: Path) -> None:
 
 
 def start_hub(settings: Settings, log_file: Path | None = None) -> HubProcess:
-    """Start JupyterHub (which starts the proxy and the managed services) in the background."""
+    """Lay out the host (multi-user: service account, owners), then start JupyterHub (which starts the proxy and
+    the managed services) in the background."""
+    prepare_host(settings)
     env = dict(os.environ, OPENLEDGER_CONFIG=str(settings.settings_file), PYTHONUNBUFFERED="1")
     output = log_file.open("ab") if log_file else None
     popen = subprocess.Popen(
@@ -125,6 +126,7 @@ def start_hub(settings: Settings, log_file: Path | None = None) -> HubProcess:
         stdout=output,
         stderr=subprocess.STDOUT if output else None,
         start_new_session=True,  # so the hub and everything it starts can be stopped as one group
+        umask=0o077,  # the hub's database, pid files and logs are for the hub alone
     )
     return HubProcess(popen, settings, log_file)
 
@@ -161,6 +163,11 @@ def banner(settings: Settings) -> str:
         f"  OpenLedger Notebooks is running at {settings.public_url}/",
         f"  Log in as {demo!r} with password {secrets.user_password!r}",
     ]
+    if settings.isolation == "none":
+        lines.append(
+            "  Single-user developer mode (not root): only this user can start a server. For a multi-user hub "
+            "run it as root."
+        )
     if settings.hub.admin_users:
         lines.append(f"  Admin: {settings.hub.admin_users[0]!r} with password {secrets.admin_password!r}")
     lines += [f"  Data: {settings.data_dir}   Stop: Ctrl-C", ""]
@@ -179,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         ensure_secrets(settings.data_dir, settings.hub.shared_password)
         print(f"openledger: base model ready in {ensure_base_model(settings)}", flush=True)
-        log_file = settings.data_dir / "logs" / "hub.log"
+        log_file = settings.hub_dir / "hub.log"
         log_file.parent.mkdir(parents=True, exist_ok=True)
         print(f"openledger: starting; the hub's log is {log_file}", flush=True)
         hub = start_hub(settings, log_file)
@@ -196,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         except PreflightError:
             hub.stop()
             raise
-    except (SettingsError, PreflightError, OpenLedgerError) as err:
+    except (SettingsError, PreflightError, HostSetupError, OpenLedgerError) as err:
         print(f"openledger: {err}", file=sys.stderr)
         return 2
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 from fastapi import Body, Depends, FastAPI, HTTPException
 
 from hub.auth import HubUser, current_user
 from hub.chain.anvil import AnvilNode, start_anvil
+from hub.chain.ipc import IPCError, ipc_request_async
+from hub.ledger.provider import is_ipc
 from hub.service_app import ServiceApp
 from hub.settings import Settings
 
@@ -60,6 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
                 chain_id=settings.chain.chain_id,
                 state_file=settings.data_dir / "chain" / "anvil-state.json",
                 log_file=settings.data_dir / "logs" / "anvil.log",
+                ipc_path=Path(settings.anvil_rpc_url),
             )
         state["client"] = httpx.AsyncClient(timeout=30)
         yield
@@ -68,14 +72,19 @@ def create_app(settings: Settings) -> FastAPI:
         if isinstance(node, AnvilNode):
             node.stop()
 
+    async def upstream_call(payload: object) -> object:
+        """Forward one JSON-RPC payload to the node: its IPC socket (embedded anvil) or its URL."""
+        if is_ipc(upstream):
+            return await ipc_request_async(upstream, payload)
+        answer = await state["client"].post(upstream, json=payload)
+        return answer.json()
+
     async def health() -> dict:
         try:
-            answer = await state["client"].post(
-                upstream, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
-            )
-            chain_id = int(answer.json()["result"], 16)
-        except (httpx.HTTPError, KeyError, ValueError) as err:
-            return {"status": "unavailable", "reason": f"chain node at {upstream} does not answer: {err}"}
+            answer = await upstream_call({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []})
+            chain_id = int(answer["result"], 16)  # type: ignore[index]
+        except (httpx.HTTPError, IPCError, KeyError, TypeError, ValueError) as err:
+            return {"status": "unavailable", "reason": f"the chain node does not answer: {err}"}
         if chain_id != settings.chain.chain_id:
             return {
                 "status": "misconfigured",
@@ -90,8 +99,10 @@ def create_app(settings: Settings) -> FastAPI:
             return rpc_error(None, -32600, "invalid JSON-RPC request")
         if call["method"] not in USER_METHODS and not user.admin:
             return rpc_error(call.get("id"), -32601, f"method {call['method']} is for admins only on this gateway")
-        answer = await state["client"].post(upstream, json=call)
-        return answer.json()
+        try:
+            return await upstream_call(call)  # type: ignore[return-value]
+        except (httpx.HTTPError, IPCError, ValueError) as err:
+            return rpc_error(call.get("id"), -32603, f"the chain node did not answer: {err}")
 
     @service.router.post("/")
     async def json_rpc(payload: dict | list = Body(...), user: HubUser = Depends(current_user)) -> object:
