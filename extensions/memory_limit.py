@@ -55,13 +55,15 @@ def register(shell: InteractiveShell) -> None:
         return
     count = oom_kills(Path(cgroup))
     new_kills = count - _last_seen()
-    _remember(count)
     if new_kills <= 0:
         return
     message = memory_kill_message(int(os.environ.get("OPENLEDGER_MEM_LIMIT", "0") or 0), new_kills)
 
     def warn_once(*_: object) -> None:
+        # Marked as told only once shown: the kernel restarted right after the kill may never run a cell, while the
+        # user opens another notebook; that one tells them.
         print(message, file=sys.stderr)
+        _remember(count)
         shell.events.unregister("pre_run_cell", warn_once)
 
     shell.events.register("pre_run_cell", warn_once)

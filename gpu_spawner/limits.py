@@ -57,6 +57,12 @@ class ServerLimits:
             env["OPENLEDGER_MEM_CGROUP"] = str(self.memory_cgroup)
         return env
 
+    def remove(self) -> None:
+        """Remove the server's cgroups once it stopped (the kernel refuses while a process is still in one)."""
+        for path in self.groups:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
     def apply_in_child(self) -> None:
         """Run in the server's process between fork and exec, still as root: join the groups, set rlimits."""
         for path in self.groups:
@@ -82,6 +88,8 @@ def _group(controller_root: Path, own: str, group: str, settings: dict[str, str]
     path = controller_root / own.lstrip("/") / "openledger" / group
     try:
         path.mkdir(parents=True, exist_ok=True)
+        for folder in (path.parent, path):  # the hub's umask is 077: the kernel must read its OOM counter here
+            folder.chmod(0o755)
     except OSError as err:
         log.warning("cannot create cgroup %s: %s", path, err)
         return None

@@ -327,6 +327,11 @@ class GPUSpawner(GPUSlotMixin, LocalProcessSpawner):
         self._limits = await asyncio.to_thread(create_limits, name, int(self.mem_limit or 0), self.max_processes)
         return await super().start()
 
+    async def stop(self, now: bool = False) -> None:
+        await super().stop(now=now)
+        if self._limits is not None:
+            await asyncio.to_thread(self._limits.remove)
+
     def home_owner(self) -> tuple[str, Owner | None]:
         account = self._account
         if account is None:  # start() creates it first; only a direct call (tests) gets here

@@ -241,6 +241,10 @@ def run_in_kernel(
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             message = json.loads(conn.recv())
+            state = message.get("content", {}).get("execution_state")
+            if message["header"]["msg_type"] == "status" and state in ("restarting", "dead"):
+                # The kernel died (e.g. killed at its memory limit): the answer will never come.
+                raise RuntimeError(f"kernel {state}: it died while running the code")
             if message.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
             kind = message["header"]["msg_type"]
