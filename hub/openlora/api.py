@@ -23,11 +23,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.auth import HubUser, admin_user, current_user
 from hub.openlora.attribution import InferenceAttribution, merge_attributions, unavailable
+from hub.openlora.bodies import AdapterBody, ChatBody, CompletionBody, GenerationBody, error_body
 from hub.openlora.engine import OpenLoRAEngine
 from hub.openlora.errors import EngineError, InvalidRequestError
 from hub.openlora.request import Completion, RequestHandle, StreamEvent
@@ -35,77 +35,6 @@ from hub.openlora.sampling import SamplingParams
 
 log = logging.getLogger(__name__)
 PriceTable = Callable[[str], float]  # model id -> OPEN per 1k tokens (prompt + completion)
-
-
-# -- request bodies -------------------------------------------------------------------------------------------
-class StreamOptions(BaseModel):
-    include_usage: bool = False
-
-
-class _GenerationBody(BaseModel):
-    model_config = ConfigDict(extra="allow")  # unknown OpenAI fields are accepted and ignored
-
-    model: str
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, gt=0, le=1)
-    n: int = 1
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    user: str | None = None
-    attribution: bool = True  # ours: false skips Proof of Attribution (the contributors' pool goes unattributed)
-
-    def sampling(self, max_tokens: int | None) -> SamplingParams:
-        if self.n != 1:
-            raise InvalidRequestError("only n=1 is supported")
-        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
-        params = SamplingParams(
-            max_tokens=max_tokens,
-            temperature=1.0 if self.temperature is None else self.temperature,
-            top_p=1.0 if self.top_p is None else self.top_p,
-            stop=stop,
-            seed=self.seed,
-        )
-        params.validate()
-        return params
-
-
-class CompletionBody(_GenerationBody):
-    prompt: str | list[str] | list[int]
-    max_tokens: int | None = 16  # OpenAI's default for completions
-    echo: bool = False
-    logprobs: int | None = None
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    role: str
-    content: str | list[dict[str, Any]] | None = None
-
-    def text(self) -> str:
-        if isinstance(self.content, list):  # content parts: keep the text ones
-            return "".join(p.get("text", "") for p in self.content if p.get("type") == "text")
-        return self.content or ""
-
-
-class ChatBody(_GenerationBody):
-    messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    logprobs: bool | None = None
-
-
-class AdapterBody(BaseModel):
-    # vLLM's runtime LoRA API names (lora_name, lora_path) are accepted too.
-    model: str = Field(validation_alias=AliasChoices("model", "lora_name", "adapter_id"))
-    path: str | None = Field(None, validation_alias=AliasChoices("path", "lora_path"))
-
-
-# -- helpers ----------------------------------------------------------------------------------------------------
-def error_body(message: str, type_: str, code: str | int | None = None, param: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
 def _engine_error_response(exc: EngineError) -> JSONResponse:
@@ -200,7 +129,7 @@ def create_app(
         most = sum(params.max_tokens or max(engine.max_seq_len - len(ids), 0) for ids in prompts)
         await run_in_threadpool(metering.authorize, user.name, model, prompt_tokens, most)
 
-    async def attribute(body: _GenerationBody, answers: list[tuple[list[int], list[int]]]) -> dict[str, Any] | None:
+    async def attribute(body: GenerationBody, answers: list[tuple[list[int], list[int]]]) -> dict[str, Any] | None:
         """The response's `attribution` object for (prompt ids, answer ids) pairs; None when not asked for."""
         adapter_id = engine.resolve_model(body.model)
         if adapter_id is None or not body.attribution:
@@ -378,7 +307,7 @@ def create_app(
     def _stream(
         handle: RequestHandle,
         prompt_ids: list[int],
-        body: _GenerationBody,
+        body: GenerationBody,
         rid: str,
         created: int,
         user: HubUser,
