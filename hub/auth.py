@@ -73,6 +73,16 @@ async def current_user(request: Request) -> HubUser:
 CurrentUser = Annotated[HubUser, Depends(current_user)]
 
 
+METRICS_SCOPE = "read:metrics"  # JupyterHub's own scope for its /hub/metrics; Prometheus' service token holds it
+
+
+async def metrics_reader(user: HubUser = Depends(current_user)) -> HubUser:
+    """FastAPI dependency for `/metrics`: per-model counts and names are not for every user."""
+    if not (user.admin or METRICS_SCOPE in user.scopes):
+        raise HTTPException(403, f"/metrics needs a token with the {METRICS_SCOPE} scope (or an admin's)")
+    return user
+
+
 async def admin_user(user: HubUser = Depends(current_user)) -> HubUser:
     """FastAPI dependency for admin-only endpoints."""
     if not user.admin:

@@ -1,15 +1,20 @@
-"""What every FastAPI service of the hub shares: the URL prefix the proxy routes, /health and /metrics."""
+"""What every FastAPI service of the hub shares: the URL prefix the proxy routes, bounded request bodies, /health and
+/metrics (behind the `read:metrics` scope)."""
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
+from hub.auth import metrics_reader
 from hub.lifecycle import die_with_parent
+from hub.recursion import DEFAULT_LIMIT
+from hub.request_limits import BodyLimits, install
 
 HealthCheck = Callable[[], Awaitable[dict]]
 
@@ -25,7 +30,13 @@ class ServiceApp:
     Routes are added to `router` (paths relative to the prefix); call `finish()` once all are added.
     """
 
-    def __init__(self, name: str, health: HealthCheck | None = None, **fastapi_kwargs: object) -> None:
+    def __init__(
+        self,
+        name: str,
+        health: HealthCheck | None = None,
+        limits: BodyLimits | None = None,
+        **fastapi_kwargs: object,
+    ) -> None:
         self.name = name
         self.prefix = service_prefix(name).rstrip("/")
         self.registry = CollectorRegistry()
@@ -41,9 +52,13 @@ class ServiceApp:
             "http_requests", "HTTP requests handled", ["method", "route", "status"], registry=self.registry
         )
         self._latency = Histogram("http_request_seconds", "HTTP request latency", ["route"], registry=self.registry)
+        # Inside the metrics middleware (so refusals are counted), before anything that reads a body.
+        install(self.app, limits or BodyLimits())
         self.app.middleware("http")(self._observe)
         self.router.add_api_route("/health", self._health_endpoint, methods=["GET"])
-        self.router.add_api_route("/metrics", self._metrics_endpoint, methods=["GET"])
+        self.router.add_api_route(
+            "/metrics", self._metrics_endpoint, methods=["GET"], dependencies=[Depends(metrics_reader)]
+        )
 
     def finish(self) -> FastAPI:
         self.app.include_router(self.router, prefix=self.prefix)
@@ -76,5 +91,7 @@ def serve(app: FastAPI, port: int) -> None:
     import uvicorn
 
     die_with_parent()
+    if sys.getrecursionlimit() > DEFAULT_LIMIT:  # some import raised it (see hub.recursion): nested JSON would segfault
+        sys.setrecursionlimit(DEFAULT_LIMIT)
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="info")

@@ -25,13 +25,14 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub.auth import HubUser, admin_user, current_user
+from hub.auth import HubUser, admin_user, current_user, metrics_reader
 from hub.openlora.attribution import InferenceAttribution, merge_attributions, unavailable
 from hub.openlora.bodies import AdapterBody, ChatBody, CompletionBody, GenerationBody, error_body
 from hub.openlora.engine import OpenLoRAEngine
 from hub.openlora.errors import EngineError, InvalidRequestError
 from hub.openlora.request import Completion, RequestHandle, StreamEvent
 from hub.openlora.sampling import SamplingParams
+from hub.request_limits import BodyLimits, install
 
 log = logging.getLogger(__name__)
 PriceTable = Callable[[str], float]  # model id -> OPEN per 1k tokens (prompt + completion)
@@ -117,6 +118,7 @@ def create_app(
     attribution: InferenceAttribution | None = None,
     service_prefix: str | None = None,
     owned_by: str = "openledger",
+    limits: BodyLimits | None = None,
 ) -> FastAPI:
     """The FastAPI app. Routes are served at `/` and under the hub's service prefix (the proxy keeps it).
 
@@ -170,8 +172,13 @@ def create_app(
         charged = await run_in_threadpool(metering.record, inference)
         return charged["price"]
 
-    app = FastAPI(title="OpenLoRA", version="0.1.0")
+    prefix = (service_prefix if service_prefix is not None else os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "")).rstrip(
+        "/"
+    )
+    # The schema lists the paths the hub's proxy reaches (under the prefix), where clients and the fuzzer find it.
+    app = FastAPI(title="OpenLoRA", version="0.1.0", openapi_url=f"{prefix}/openapi.json", docs_url=f"{prefix}/docs")
     app.state.engine = engine
+    install(app, limits or BodyLimits(), lambda status, message: error_body(message, "invalid_request_error", status))
 
     @app.exception_handler(EngineError)
     async def _engine_error(_request: Request, exc: EngineError) -> JSONResponse:
@@ -204,9 +211,8 @@ def create_app(
             "running": len(engine.scheduler.running),
         }
 
-    @router.get("/metrics")
+    @router.get("/metrics", dependencies=[Depends(metrics_reader)])
     async def metrics() -> Response:
-        # Unauthenticated like every service's /metrics (scraped by Prometheus inside the deployment).
         return Response(engine.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @router.get("/v1/models")
@@ -274,7 +280,7 @@ def create_app(
     async def chat_completions(body: ChatBody, request: Request, user: HubUser = Depends(current_user)):
         params = body.sampling(body.max_completion_tokens or body.max_tokens)
         engine.resolve_model(body.model)  # 404 before any tokenising work
-        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+        messages = [{"role": m.template_role(), "content": m.text()} for m in body.messages]
         prompt_ids = await run_in_threadpool(engine.chat_prompt_ids, messages)
         await authorize(user, body.model, [prompt_ids], params)
         handle = engine.submit(body.model, prompt_ids, params)
@@ -375,10 +381,7 @@ def create_app(
         info = await run_in_threadpool(engine.unload_adapter, body.model)
         return {"object": "adapter", **info}
 
-    app.include_router(router)
-    prefix = (service_prefix if service_prefix is not None else os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "")).rstrip(
-        "/"
-    )
+    app.include_router(router, include_in_schema=not prefix)
     if prefix:
         app.include_router(router, prefix=prefix)
     return app
