@@ -8,5 +8,6 @@ from hub.keys import wallets as wallet_tables
 from hub.models import models as model_tables
 from hub.relay import outbox as outbox_tables
 from hub.rewards import models as reward_tables
+from hub.rewards import reservations as reservation_tables
 
-TABLE_MODULES = (outbox_tables, wallet_tables, datanet_tables, model_tables, reward_tables)
+TABLE_MODULES = (outbox_tables, wallet_tables, datanet_tables, model_tables, reward_tables, reservation_tables)

@@ -86,9 +86,9 @@ def test_an_asker_who_cannot_pay_is_refused_before_any_generation(platform: Runn
     client = openai.OpenAI(base_url=f"{platform.url}/services/openlora/v1", api_key=token, max_retries=0)
     ask = {"model": published, "messages": [{"role": "user", "content": "Served fact 3?"}], "max_tokens": 6}
     recorded = _revenue_requests(platform, published)
-    with pytest.raises(openai.APIStatusError) as refused:
+    with pytest.raises(openai.RateLimitError) as refused:  # OpenAI's shape: 429 insufficient_quota
         client.chat.completions.create(**ask)
-    assert refused.value.status_code == 402
+    assert refused.value.status_code == 429 and refused.value.code == "insufficient_quota"
     message = refused.value.body["message"]
     assert "can spend 0 OPEN" in message and "may cost up to" in message and "Ask your instructor" in message
     assert _revenue_requests(platform, published) == recorded  # nothing served, nothing recorded

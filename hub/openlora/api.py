@@ -65,8 +65,14 @@ class Metering(Protocol):
 
     def price_per_1k(self, model: str) -> float: ...
 
-    def authorize(self, payer: str, model: str, prompt_tokens: int, max_completion_tokens: int) -> None:
-        """Raise an EngineError (e.g. InsufficientFundsError) if `payer` may not make this request."""
+    def authorize(
+        self, payer: str, model: str, prompt_tokens: int, max_completion_tokens: int, request_id: str
+    ) -> None:
+        """Reserve what the request may cost, or raise an EngineError (e.g. InsufficientFundsError, 429)."""
+        ...
+
+    def release(self, request_id: str) -> None:
+        """Give back the reservation of a request that failed or was cancelled (no-op once recorded)."""
         ...
 
     def record(self, inference: FinishedInference) -> dict:
@@ -80,8 +86,13 @@ class FlatMetering:
     def __init__(self, price_per_1k: PriceTable) -> None:
         self.price_per_1k = price_per_1k
 
-    def authorize(self, payer: str, model: str, prompt_tokens: int, max_completion_tokens: int) -> None:
+    def authorize(
+        self, payer: str, model: str, prompt_tokens: int, max_completion_tokens: int, request_id: str
+    ) -> None:
         return None  # no wallets outside the hub
+
+    def release(self, request_id: str) -> None:
+        return None
 
     def record(self, inference: FinishedInference) -> dict:
         tokens = inference.prompt_tokens + inference.completion_tokens
@@ -125,11 +136,11 @@ def create_app(
     `attribution`: Proof of Attribution for adapter requests (None: the `attribution` field says it is off)."""
     metering = metering or FlatMetering(price_per_1k or (lambda _model: 0.0))
 
-    async def authorize(user: HubUser, model: str, prompts: list[list[int]], params: SamplingParams) -> None:
-        """Before any generation: may this user pay for these prompts at their longest answers?"""
+    async def authorize(user: HubUser, model: str, prompts: list[list[int]], params: SamplingParams, rid: str) -> None:
+        """Before any generation: reserve what these prompts may cost at their longest answers (or refuse)."""
         prompt_tokens = sum(len(ids) for ids in prompts)
         most = sum(params.max_tokens or max(engine.max_seq_len - len(ids), 0) for ids in prompts)
-        await run_in_threadpool(metering.authorize, user.name, model, prompt_tokens, most)
+        await run_in_threadpool(metering.authorize, user.name, model, prompt_tokens, most, rid)
 
     async def attribute(body: GenerationBody, answers: list[tuple[list[int], list[int]]]) -> dict[str, Any] | None:
         """The response's `attribution` object for (prompt ids, answer ids) pairs; None when not asked for."""
@@ -247,21 +258,27 @@ def create_app(
             raise InvalidRequestError("streaming supports a single prompt")
         engine.resolve_model(body.model)  # 404 before any tokenising work
         encoded = [await run_in_threadpool(engine.encode, p) for p in prompts]
-        await authorize(user, body.model, encoded, params)
-        handles = [engine.submit(body.model, ids, params) for ids in encoded]
         rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-        if body.stream:
-            return _stream(handles[0], encoded[0], body, rid, created, user, chat=False)
+        await authorize(user, body.model, encoded, params, rid)
+        streaming = False
         try:
-            results = [await _result_unless_disconnected(request, h) for h in handles]
+            handles = [engine.submit(body.model, ids, params) for ids in encoded]
+            if body.stream:
+                streaming = True  # the stream releases or consumes the reservation
+                return _stream(handles[0], encoded[0], body, rid, created, user, chat=False)
+            try:
+                results = [await _result_unless_disconnected(request, h) for h in handles]
+            finally:
+                for h in handles:
+                    h.cancel()
+            prompt_tokens = sum(r.prompt_tokens for r in results)
+            completion_tokens = sum(r.completion_tokens for r in results)
+            attributed = await attribute(body, [(ids, r.token_ids) for ids, r in zip(encoded, results, strict=True)])
+            price = await charge(user, rid, body.model, prompt_tokens, completion_tokens, attributed)
         finally:
-            for h in handles:
-                h.cancel()
-        prompt_tokens = sum(r.prompt_tokens for r in results)
-        completion_tokens = sum(r.completion_tokens for r in results)
+            if not streaming:  # failed or cancelled: all of it back; after the charge a no-op (the record took it)
+                await run_in_threadpool(metering.release, rid)
         counted = usage(prompt_tokens, completion_tokens)
-        attributed = await attribute(body, [(ids, r.token_ids) for ids, r in zip(encoded, results, strict=True)])
-        price = await charge(user, rid, body.model, prompt_tokens, completion_tokens, attributed)
         return {
             "id": rid,
             "object": "text_completion",
@@ -282,15 +299,21 @@ def create_app(
         engine.resolve_model(body.model)  # 404 before any tokenising work
         messages = [{"role": m.template_role(), "content": m.text()} for m in body.messages]
         prompt_ids = await run_in_threadpool(engine.chat_prompt_ids, messages)
-        await authorize(user, body.model, [prompt_ids], params)
-        handle = engine.submit(body.model, prompt_ids, params)
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        if body.stream:
-            return _stream(handle, prompt_ids, body, rid, created, user, chat=True)
-        result = await _result_unless_disconnected(request, handle)
+        await authorize(user, body.model, [prompt_ids], params, rid)
+        streaming = False
+        try:
+            handle = engine.submit(body.model, prompt_ids, params)
+            if body.stream:
+                streaming = True
+                return _stream(handle, prompt_ids, body, rid, created, user, chat=True)
+            result = await _result_unless_disconnected(request, handle)
+            attributed = await attribute(body, [(prompt_ids, result.token_ids)])
+            price = await charge(user, rid, body.model, result.prompt_tokens, result.completion_tokens, attributed)
+        finally:
+            if not streaming:
+                await run_in_threadpool(metering.release, rid)
         counted = usage(result.prompt_tokens, result.completion_tokens)
-        attributed = await attribute(body, [(prompt_ids, result.token_ids)])
-        price = await charge(user, rid, body.model, result.prompt_tokens, result.completion_tokens, attributed)
         return {
             "id": rid,
             "object": "chat.completion",
@@ -368,6 +391,7 @@ def create_app(
                 yield _sse("[DONE]")
             finally:
                 handle.cancel()  # client went away mid-stream: free the sequence's KV row and adapter slot
+                metering.release(rid)  # not charged (cancelled, failed): the whole reservation back; else a no-op
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
