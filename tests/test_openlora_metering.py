@@ -63,13 +63,44 @@ def test_streamed_chat_is_charged_once(platform: RunningHub, published: str) -> 
 
 def test_sdk_deploys_chats_and_streams(platform: RunningHub, published: str) -> None:
     ol = openledger_sdk.connect(platform.url, platform.ensure_user("lora-sdk"))
+    recorded = _revenue_requests(platform, published)
     assert ol.openlora.deploy(published) == published
+    # Deploying is free: no inference record, nothing charged, nothing in the owner's revenue.
+    assert ol.rewards.records()["total"] == 0
+    assert _revenue_requests(platform, published) == recorded
     reply = ol.openlora.chat(published, [{"role": "user", "content": "Served fact 2?"}], max_tokens=4)
     assert reply["usage"]["completion_tokens"] <= 4 and Decimal(str(reply["price"])) > 0
     pieces = list(ol.openlora.chat(published, [{"role": "user", "content": "hi"}], stream=True, max_tokens=4))
     assert all(isinstance(piece, str) for piece in pieces)
     with pytest.raises(openledger_sdk.OpenLedgerError, match="is not served"):
         ol.openlora.deploy("never-published")
+
+
+def test_paid_records_are_listed_for_the_payer_and_the_owner(platform: RunningHub, published: str) -> None:
+    token = platform.ensure_user("lora-lister")
+    platform.fund("lora-lister")
+    client = openai.OpenAI(base_url=f"{platform.url}/services/openlora/v1", api_key=token)
+    ids = [
+        client.chat.completions.create(
+            model=published, messages=[{"role": "user", "content": f"q{i}"}], max_tokens=2
+        ).id
+        for i in range(3)
+    ]
+    ol = openledger_sdk.connect(platform.url, token)
+    first, rest = ol.rewards.records(limit=2), ol.rewards.records(limit=2, offset=2)
+    assert first["total"] == 3 and len(first["records"]) == 2 and len(rest["records"]) == 1
+    listed = [record["request_id"] for record in first["records"] + rest["records"]]
+    assert listed == ids[::-1]  # newest first, every paid request exactly once
+    assert all(int(record["fee"]) > 0 and record["payer"] == "lora-lister" for record in first["records"])
+    url = f"/services/platform/api/models/{published}/records"
+    with platform.as_token(platform.ensure_user("lora-owner")) as owner:
+        owned = owner.get(url, params={"limit": 500}).json()
+    assert set(ids) <= {record["request_id"] for record in owned["records"]}
+    assert all(record["payer"] is None for record in owned["records"])  # payers' names stay private
+    with platform.as_token(token) as stranger:
+        assert stranger.get(url).status_code == 403
+    with platform.as_token(token) as user:
+        assert user.get("/services/platform/api/rewards/records", params={"limit": 0}).status_code == 422
 
 
 def test_revenue_is_for_the_owner_only(platform: RunningHub, published: str) -> None:

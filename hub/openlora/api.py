@@ -244,6 +244,18 @@ def create_app(
         ]
         return {"object": "list", "data": data}
 
+    @router.get("/v1/models/{model}")
+    async def retrieve_model(model: str, _user: HubUser = Depends(current_user)) -> dict[str, Any]:
+        """OpenAI's model retrieval; ours also says where the model is (`tier`). No side effects."""
+        engine.resolve_model(model)  # 404 for a model this server does not serve
+        found = next(m for m in await run_in_threadpool(engine.list_models) if m["id"] == model)
+        return {"id": model, "object": "model", "owned_by": owned_by, **found}
+
+    @router.post("/v1/models/{model}/load")
+    async def warm_model(model: str, _user: HubUser = Depends(current_user)) -> dict[str, Any]:
+        """Deploy: load a served model now, so its first request does not wait. Free: no inference, no record."""
+        return {"object": "model", **await run_in_threadpool(engine.warm, model)}
+
     @router.post("/v1/completions")
     async def completions(body: CompletionBody, request: Request, user: HubUser = Depends(current_user)):
         if body.echo or body.logprobs:
