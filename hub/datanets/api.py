@@ -18,17 +18,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from hub.auth import CurrentUser
+from hub.auth import CurrentUser, HubUser
 from hub.datanets import config
 from hub.datanets.chain import RegistryWriter, wallet_addresses
 from hub.datanets.parsing import FileRejected, file_format, loads_strict, safe_filename
 from hub.datanets.service import DatanetError, DatanetService
 from hub.datanets.spec import DatanetSpec, MembersSpec, Review
 from hub.keys.store import WalletKeyStore
+from hub.platform.idempotency import idempotent
 from hub.platform.relay_writes import start_chain_sync, stop_chain_sync
 from hub.platform.runtime import Feature, PlatformRuntime, get_runtime
 from hub.platform.service_calls import run_service
-from hub.platform.transfers import blob_response, check_declared, shared_blob_store, stream_to
+from hub.platform.transfers import blob_response, check_declared, shared_blob_store, stream_to, sweep_spooled
 
 log = logging.getLogger("hub.datanets")
 router = APIRouter(prefix="/api/datanets", tags=["datanets"])
@@ -81,7 +82,12 @@ async def set_members(name: str, spec: MembersSpec, user: CurrentUser, service: 
 
 @router.post("/{name}/rows", status_code=201)
 async def contribute_rows(name: str, request: Request, user: CurrentUser, service: Service) -> dict:
-    """Body: `{"rows": [{...}, ...]}`. One call is one submission; any bad row refuses all of them (422)."""
+    """Body: `{"rows": [{...}, ...]}`. One call is one submission; any bad row refuses all of them (422).
+    With an `Idempotency-Key`, a retry returns the first answer instead of a duplicate refusal."""
+    return await idempotent(request, user, lambda: _contribute_rows(name, request, user, service), 201)
+
+
+async def _contribute_rows(name: str, request: Request, user: HubUser, service: DatanetService) -> dict:
     await _run(service.check_contributor, user, name)  # 404/403 before reading the body
     _check_declared(request, "the request")
     parts: list[bytes] = []
@@ -104,7 +110,12 @@ async def contribute_file(
     service: Service,
     filename: str = Query(..., max_length=1000, description="the file's name; its extension picks the format"),
 ) -> dict:
-    """Body: the raw file (JSONL, JSON array, CSV, Parquet, .txt or .md). Refused before reading when too large."""
+    """Body: the raw file (JSONL, JSON array, CSV, Parquet, .txt or .md). Refused before reading when too large.
+    With an `Idempotency-Key`, a retry returns the first answer instead of a duplicate refusal."""
+    return await idempotent(request, user, lambda: _contribute_file(name, request, user, service, filename), 201)
+
+
+async def _contribute_file(name: str, request: Request, user: HubUser, service: DatanetService, filename: str) -> dict:
     await _run(service.check_contributor, user, name)
     try:
         safe = safe_filename(filename)
@@ -166,8 +177,8 @@ async def reject(name: str, submission_id: int, review: Review, user: CurrentUse
 
 
 @router.post("/{name}/versions", status_code=201)
-async def publish(name: str, user: CurrentUser, service: Service) -> dict:
-    return await _run(service.publish, user, name)
+async def publish(name: str, request: Request, user: CurrentUser, service: Service) -> dict:
+    return await idempotent(request, user, lambda: _run(service.publish, user, name), 201)
 
 
 @router.get("/{name}/versions")
@@ -202,6 +213,9 @@ async def startup(runtime: PlatformRuntime) -> None:
         RegistryWriter(runtime),
         upload_dir=runtime.settings.data_dir / "tmp" / "uploads",
     )
+    removed = sweep_spooled(service.upload_dir)  # uploads of requests that died with a previous platform
+    if removed:
+        log.info("removed %d spooled upload(s) left by requests that did not finish", removed)
     await run_in_threadpool(service.rebuild_indexes)
     runtime.extras["datanets"] = service
     start_chain_sync(runtime, CHAIN_SYNC, service.sync_chain, log, "datanets")

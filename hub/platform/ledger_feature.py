@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlmodel import Session, update
@@ -32,6 +32,7 @@ from hub.keys.wallets import UserWallet, ensure_wallet, utcnow
 from hub.ledger.deploy import LedgerDeployment, deploy_or_attach, redact_url
 from hub.ledger.errors import ChainUnreachableError, LedgerError, WrongChainError
 from hub.ledger.tx import PreparedCall, send_call
+from hub.platform.idempotency import idempotent
 from hub.platform.runtime import Feature, PlatformRuntime, get_runtime
 from hub.relay.outbox import OPERATOR, OutboxEntry, OutboxStatus, enqueue
 from hub.relay.service import RelayService
@@ -246,9 +247,17 @@ class FaucetBody(BaseModel):
 
 @router.post("/api/admin/faucet")
 async def faucet(
-    body: FaucetBody, admin: HubUser = Depends(admin_user), runtime: PlatformRuntime = Depends(get_runtime)
+    body: FaucetBody,
+    request: Request,
+    admin: HubUser = Depends(admin_user),
+    runtime: PlatformRuntime = Depends(get_runtime),
 ) -> JSONResponse:
-    """Dev chains only: mint OPEN (through the relay, as the operator) and set an ETH balance for gas."""
+    """Dev chains only: mint OPEN (through the relay, as the operator) and set an ETH balance for gas. With an
+    `Idempotency-Key`, a retry returns the first answer instead of minting again."""
+    return await idempotent(request, admin, lambda: _faucet(body, admin, runtime))
+
+
+async def _faucet(body: FaucetBody, admin: HubUser, runtime: PlatformRuntime) -> JSONResponse:
     deployment, relay, keys = ledger_parts(runtime)
     try:
         address, eth_balance, outbox_id = await asyncio.to_thread(_fund, runtime, deployment, keys, body)

@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from eth_utils import is_address, to_checksum_address
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -30,6 +30,7 @@ from hub.auth import HubUser, admin_user, current_user
 from hub.db import session_scope
 from hub.ledger.contracts import Ledger
 from hub.models.models import PublishedModel
+from hub.platform.idempotency import idempotent
 from hub.platform.ledger_feature import ledger_parts
 from hub.platform.progress import PROGRESS_PROVIDERS
 from hub.platform.runtime import Feature, PlatformRuntime, get_runtime
@@ -90,12 +91,17 @@ class ClaimBody(BaseModel):
 
 @router.post("/api/rewards/claim")
 async def claim(
+    request: Request,
     body: ClaimBody | None = None,
     user: HubUser = Depends(current_user),
     runtime: PlatformRuntime = Depends(get_runtime),
 ) -> JSONResponse:
-    """Submit my claims through the relay (the operator pays the gas); 200 when mined, 202 while still pending."""
-    body = body or ClaimBody()
+    """Submit my claims through the relay (the operator pays the gas); 200 when mined, 202 while still pending.
+    With an `Idempotency-Key`, a retry returns the first answer."""
+    return await idempotent(request, user, lambda: _claim(body or ClaimBody(), user, runtime))
+
+
+async def _claim(body: ClaimBody, user: HubUser, runtime: PlatformRuntime) -> JSONResponse:
     ledger = _ledger(runtime)
 
     def submit() -> list[dict[str, Any]]:
