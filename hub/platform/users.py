@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import httpx
 from fastapi import APIRouter, Depends, HTTPException, Request
 
@@ -21,6 +23,14 @@ async def me(user: HubUser = Depends(current_user)) -> dict:
     return user_profile(user)
 
 
+async def hub_user(name: str, token: str | None) -> httpx.Response:
+    """The hub's answer to GET /hub/api/users/{name}, asked with `token` (the caller's: the hub's permissions apply)."""
+    async with httpx.AsyncClient() as client:
+        return await client.get(
+            f"{hub_auth().api_url}/users/{quote(name, safe='')}", headers={"Authorization": f"token {token}"}
+        )
+
+
 @router.get("/api/users/{name}")
 async def user_by_name(name: str, request: Request, user: HubUser = Depends(current_user)) -> dict:
     """A user's profile: only that user or an admin may read it."""
@@ -29,10 +39,7 @@ async def user_by_name(name: str, request: Request, user: HubUser = Depends(curr
     if name == user.name:
         return user_profile(user)
     # Ask the hub with the caller's own token, so the hub's permission check applies too.
-    async with httpx.AsyncClient() as client:
-        answer = await client.get(
-            f"{hub_auth().api_url}/users/{name}", headers={"Authorization": f"token {token_from_request(request)}"}
-        )
+    answer = await hub_user(name, token_from_request(request))
     if answer.status_code != 200:
         raise HTTPException(answer.status_code, f"hub says: {answer.text[:200]}")
     model = answer.json()
