@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hub import error_pages
 from hub.paths import node_bin
 from hub.secrets import HubSecrets
 from hub.settings import REPO_ROOT, Settings
@@ -148,6 +149,7 @@ def authenticator_config(c: Any, settings: Settings, secrets: HubSecrets) -> Non
 def configure(c: Any, settings: Settings, secrets: HubSecrets) -> None:
     """Apply the whole hub configuration to the traitlets config object `c`."""
     data_dir = settings.data_dir
+    error_pages.install()  # failed /services/* requests answer JSON, in the service's error shape
     c.JupyterHub.ip = settings.hub.ip
     c.JupyterHub.port = settings.hub.port
     c.JupyterHub.hub_ip = "127.0.0.1"

@@ -13,8 +13,13 @@ import unicodedata
 from decimal import Decimal
 from typing import Annotated
 
+from fastapi import Path
 from pydantic import AfterValidator
 
+SQL_INT_MAX = 2**63 - 1
+# Ids and numbers in URL paths: beyond SQL's 64-bit integers they used to reach the database and fail with 500.
+SqlId = Annotated[int, Path(ge=-SQL_INT_MAX, le=SQL_INT_MAX)]
+VersionRef = Annotated[str, Path(pattern=r"^(latest|[0-9]{1,18})$", description="a version number or 'latest'")]
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
 DECIMALS = 18
 _AMOUNT = re.compile(r"^(\d{1,30})(?:\.(\d{1,30}))?$")

@@ -12,8 +12,10 @@ they parse with `json_depth_ok` themselves where they parse JSON.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +34,9 @@ DEFAULT_MAX_DEPTH = 64
 # A JSON string (escapes included) as one token, or one bracket: strings are skipped whole, in C.
 _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
 _OPEN = frozenset(b"[{")
+DRAIN_MAX_BYTES = 256 << 20  # of a refused body, read and dropped at most this much before closing
+DRAIN_TOTAL_S = 30.0
+DRAIN_IDLE_S = 1.0
 
 
 def json_depth(data: bytes | str) -> int:
@@ -90,11 +95,13 @@ class BoundedBody:
         limit = upload if upload is not None else self.limits.max_bytes
         declared = _header(scope, b"content-length")
         if declared is not None:
-            if not declared.isdigit():
+            if not (declared.isascii() and declared.isdigit()):
                 await self._refuse(send, 400, f"Content-Length {declared[:40]!r} is not a number")
                 return
             if int(declared) > limit:
-                await self._refuse(send, 413, f"the request body is {declared} bytes; the limit is {limit} bytes")
+                await self._refuse(
+                    send, 413, f"the request body is {declared} bytes; the limit is {limit} bytes", receive
+                )
                 return
         if upload is not None:
             await self._stream_capped(scope, receive, send, limit)
@@ -102,7 +109,7 @@ class BoundedBody:
         try:
             body = await _read_all(receive, limit)
         except BodyTooLargeError:
-            await self._refuse(send, 413, f"the request body is over the limit of {limit} bytes")
+            await self._refuse(send, 413, f"the request body is over the limit of {limit} bytes", receive)
             return
         if body and json_depth(body) > self.limits.max_json_depth:
             await self._refuse(send, 400, f"the JSON body nests deeper than {self.limits.max_json_depth} levels")
@@ -125,13 +132,13 @@ class BoundedBody:
 
         await self.app(scope, capped, send)
 
-    async def _refuse(self, send: Send, status: int, message: str) -> None:
+    async def _refuse(self, send: Send, status: int, message: str, receive: Receive | None = None) -> None:
         payload = json.dumps(self.error_body(status, message)).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-        # Close: the unread body must not be taken for the next request on this connection.
-        headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
+        if receive is not None:
+            await _drain(receive)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -139,6 +146,21 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key.lower() == name:
             return value.decode("latin-1").strip()
     return None
+
+
+async def _drain(receive: Receive) -> None:
+    """Read and drop the rest of a refused body (bounded), after the answer went out. A proxy in front (the hub's)
+    still writing the body would otherwise hit a closed connection and answer 503 instead of our 413; a client that
+    stalls is let go after DRAIN_IDLE_S without data."""
+    drained, deadline = 0, time.monotonic() + DRAIN_TOTAL_S
+    while drained < DRAIN_MAX_BYTES and time.monotonic() < deadline:
+        try:
+            message = await asyncio.wait_for(receive(), DRAIN_IDLE_S)
+        except TimeoutError:
+            return
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+        drained += len(message.get("body", b""))
 
 
 async def _read_all(receive: Receive, limit: int) -> bytes:

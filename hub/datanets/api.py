@@ -24,6 +24,7 @@ from hub.datanets.chain import RegistryWriter, wallet_addresses
 from hub.datanets.parsing import FileRejected, file_format, loads_strict, safe_filename
 from hub.datanets.service import DatanetError, DatanetService
 from hub.datanets.spec import DatanetSpec, MembersSpec, Review
+from hub.input_rules import SqlId, VersionRef
 from hub.keys.store import WalletKeyStore
 from hub.platform.idempotency import idempotent
 from hub.platform.relay_writes import start_chain_sync, stop_chain_sync
@@ -148,31 +149,31 @@ async def list_submissions(
 
 
 @router.get("/{name}/submissions/{submission_id}")
-async def get_submission(name: str, submission_id: int, user: CurrentUser, service: Service) -> dict:
+async def get_submission(name: str, submission_id: SqlId, user: CurrentUser, service: Service) -> dict:
     return await _run(service.submission, user, name, submission_id)
 
 
 @router.get("/{name}/submissions/{submission_id}/rows")
 async def submission_rows(
     name: str,
-    submission_id: int,
+    submission_id: SqlId,
     user: CurrentUser,
     service: Service,
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=10**9),
 ) -> list[dict]:
     return await _run(service.submission_rows, user, name, submission_id, limit, offset)
 
 
 @router.post("/{name}/submissions/{submission_id}/approve")
 async def approve(
-    name: str, submission_id: int, user: CurrentUser, service: Service, review: Review | None = None
+    name: str, submission_id: SqlId, user: CurrentUser, service: Service, review: Review | None = None
 ) -> dict:
     return await _run(service.review, user, name, submission_id, True, (review or Review()).reason)
 
 
 @router.post("/{name}/submissions/{submission_id}/reject")
-async def reject(name: str, submission_id: int, review: Review, user: CurrentUser, service: Service) -> dict:
+async def reject(name: str, submission_id: SqlId, review: Review, user: CurrentUser, service: Service) -> dict:
     return await _run(service.review, user, name, submission_id, False, review.reason)
 
 
@@ -187,18 +188,18 @@ async def list_versions(name: str, user: CurrentUser, service: Service) -> list[
 
 
 @router.get("/{name}/versions/{version}")
-async def get_version(name: str, version: str, user: CurrentUser, service: Service) -> dict:
+async def get_version(name: str, version: VersionRef, user: CurrentUser, service: Service) -> dict:
     return await _run(service.version, user, name, version)
 
 
 @router.get("/{name}/versions/{version}/snapshot")
-async def download_snapshot(name: str, version: str, user: CurrentUser, service: Service) -> Any:
+async def download_snapshot(name: str, version: VersionRef, user: CurrentUser, service: Service) -> Any:
     digest, download_name = await _run(service.snapshot_digest, user, name, version)
     return blob_response(service.blobs, digest, "application/vnd.apache.parquet", download_name)
 
 
 @router.get("/{name}/versions/{version}/rows/{row_id}/proof")
-async def row_proof(name: str, version: str, row_id: int, user: CurrentUser, service: Service) -> dict:
+async def row_proof(name: str, version: VersionRef, row_id: SqlId, user: CurrentUser, service: Service) -> dict:
     return await _run(service.proof, user, name, version, row_id)
 
 

@@ -28,6 +28,7 @@ from sqlmodel import Session, select
 
 from hub.auth import HubUser, admin_user, current_user
 from hub.db import session_scope
+from hub.input_rules import SqlId
 from hub.ledger.contracts import Ledger
 from hub.models.models import PublishedModel
 from hub.platform.idempotency import idempotent
@@ -152,7 +153,9 @@ def epochs(
 
 
 @router.get("/api/rewards/epochs/{number}")
-def epoch(number: int, user: HubUser = Depends(current_user), runtime: PlatformRuntime = Depends(get_runtime)) -> dict:
+def epoch(
+    number: SqlId, user: HubUser = Depends(current_user), runtime: PlatformRuntime = Depends(get_runtime)
+) -> dict:
     with Session(runtime.engine) as session:
         found = session.get(RewardEpoch, number)
         if found is None:
