@@ -383,3 +383,15 @@ def test_nested_and_oversized_bodies_are_refused_in_openai_shape(server):
     answer = httpx.post(server["url"] + "/v1/completions", json=huge, headers=_auth())
     assert answer.status_code == 413 and answer.json()["error"]["code"] == 413
     assert httpx.get(server["url"] + "/health").json()["status"] == "ok"
+
+
+def test_loading_a_model_is_free_and_needs_no_inference(server):
+    engine: OpenLoRAEngine = server["engine"]
+    generated = engine.metrics.requests.labels(ADAPTERS[7], "ok")._value.get()
+    loaded = httpx.post(server["url"] + f"/v1/models/{ADAPTERS[7]}/load", headers=_auth())
+    assert loaded.status_code == 200 and loaded.json()["loaded"] is True and loaded.json()["tier"] in ("cpu", "device")
+    assert engine.metrics.requests.labels(ADAPTERS[7], "ok")._value.get() == generated  # no request was made
+    described = httpx.get(server["url"] + f"/v1/models/{ADAPTERS[7]}", headers=_auth()).json()
+    assert described["id"] == ADAPTERS[7] and described["tier"] in ("cpu", "device")
+    missing = httpx.post(server["url"] + "/v1/models/no-such-model/load", headers=_auth())
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
