@@ -24,6 +24,7 @@ def published(platform: RunningHub, tmp_path_factory: pytest.TempPathFactory) ->
     base = platform.settings.data_dir / "models" / "tiny-base"
     trained = train_tiny_adapter(base, version, owner, tmp_path_factory.mktemp("served") / "model")
     for asker in ("lora-user", "lora-streamer", "lora-sdk"):
+        platform.ensure_user(asker)  # the faucet funds existing hub users only
         platform.fund(asker)
     return owner.models.publish(trained, "served-bot", "0.25")["name"]
 

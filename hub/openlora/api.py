@@ -39,7 +39,8 @@ PriceTable = Callable[[str], float]  # model id -> OPEN per 1k tokens (prompt + 
 
 
 def _engine_error_response(exc: EngineError) -> JSONResponse:
-    return JSONResponse(error_body(str(exc), exc.error_type, exc.code), status_code=exc.status_code)
+    body = error_body(str(exc), exc.error_type, exc.code)
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
 def _sse(payload: dict[str, Any] | str) -> str:
