@@ -14,9 +14,8 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -28,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hub.auth import HubUser, admin_user, current_user, metrics_reader
 from hub.openlora.attribution import InferenceAttribution, merge_attributions, unavailable
 from hub.openlora.bodies import AdapterBody, ChatBody, CompletionBody, GenerationBody, error_body
+from hub.openlora.charging import FinishedInference, FlatMetering, Metering, PriceTable
 from hub.openlora.engine import OpenLoRAEngine
 from hub.openlora.errors import EngineError, InvalidRequestError
 from hub.openlora.request import Completion, RequestHandle, StreamEvent
@@ -35,7 +35,6 @@ from hub.openlora.sampling import SamplingParams
 from hub.request_limits import BodyLimits, install
 
 log = logging.getLogger(__name__)
-PriceTable = Callable[[str], float]  # model id -> OPEN per 1k tokens (prompt + completion)
 
 
 def _engine_error_response(exc: EngineError) -> JSONResponse:
@@ -46,58 +45,6 @@ def _engine_error_response(exc: EngineError) -> JSONResponse:
 def _sse(payload: dict[str, Any] | str) -> str:
     data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
     return f"data: {data}\n\n"
-
-
-@dataclass(frozen=True)
-class FinishedInference:
-    """What metering records of one finished request (its attribution included)."""
-
-    payer: str
-    request_id: str
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    shares: dict[str, float] | None = None  # contributor address → weight; None: unattributed
-    top_examples: list[dict[str, Any]] = field(default_factory=list)
-
-
-class Metering(Protocol):
-    """Prices and records inferences; the hub service's is `hub.openlora.metering.PlatformMetering`."""
-
-    def price_per_1k(self, model: str) -> float: ...
-
-    def authorize(
-        self, payer: str, model: str, prompt_tokens: int, max_completion_tokens: int, request_id: str
-    ) -> None:
-        """Reserve what the request may cost, or raise an EngineError (e.g. InsufficientFundsError, 429)."""
-        ...
-
-    def release(self, request_id: str) -> None:
-        """Give back the reservation of a request that failed or was cancelled (no-op once recorded)."""
-        ...
-
-    def record(self, inference: FinishedInference) -> dict:
-        """Record a finished inference with its attribution; return at least its `price` in OPEN."""
-        ...
-
-
-class FlatMetering:
-    """A fixed price table and no records: for a stand-alone server outside the hub."""
-
-    def __init__(self, price_per_1k: PriceTable) -> None:
-        self.price_per_1k = price_per_1k
-
-    def authorize(
-        self, payer: str, model: str, prompt_tokens: int, max_completion_tokens: int, request_id: str
-    ) -> None:
-        return None  # no wallets outside the hub
-
-    def release(self, request_id: str) -> None:
-        return None
-
-    def record(self, inference: FinishedInference) -> dict:
-        tokens = inference.prompt_tokens + inference.completion_tokens
-        return {"price": tokens / 1000.0 * float(self.price_per_1k(inference.model))}
 
 
 def usage(prompt: int, completion: int) -> dict[str, int]:

@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 from hub.keys.store import WalletKeyStore
 from hub.keys.wallets import ensure_wallet
 from hub.models.models import PublishedModel
-from hub.openlora.api import FinishedInference
+from hub.openlora.charging import FinishedInference
 from hub.openlora.errors import InsufficientFundsError
 from hub.openlora.funds import PayerFunds
 from hub.rewards.metering import record_inference
