@@ -3,12 +3,14 @@ response carries the price, and the inference is recorded for settlement (fee, p
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import openai
 import pytest
 
 import openledger_sdk
+from hub.rewards.split import inference_fee
 from tests.hub_harness import RunningHub
 from tests.tiny_model import train_tiny_adapter
 
@@ -131,6 +133,26 @@ def test_an_asker_who_cannot_pay_is_refused_before_any_generation(platform: Runn
     platform.fund("lora-broke", "1")
     assert client.chat.completions.create(**ask).usage.completion_tokens > 0
     assert _revenue_requests(platform, published) == recorded + 1
+
+
+def test_fifty_requests_at_once_from_a_payer_who_can_afford_three(platform: RunningHub, published: str) -> None:
+    """The reservation through the real hub and the real chain balance: before it, all 50 were served."""
+    name = "lora-three"
+    token = platform.ensure_user(name)
+    price = 25 * 10**16  # the published model's 0.25 OPEN per 1k tokens
+    most = inference_fee(4, 1, price, price, platform.settings.rewards.platform_fee_wei)
+    platform.fund(name, format(Decimal(3 * most) / 10**18, "f"))  # exactly three requests at their longest
+    ask = {"model": published, "prompt": [11, 12, 13, 14], "max_tokens": 1, "temperature": 0}
+
+    def send(_: int) -> int:
+        with platform.as_token(token) as client:
+            return client.post("/services/openlora/v1/completions", json=ask).status_code
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        statuses = list(pool.map(send, range(50)))
+    assert statuses.count(200) == 3 and statuses.count(429) == 47, statuses
+    records = openledger_sdk.connect(platform.url, token).rewards.records()
+    assert records["total"] == 3 and sum(int(record["fee"]) for record in records["records"]) <= 3 * most
 
 
 def _revenue_requests(platform: RunningHub, model: str) -> int:
