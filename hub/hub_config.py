@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hub import error_pages
 from hub.paths import node_bin
 from hub.secrets import HubSecrets
 from hub.settings import REPO_ROOT, Settings
@@ -149,7 +148,6 @@ def authenticator_config(c: Any, settings: Settings, secrets: HubSecrets) -> Non
 def configure(c: Any, settings: Settings, secrets: HubSecrets) -> None:
     """Apply the whole hub configuration to the traitlets config object `c`."""
     data_dir = settings.data_dir
-    error_pages.install()  # failed /services/* requests answer JSON, in the service's error shape
     c.JupyterHub.ip = settings.hub.ip
     c.JupyterHub.port = settings.hub.port
     c.JupyterHub.hub_ip = "127.0.0.1"
@@ -171,3 +169,6 @@ def configure(c: Any, settings: Settings, secrets: HubSecrets) -> None:
     }
     spawner_config(c, settings)
     authenticator_config(c, settings, secrets)
+    from hub.error_pages import install  # here: only the hub process needs JupyterHub's handler classes
+
+    install()  # failed /services/* requests answer JSON, in the service's error shape

@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -16,7 +17,17 @@ from hub.lifecycle import die_with_parent
 from hub.recursion import DEFAULT_LIMIT
 from hub.request_limits import BodyLimits, install
 
+if TYPE_CHECKING:
+    from hub.settings import Settings
+
 HealthCheck = Callable[[], Awaitable[dict]]
+
+
+def service_limits(settings: Settings | None, uploads: tuple[tuple[str, int], ...] = ()) -> BodyLimits:
+    """The body limits of `[services]` in the settings (`max_body_bytes`, `max_json_depth`), or the defaults."""
+    if settings is None:
+        return BodyLimits(uploads=uploads)
+    return BodyLimits(settings.services.max_body_bytes, settings.services.max_json_depth, uploads)
 
 
 def service_prefix(name: str) -> str:
@@ -35,6 +46,7 @@ class ServiceApp:
         name: str,
         health: HealthCheck | None = None,
         limits: BodyLimits | None = None,
+        settings: Settings | None = None,
         **fastapi_kwargs: object,
     ) -> None:
         self.name = name
@@ -53,7 +65,7 @@ class ServiceApp:
         )
         self._latency = Histogram("http_request_seconds", "HTTP request latency", ["route"], registry=self.registry)
         # Inside the metrics middleware (so refusals are counted), before anything that reads a body.
-        install(self.app, limits or BodyLimits())
+        install(self.app, limits or service_limits(settings))
         self.app.middleware("http")(self._observe)
         self.router.add_api_route("/health", self._health_endpoint, methods=["GET"])
         self.router.add_api_route(

@@ -14,7 +14,6 @@ from fastapi import Body, Depends, FastAPI, HTTPException
 
 from hub.auth import HubUser, current_user
 from hub.chain.anvil import AnvilNode, start_anvil
-from hub.request_limits import BodyLimits
 from hub.service_app import ServiceApp
 from hub.settings import Settings
 
@@ -84,19 +83,15 @@ def create_app(settings: Settings) -> FastAPI:
             }
         return {"chain_id": chain_id, "embedded": not settings.chain.rpc_url}
 
-    limits = BodyLimits(settings.services.max_body_bytes, settings.services.max_json_depth)
-    service = ServiceApp("chain", health=health, limits=limits, lifespan=lifespan)
+    service = ServiceApp("chain", health=health, lifespan=lifespan, settings=settings)  # settings: the body limits
 
     async def forward(call: dict, user: HubUser) -> dict:
         if not isinstance(call, dict) or not isinstance(call.get("method"), str):
             return rpc_error(None, -32600, "invalid JSON-RPC request")
         if call["method"] not in USER_METHODS and not user.admin:
             return rpc_error(call.get("id"), -32601, f"method {call['method']} is for admins only on this gateway")
-        try:
-            answer = await state["client"].post(upstream, json=call)
-            return answer.json()
-        except (httpx.HTTPError, ValueError) as err:  # the node is down or answered no JSON: say so, in JSON
-            raise HTTPException(502, f"the chain node did not answer ({type(err).__name__})") from None
+        answer = await state["client"].post(upstream, json=call)
+        return answer.json()
 
     @service.router.post("/")
     async def json_rpc(payload: dict | list = Body(...), user: HubUser = Depends(current_user)) -> object:

@@ -11,20 +11,17 @@ from hub.db import make_engine, migrate
 from hub.platform.features import FEATURES
 from hub.platform.runtime import Feature, PlatformRuntime
 from hub.request_limits import BodyLimits
-from hub.service_app import ServiceApp
+from hub.service_app import ServiceApp, service_limits
 from hub.settings import Settings
 
 
 def platform_limits(settings: Settings) -> BodyLimits:
     """JSON requests get the services' limits; the upload routes stream and check their own (larger) ones."""
-    return BodyLimits(
-        settings.services.max_body_bytes,
-        settings.services.max_json_depth,
-        uploads=(
-            (r"/api/datanets/[^/]+/(rows|files)$", settings.datanets.max_upload_bytes),
-            (r"/api/models/?$", settings.models.max_upload_bytes),
-        ),
+    uploads = (
+        (r"/api/datanets/[^/]+/(rows|files)$", settings.datanets.max_upload_bytes),
+        (r"/api/models/?$", settings.models.max_upload_bytes),
     )
+    return service_limits(settings, uploads)
 
 
 def create_app(settings: Settings, features: list[Feature] | None = None) -> FastAPI:
