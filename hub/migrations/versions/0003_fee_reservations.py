@@ -1,7 +1,8 @@
 """fee reservations: what priced OpenLoRA requests hold, and a lock row per payer (hub.rewards.reservations)
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0001 (the durability branch's 0002, outbox block hash, goes between: set down_revision = "0002"
+when both are merged)
 Create Date: 2026-12-02
 """
 
@@ -11,7 +12,7 @@ from alembic import op
 
 from hub.rewards.models import Wei
 
-revision = "0002"
+revision = "0003"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
