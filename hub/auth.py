@@ -10,7 +10,9 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated
+from urllib.parse import quote
 
+import httpx
 from fastapi import Depends, HTTPException, Request
 from jupyterhub.services.auth import HubAuth
 
@@ -67,6 +69,14 @@ async def current_user(request: Request) -> HubUser:
         scopes=scopes,
         kind=model.get("kind", "user"),
     )
+
+
+async def hub_user(name: str, token: str | None) -> httpx.Response:
+    """The hub's answer to GET /hub/api/users/{name}, asked with `token` (the caller's: the hub's permissions apply)."""
+    async with httpx.AsyncClient() as client:
+        return await client.get(
+            f"{hub_auth().api_url}/users/{quote(name, safe='')}", headers={"Authorization": f"token {token}"}
+        )
 
 
 # A route parameter `user: CurrentUser` is `user: HubUser = Depends(current_user)`, short enough for one-line routes.

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session, update
 from web3 import Web3
 
-from hub.auth import HubUser, admin_user, current_user, token_from_request
+from hub.auth import HubUser, admin_user, current_user, hub_user, token_from_request
 from hub.db import session_scope
 from hub.keys.faucet import FaucetRefusedError, require_dev_chain, to_wei, top_up_eth
 from hub.keys.link import LinkError, LinkRequest, verify_link
@@ -34,7 +34,6 @@ from hub.ledger.errors import ChainUnreachableError, LedgerError, WrongChainErro
 from hub.ledger.tx import PreparedCall, send_call
 from hub.platform.idempotency import idempotent
 from hub.platform.runtime import Feature, PlatformRuntime, get_runtime
-from hub.platform.users import hub_user
 from hub.relay.outbox import OPERATOR, OutboxEntry, OutboxStatus, enqueue
 from hub.relay.service import RelayService
 from hub.relay.signers import KeyRing, load_operator

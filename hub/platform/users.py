@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
-import httpx
 from fastapi import APIRouter, Depends, HTTPException, Request
 
-from hub.auth import HubUser, current_user, hub_auth, token_from_request
+from hub.auth import HubUser, current_user, hub_user, token_from_request
 from hub.platform.runtime import Feature
 
 router = APIRouter()
@@ -21,14 +18,6 @@ def user_profile(user: HubUser) -> dict:
 async def me(user: HubUser = Depends(current_user)) -> dict:
     """The hub user behind the request's token."""
     return user_profile(user)
-
-
-async def hub_user(name: str, token: str | None) -> httpx.Response:
-    """The hub's answer to GET /hub/api/users/{name}, asked with `token` (the caller's: the hub's permissions apply)."""
-    async with httpx.AsyncClient() as client:
-        return await client.get(
-            f"{hub_auth().api_url}/users/{quote(name, safe='')}", headers={"Authorization": f"token {token}"}
-        )
 
 
 @router.get("/api/users/{name}")
