@@ -41,15 +41,21 @@ class Client:
         return f"/services/{service}/{path.lstrip('/')}"
 
     def send(
-        self, method: str, url: str, *, content: Callable[[], Iterator[bytes]] | Any = None, **kwargs: Any
+        self,
+        method: str,
+        url: str,
+        *,
+        content: Callable[[], Iterator[bytes]] | Any = None,
+        retry: bool = True,
+        **kwargs: Any,
     ) -> httpx.Response:
-        """One HTTP call, retried on connection errors and on 502/503/504. Writes carry an `Idempotency-Key` (the
-        same on every attempt), so a retry of a write that did happen returns its first answer instead of
-        repeating it. `content` may be a function returning the body's chunks: called again for each attempt."""
+        """One HTTP call, retried on connection errors and on 502/503/504 (unless `retry` is False). Writes carry an
+        `Idempotency-Key` (the same on every attempt), so a retry of a write that did happen returns its first answer
+        instead of repeating it. `content` may be a function returning the body's chunks: called again per attempt."""
         headers = dict(kwargs.pop("headers", None) or {})
         if method.upper() in WRITES:
             headers.setdefault("Idempotency-Key", uuid.uuid4().hex)
-        for delay in (*RETRY_DELAYS_S, None):
+        for delay in (*RETRY_DELAYS_S, None) if retry else (None,):
             body = content() if callable(content) else content
             _rewind(kwargs.get("files"))  # multipart file objects were read by the failed attempt
             try:
@@ -65,7 +71,9 @@ class Client:
 
     def request(self, method: str, service: str, path: str, **kwargs: Any) -> Any:
         """One call to a service; raises OpenLedgerError with the service's message on failure."""
-        response = self.send(method, self.service_url(service, path), **kwargs)
+        # Platform writes honour Idempotency-Key; an inference would be run (and paid) again: not retried.
+        retry = method.upper() not in WRITES or service == "platform"
+        response = self.send(method, self.service_url(service, path), retry=retry, **kwargs)
         if response.status_code >= 400:
             raise OpenLedgerError(error_message(response), response.status_code)
         return response.json() if response.content else None

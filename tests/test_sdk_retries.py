@@ -99,3 +99,11 @@ def test_reads_carry_no_key_and_a_dead_host_is_reported() -> None:
         server.close()
     with pytest.raises(OpenLedgerError, match="cannot reach"):
         openledger_sdk.connect(f"http://127.0.0.1:{free_port()}", "token").request("GET", "platform", "api/me")
+
+
+def test_an_inference_is_not_sent_twice(flaky: FlakyServer) -> None:
+    """OpenLoRA does not deduplicate by key: a retried chat would be generated and paid again."""
+    ol = openledger_sdk.connect(f"http://127.0.0.1:{flaky.port}", "token")
+    with pytest.raises(OpenLedgerError, match="cannot reach"):
+        ol.openlora.chat("m", [{"role": "user", "content": "hi"}])
+    assert len(flaky.requests) == 1
