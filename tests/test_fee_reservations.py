@@ -214,3 +214,22 @@ def test_a_stream_is_charged_once_and_holds_nothing_after(served: dict) -> None:
         list(stream.iter_lines())
     assert _ask(served["url"], payer) == 429  # the stream's real fee is recorded, its hold gone
     assert len(_fees(served["sql"], payer)) == 1
+
+
+def test_a_stream_the_client_abandons_gives_its_hold_back(served: dict, engine: OpenLoRAEngine) -> None:
+    payer = f"abandons-{served['sql'].dialect.name}"
+    served["funds"].wei = 10**24
+    body = {"model": MODEL, "prompt": PROMPT, "max_tokens": engine.max_seq_len - len(PROMPT), "stream": True}
+    with httpx.stream(
+        "POST", served["url"] + "/v1/completions", json=body, headers={"Authorization": f"Bearer {payer}"}
+    ) as stream:
+        assert stream.status_code == 200
+        next(stream.iter_lines())  # the first piece, then the client goes away
+    deadline = time.monotonic() + 10
+    while True:
+        with Session(served["sql"]) as session:
+            holds = session.exec(select(FeeReservation).where(FeeReservation.payer == payer)).all()
+        if not holds:
+            break
+        assert time.monotonic() < deadline, "the abandoned stream still holds its reservation"
+        time.sleep(0.1)

@@ -1,4 +1,4 @@
-"""Idempotency-Key (hub.platform.idempotency) on a real FastAPI app over HTTP with a real SQLite database:
+"""Idempotency-Key (hub.platform.idempotency) on a real FastAPI app over HTTP, on SQLite and PostgreSQL:
 a retry replays the first answer, a concurrent retry gets 409, errors are not kept, keys are per user and endpoint.
 The platform's own routes (uploads, publish, faucet) are exercised end to end in tests/test_hardening_e2e.py."""
 
@@ -19,11 +19,23 @@ from hub.auth import HubUser
 from hub.db import make_engine, migrate
 from hub.platform.idempotency import idempotent
 from tests.hub_harness import free_port
+from tests.postgres import postgres_bin, temporary_postgres
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('idem') / 'platform.sqlite'}"
+        return
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL server binaries are not installed on this machine")
+    with temporary_postgres() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('idem') / 'platform.sqlite'}")
+def service(database: str) -> Iterator[dict]:
+    engine = make_engine(database)
     migrate(engine)
     app = FastAPI()
     app.state.runtime = SimpleNamespace(engine=engine)
