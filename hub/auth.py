@@ -10,7 +10,9 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated
+from urllib.parse import quote
 
+import httpx
 from fastapi import Depends, HTTPException, Request
 from jupyterhub.services.auth import HubAuth
 
@@ -69,8 +71,26 @@ async def current_user(request: Request) -> HubUser:
     )
 
 
+async def hub_user(name: str, token: str | None) -> httpx.Response:
+    """The hub's answer to GET /hub/api/users/{name}, asked with `token` (the caller's: the hub's permissions apply)."""
+    async with httpx.AsyncClient() as client:
+        return await client.get(
+            f"{hub_auth().api_url}/users/{quote(name, safe='')}", headers={"Authorization": f"token {token}"}
+        )
+
+
 # A route parameter `user: CurrentUser` is `user: HubUser = Depends(current_user)`, short enough for one-line routes.
 CurrentUser = Annotated[HubUser, Depends(current_user)]
+
+
+METRICS_SCOPE = "read:metrics"  # JupyterHub's own scope for its /hub/metrics; Prometheus' service token holds it
+
+
+async def metrics_reader(user: HubUser = Depends(current_user)) -> HubUser:
+    """FastAPI dependency for `/metrics`: per-model counts and names are not for every user."""
+    if not (user.admin or METRICS_SCOPE in user.scopes):
+        raise HTTPException(403, f"/metrics needs a token with the {METRICS_SCOPE} scope (or an admin's)")
+    return user
 
 
 async def admin_user(user: HubUser = Depends(current_user)) -> HubUser:

@@ -189,3 +189,6 @@ def configure(c: Any, settings: Settings, secrets: HubSecrets) -> None:
     }
     spawner_config(c, settings, secrets.instance_id)
     authenticator_config(c, settings, secrets)
+    from hub.error_pages import install  # here: only the hub process needs JupyterHub's handler classes
+
+    install()  # failed /services/* requests answer JSON, in the service's error shape

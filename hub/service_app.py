@@ -1,17 +1,33 @@
-"""What every FastAPI service of the hub shares: the URL prefix the proxy routes, /health and /metrics."""
+"""What every FastAPI service of the hub shares: the URL prefix the proxy routes, bounded request bodies, /health and
+/metrics (behind the `read:metrics` scope)."""
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
+from hub.auth import metrics_reader
 from hub.lifecycle import die_with_parent
+from hub.recursion import DEFAULT_LIMIT
+from hub.request_limits import BodyLimits, install
+
+if TYPE_CHECKING:
+    from hub.settings import Settings
 
 HealthCheck = Callable[[], Awaitable[dict]]
+
+
+def service_limits(settings: Settings | None, uploads: tuple[tuple[str, int], ...] = ()) -> BodyLimits:
+    """The body limits of `[services]` in the settings (`max_body_bytes`, `max_json_depth`), or the defaults."""
+    if settings is None:
+        return BodyLimits(uploads=uploads)
+    return BodyLimits(settings.services.max_body_bytes, settings.services.max_json_depth, uploads)
 
 
 def service_prefix(name: str) -> str:
@@ -25,7 +41,14 @@ class ServiceApp:
     Routes are added to `router` (paths relative to the prefix); call `finish()` once all are added.
     """
 
-    def __init__(self, name: str, health: HealthCheck | None = None, **fastapi_kwargs: object) -> None:
+    def __init__(
+        self,
+        name: str,
+        health: HealthCheck | None = None,
+        limits: BodyLimits | None = None,
+        settings: Settings | None = None,
+        **fastapi_kwargs: object,
+    ) -> None:
         self.name = name
         self.prefix = service_prefix(name).rstrip("/")
         self.registry = CollectorRegistry()
@@ -41,9 +64,13 @@ class ServiceApp:
             "http_requests", "HTTP requests handled", ["method", "route", "status"], registry=self.registry
         )
         self._latency = Histogram("http_request_seconds", "HTTP request latency", ["route"], registry=self.registry)
+        # Inside the metrics middleware (so refusals are counted), before anything that reads a body.
+        install(self.app, limits or service_limits(settings))
         self.app.middleware("http")(self._observe)
         self.router.add_api_route("/health", self._health_endpoint, methods=["GET"])
-        self.router.add_api_route("/metrics", self._metrics_endpoint, methods=["GET"])
+        self.router.add_api_route(
+            "/metrics", self._metrics_endpoint, methods=["GET"], dependencies=[Depends(metrics_reader)]
+        )
 
     def finish(self) -> FastAPI:
         self.app.include_router(self.router, prefix=self.prefix)
@@ -76,5 +103,7 @@ def serve(app: FastAPI, port: int) -> None:
     import uvicorn
 
     die_with_parent()
+    if sys.getrecursionlimit() > DEFAULT_LIMIT:  # some import raised it (see hub.recursion): nested JSON would segfault
+        sys.setrecursionlimit(DEFAULT_LIMIT)
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="info")

@@ -60,6 +60,9 @@ class SpawnerSettings(BaseModel):
 
 
 class ServiceSettings(BaseModel):
+    # Every service's JSON requests (uploads have their own limits): body bytes and nesting depth (hub.request_limits).
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+    max_json_depth: int = Field(64, ge=2, le=1000)
     platform_port: int = Field(10101, ge=1, le=65535)
     openlora_port: int = Field(10102, ge=1, le=65535)
     chain_port: int = Field(10103, ge=1, le=65535)

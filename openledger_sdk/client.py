@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +22,11 @@ if TYPE_CHECKING:
     from openledger_sdk.wallet import Wallet
 
 
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+RETRY_STATUSES = frozenset({502, 503, 504})  # the hub's proxy while a service restarts
+RETRY_DELAYS_S = (0.5, 1.5, 4.0)  # then give up: four attempts in all
+
+
 class Client:
     """Talks to the platform services through the hub's proxy, as the token's owner."""
 
@@ -32,12 +40,40 @@ class Client:
     def service_url(self, service: str, path: str = "") -> str:
         return f"/services/{service}/{path.lstrip('/')}"
 
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: Callable[[], Iterator[bytes]] | Any = None,
+        retry: bool = True,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """One HTTP call, retried on connection errors and on 502/503/504 (unless `retry` is False). Writes carry an
+        `Idempotency-Key` (the same on every attempt), so a retry of a write that did happen returns its first answer
+        instead of repeating it. `content` may be a function returning the body's chunks: called again per attempt."""
+        headers = dict(kwargs.pop("headers", None) or {})
+        if method.upper() in WRITES:
+            headers.setdefault("Idempotency-Key", uuid.uuid4().hex)
+        for delay in (*RETRY_DELAYS_S, None) if retry else (None,):
+            body = content() if callable(content) else content
+            _rewind(kwargs.get("files"))  # multipart file objects were read by the failed attempt
+            try:
+                response = self._http.request(method, url, content=body, headers=headers, **kwargs)
+            except httpx.TransportError as err:
+                if delay is None:
+                    raise OpenLedgerError(f"cannot reach {self.hub_url} ({err.__class__.__name__}: {err})") from None
+            else:
+                if response.status_code not in RETRY_STATUSES or delay is None:
+                    return response
+            time.sleep(delay)
+        raise AssertionError("unreachable")  # the last attempt returns or raises
+
     def request(self, method: str, service: str, path: str, **kwargs: Any) -> Any:
         """One call to a service; raises OpenLedgerError with the service's message on failure."""
-        try:
-            response = self._http.request(method, self.service_url(service, path), **kwargs)
-        except httpx.HTTPError as err:
-            raise OpenLedgerError(f"cannot reach {self.hub_url} ({err.__class__.__name__}: {err})") from None
+        # Platform writes honour Idempotency-Key; an inference would be run (and paid) again: not retried.
+        retry = method.upper() not in WRITES or service == "platform"
+        response = self.send(method, self.service_url(service, path), retry=retry, **kwargs)
         if response.status_code >= 400:
             raise OpenLedgerError(error_message(response), response.status_code)
         return response.json() if response.content else None
@@ -90,6 +126,14 @@ class Client:
 
     def close(self) -> None:
         self._http.close()
+
+
+def _rewind(files: Any) -> None:
+    for item in files or ():
+        part = item[1] if isinstance(item, tuple) else item
+        handle = part[1] if isinstance(part, tuple) else part
+        if hasattr(handle, "seek"):
+            handle.seek(0)
 
 
 def connect(url: str | None = None, token: str | None = None) -> Client:

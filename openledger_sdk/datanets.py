@@ -179,13 +179,7 @@ class Datanets:
         self._client = client
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        import httpx
-
-        url = self._client.service_url("platform", f"api/datanets{path}")
-        try:
-            response = self._client._http.request(method, url, **kwargs)
-        except httpx.HTTPError as err:
-            raise OpenLedgerError(f"cannot reach {self._client.hub_url} ({err.__class__.__name__}: {err})") from None
+        response = self._client.send(method, self._client.service_url("platform", f"api/datanets{path}"), **kwargs)
         if response.status_code >= 400:
             raise _rejection(response)
         return response
@@ -317,14 +311,15 @@ class Datanet:
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
         with _progress(size, f"upload {path.name}", progress) as bar:
 
-            def chunks() -> Iterator[bytes]:
+            def chunks() -> Iterator[bytes]:  # called again for each attempt if the connection drops
+                bar.reset()
                 with path.open("rb") as handle:
                     while chunk := handle.read(UPLOAD_CHUNK):
                         bar.update(len(chunk))
                         yield chunk
 
             return self._api._json(
-                "POST", self._path("/files"), params={"filename": path.name}, content=chunks(), headers=headers
+                "POST", self._path("/files"), params={"filename": path.name}, content=chunks, headers=headers
             )
 
     def submissions(self, *, status: str | None = None, mine: bool = False) -> list[dict[str, Any]]:
@@ -447,6 +442,9 @@ def _cache_dir() -> Path:
 
 class _NoBar:
     def update(self, _n: int) -> None:
+        pass
+
+    def reset(self) -> None:
         pass
 
     def __enter__(self) -> _NoBar:

@@ -4,7 +4,7 @@
     reply["choices"][0]["message"]["content"], reply["price"], reply["usage"]
     for piece in ol.openlora.chat("my-model", messages, stream=True):
         print(piece, end="")
-    ol.openlora.deploy("my-model")   # published models are served on demand; this loads and checks it now
+    ol.openlora.deploy("my-model")   # published models are served on demand; this loads and checks it now (free)
 
 The server speaks OpenAI's API, so `openai.OpenAI(base_url=ol.openlora.base_url, api_key=token)` works too.
 """
@@ -14,8 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
-
-import httpx
+from urllib.parse import quote
 
 from openledger_sdk.errors import OpenLedgerError, error_message
 
@@ -62,12 +61,13 @@ class OpenLoRA:
                         yield piece
 
     def deploy(self, model: str | dict[str, Any]) -> str:
-        """Make sure a published model is served: it must be listed, and a 1-token request loads it now."""
+        """Make sure a published model is served: it must be listed, and the server loads it now. Free: no inference
+        is made, nothing is recorded or charged."""
         name = model if isinstance(model, str) else model["name"]
         if name not in self.models():
             raise OpenLedgerError(f"{name!r} is not served: publish it first (ol.models.publish) or check its name")
         try:
-            self.chat(name, [{"role": "user", "content": "ping"}], max_tokens=1)
-        except httpx.HTTPError as err:
-            raise OpenLedgerError(f"{name!r} did not load: {err}") from None
+            self._client.request("POST", "openlora", f"v1/models/{quote(name, safe='')}/load")
+        except OpenLedgerError as err:
+            raise OpenLedgerError(f"{name!r} did not load: {err}", err.status) from None
         return name

@@ -80,6 +80,12 @@ class Rewards:
         answer = self._client.request("POST", "platform", "api/rewards/claim", json=body)
         return ClaimResult(int(answer.get("paid", "0")), answer["claims"])
 
+    def records(self, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+        """The inference records you paid for, newest first: `records` (request_id, model, tokens, fee in base units,
+        charge_status, epoch) and `total`; page with `offset`."""
+        params = {"limit": limit, "offset": offset}
+        return self._client.request("GET", "platform", "api/rewards/records", params=params)
+
     def settle_now(self, wait_s: float = 60) -> dict[str, Any]:
         """Admins (instructors running a workshop): close the current epoch and settle it now, instead of waiting for
         the epoch to end. Returns the settlement report (status, epoch, totals)."""

@@ -98,13 +98,18 @@ def test_chain_refuses_node_control_to_users_but_not_admins(platform: RunningHub
         assert "error" not in admin.post("/services/chain/", json=call).json()
 
 
-def test_services_report_health_and_metrics(platform: RunningHub) -> None:
+def test_services_report_health_and_metrics(platform: RunningHub, alice: str) -> None:
     platform_health = httpx.get(f"{platform.url}/services/platform/health").json()
     assert platform_health["status"] == "ok"
     chain_health = httpx.get(f"{platform.url}/services/chain/health").json()
     assert chain_health["chain_id"] == platform.settings.chain.chain_id
-    metrics = httpx.get(f"{platform.url}/services/platform/metrics").text
-    assert "http_requests_total" in metrics
+    # /metrics needs read:metrics (admins have it); an ordinary user's token is refused.
+    for service in ("platform", "chain", "openlora"):
+        assert httpx.get(f"{platform.url}/services/{service}/metrics").status_code == 401
+        with platform.as_token(alice) as client:
+            assert client.get(f"/services/{service}/metrics").status_code == 403
+    with platform.admin() as admin:
+        assert "http_requests_total" in admin.get("/services/platform/metrics").text
 
 
 def test_openlora_serves_the_base_model_to_the_openai_client(platform: RunningHub, alice: str) -> None:

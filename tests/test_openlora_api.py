@@ -276,7 +276,10 @@ def test_health_metrics_and_service_prefix(server, client):
     url = server["url"]
     assert httpx.get(url + "/health").json()["status"] == "ok"
     assert httpx.get(url + "/services/openlora/health").json()["model"] == "tiny-base"
-    text = httpx.get(url + "/metrics").text
+    # Per-model counts are not for everyone: a token with read:metrics (or an admin's) is needed.
+    assert httpx.get(url + "/metrics").status_code == 401
+    assert httpx.get(url + "/metrics", headers=_auth()).status_code == 403
+    text = httpx.get(url + "/metrics", headers=_auth(ADMIN_TOKEN)).text
     for name in (
         f'openlora_requests_total{{model="{ADAPTERS[5]}",status="ok"}}',
         "openlora_adapter_cache_hits_total",
@@ -346,3 +349,49 @@ def test_a_corrupt_attribution_index_loses_neither_answer_nor_charge(server, cli
     assert out.choices[0].text and out.usage.completion_tokens > 0
     assert out.model_extra["attribution"]["attributed"] is False
     assert out.model_extra["attribution"]["reason"].startswith("attribution failed:")
+
+
+def test_unknown_chat_roles_and_malformed_content_are_400(client, server):
+    for messages in (
+        [{"role": "wizard", "content": "hi"}],
+        [{"role": "user", "content": [{"type": "text", "text": 7}]}],
+        [{"role": "user", "content": [{"no": "type"}]}],
+    ):
+        answer = httpx.post(
+            server["url"] + "/v1/chat/completions", json={"model": ADAPTERS[0], "messages": messages}, headers=_auth()
+        )
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["type"] == "invalid_request_error"
+    with pytest.raises(openai.BadRequestError, match="role"):
+        client.chat.completions.create(model=ADAPTERS[0], messages=[{"role": "wizard", "content": "hi"}], max_tokens=1)
+    # OpenAI's newer "developer" role is the system prompt.
+    out = client.chat.completions.create(
+        model=ADAPTERS[0],
+        messages=[{"role": "developer", "content": "be brief"}, {"role": "user", "content": "hi"}],
+        max_tokens=1,
+    )
+    assert out.usage.completion_tokens == 1
+
+
+def test_nested_and_oversized_bodies_are_refused_in_openai_shape(server):
+    deep = b'{"model": "tiny-base", "prompt": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    answer = httpx.post(
+        server["url"] + "/v1/completions", content=deep, headers={**_auth(), "Content-Type": "application/json"}
+    )
+    assert answer.status_code == 400 and "deeper than" in answer.json()["error"]["message"]
+    huge = {"model": "tiny-base", "prompt": "x" * (2 << 20)}
+    answer = httpx.post(server["url"] + "/v1/completions", json=huge, headers=_auth())
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == 413
+    assert httpx.get(server["url"] + "/health").json()["status"] == "ok"
+
+
+def test_loading_a_model_is_free_and_needs_no_inference(server):
+    engine: OpenLoRAEngine = server["engine"]
+    generated = engine.metrics.requests.labels(ADAPTERS[7], "ok")._value.get()
+    loaded = httpx.post(server["url"] + f"/v1/models/{ADAPTERS[7]}/load", headers=_auth())
+    assert loaded.status_code == 200 and loaded.json()["loaded"] is True and loaded.json()["tier"] in ("cpu", "device")
+    assert engine.metrics.requests.labels(ADAPTERS[7], "ok")._value.get() == generated  # no request was made
+    described = httpx.get(server["url"] + f"/v1/models/{ADAPTERS[7]}", headers=_auth()).json()
+    assert described["id"] == ADAPTERS[7] and described["tier"] in ("cpu", "device")
+    missing = httpx.post(server["url"] + "/v1/models/no-such-model/load", headers=_auth())
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"

@@ -43,6 +43,7 @@ def served(platform: RunningHub, tmp_path_factory: pytest.TempPathFactory) -> di
     base = platform.settings.data_dir / "models" / "tiny-base"
     trained = train_tiny_adapter(base, version, owner, tmp_path_factory.mktemp("attr") / "model", recite=True)
     name = owner.models.publish(trained, "attr-bot", "1")["name"]
+    platform.ensure_user("attr-user")  # the faucet funds existing hub users only
     platform.fund("attr-user")
     return {"model": name, "addresses": addresses, "version": version["version"], "datanet": version["datanet"]}
 

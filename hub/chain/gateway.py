@@ -92,7 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
             }
         return {"chain_id": chain_id, "embedded": not settings.chain.rpc_url}
 
-    service = ServiceApp("chain", health=health, lifespan=lifespan)
+    service = ServiceApp("chain", health=health, lifespan=lifespan, settings=settings)  # settings: the body limits
 
     async def forward(call: dict, user: HubUser) -> dict:
         if not isinstance(call, dict) or not isinstance(call.get("method"), str):

@@ -18,17 +18,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from hub.auth import CurrentUser
+from hub.auth import CurrentUser, HubUser
 from hub.datanets import config
 from hub.datanets.chain import RegistryWriter, wallet_addresses
 from hub.datanets.parsing import FileRejected, file_format, loads_strict, safe_filename
 from hub.datanets.service import DatanetError, DatanetService
 from hub.datanets.spec import DatanetSpec, MembersSpec, Review
+from hub.input_rules import SqlId, VersionRef
 from hub.keys.store import WalletKeyStore
+from hub.platform.idempotency import idempotent
 from hub.platform.relay_writes import start_chain_sync, stop_chain_sync
 from hub.platform.runtime import Feature, PlatformRuntime, get_runtime
 from hub.platform.service_calls import run_service
-from hub.platform.transfers import blob_response, check_declared, shared_blob_store, stream_to
+from hub.platform.transfers import blob_response, check_declared, shared_blob_store, stream_to, sweep_spooled
 
 log = logging.getLogger("hub.datanets")
 router = APIRouter(prefix="/api/datanets", tags=["datanets"])
@@ -81,7 +83,12 @@ async def set_members(name: str, spec: MembersSpec, user: CurrentUser, service: 
 
 @router.post("/{name}/rows", status_code=201)
 async def contribute_rows(name: str, request: Request, user: CurrentUser, service: Service) -> dict:
-    """Body: `{"rows": [{...}, ...]}`. One call is one submission; any bad row refuses all of them (422)."""
+    """Body: `{"rows": [{...}, ...]}`. One call is one submission; any bad row refuses all of them (422).
+    With an `Idempotency-Key`, a retry returns the first answer instead of a duplicate refusal."""
+    return await idempotent(request, user, lambda: _contribute_rows(name, request, user, service), 201)
+
+
+async def _contribute_rows(name: str, request: Request, user: HubUser, service: DatanetService) -> dict:
     await _run(service.check_contributor, user, name)  # 404/403 before reading the body
     _check_declared(request, "the request")
     parts: list[bytes] = []
@@ -104,7 +111,12 @@ async def contribute_file(
     service: Service,
     filename: str = Query(..., max_length=1000, description="the file's name; its extension picks the format"),
 ) -> dict:
-    """Body: the raw file (JSONL, JSON array, CSV, Parquet, .txt or .md). Refused before reading when too large."""
+    """Body: the raw file (JSONL, JSON array, CSV, Parquet, .txt or .md). Refused before reading when too large.
+    With an `Idempotency-Key`, a retry returns the first answer instead of a duplicate refusal."""
+    return await idempotent(request, user, lambda: _contribute_file(name, request, user, service, filename), 201)
+
+
+async def _contribute_file(name: str, request: Request, user: HubUser, service: DatanetService, filename: str) -> dict:
     await _run(service.check_contributor, user, name)
     try:
         safe = safe_filename(filename)
@@ -137,37 +149,37 @@ async def list_submissions(
 
 
 @router.get("/{name}/submissions/{submission_id}")
-async def get_submission(name: str, submission_id: int, user: CurrentUser, service: Service) -> dict:
+async def get_submission(name: str, submission_id: SqlId, user: CurrentUser, service: Service) -> dict:
     return await _run(service.submission, user, name, submission_id)
 
 
 @router.get("/{name}/submissions/{submission_id}/rows")
 async def submission_rows(
     name: str,
-    submission_id: int,
+    submission_id: SqlId,
     user: CurrentUser,
     service: Service,
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=10**9),
 ) -> list[dict]:
     return await _run(service.submission_rows, user, name, submission_id, limit, offset)
 
 
 @router.post("/{name}/submissions/{submission_id}/approve")
 async def approve(
-    name: str, submission_id: int, user: CurrentUser, service: Service, review: Review | None = None
+    name: str, submission_id: SqlId, user: CurrentUser, service: Service, review: Review | None = None
 ) -> dict:
     return await _run(service.review, user, name, submission_id, True, (review or Review()).reason)
 
 
 @router.post("/{name}/submissions/{submission_id}/reject")
-async def reject(name: str, submission_id: int, review: Review, user: CurrentUser, service: Service) -> dict:
+async def reject(name: str, submission_id: SqlId, review: Review, user: CurrentUser, service: Service) -> dict:
     return await _run(service.review, user, name, submission_id, False, review.reason)
 
 
 @router.post("/{name}/versions", status_code=201)
-async def publish(name: str, user: CurrentUser, service: Service) -> dict:
-    return await _run(service.publish, user, name)
+async def publish(name: str, request: Request, user: CurrentUser, service: Service) -> dict:
+    return await idempotent(request, user, lambda: _run(service.publish, user, name), 201)
 
 
 @router.get("/{name}/versions")
@@ -176,18 +188,18 @@ async def list_versions(name: str, user: CurrentUser, service: Service) -> list[
 
 
 @router.get("/{name}/versions/{version}")
-async def get_version(name: str, version: str, user: CurrentUser, service: Service) -> dict:
+async def get_version(name: str, version: VersionRef, user: CurrentUser, service: Service) -> dict:
     return await _run(service.version, user, name, version)
 
 
 @router.get("/{name}/versions/{version}/snapshot")
-async def download_snapshot(name: str, version: str, user: CurrentUser, service: Service) -> Any:
+async def download_snapshot(name: str, version: VersionRef, user: CurrentUser, service: Service) -> Any:
     digest, download_name = await _run(service.snapshot_digest, user, name, version)
     return blob_response(service.blobs, digest, "application/vnd.apache.parquet", download_name)
 
 
 @router.get("/{name}/versions/{version}/rows/{row_id}/proof")
-async def row_proof(name: str, version: str, row_id: int, user: CurrentUser, service: Service) -> dict:
+async def row_proof(name: str, version: VersionRef, row_id: SqlId, user: CurrentUser, service: Service) -> dict:
     return await _run(service.proof, user, name, version, row_id)
 
 
@@ -202,6 +214,9 @@ async def startup(runtime: PlatformRuntime) -> None:
         RegistryWriter(runtime),
         upload_dir=runtime.settings.data_dir / "tmp" / "uploads",
     )
+    removed = sweep_spooled(service.upload_dir)  # uploads of requests that died with a previous platform
+    if removed:
+        log.info("removed %d spooled upload(s) left by requests that did not finish", removed)
     await run_in_threadpool(service.rebuild_indexes)
     runtime.extras["datanets"] = service
     start_chain_sync(runtime, CHAIN_SYNC, service.sync_chain, log, "datanets")

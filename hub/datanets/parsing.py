@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from hub.datanets.schema import RowSchema
+from hub.request_limits import DEFAULT_MAX_DEPTH, json_depth_ok
 
 TEXT_FORMATS = {".txt", ".md", ".markdown"}
 FORMATS = {".jsonl", ".ndjson", ".json", ".csv", ".parquet", *TEXT_FORMATS}
 SNIFF_BYTES = 8192
+MAX_JSON_DEPTH = DEFAULT_MAX_DEPTH  # rows, row files and manifests: no legitimate row nests deeper
 _SAFE_CHARS = re.compile(r"[^A-Za-z0-9._ -]+")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 
@@ -113,6 +115,7 @@ def loads_strict(text: str) -> Any:
             result[key] = value
         return result
 
+    json_depth_ok(text, MAX_JSON_DEPTH)  # before json.loads, which recurses once per level
     return json.loads(text, parse_constant=no_constants, object_pairs_hook=pairs)
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, field_validator
 from hub.datanets.licenses import canonical_license
 from hub.datanets.models import Approval, Visibility
 from hub.datanets.schema import RowSchema, SchemaError
+from hub.input_rules import SafeLine, SafeText, check_text
 
 NAME_RULES = "3-64 characters: lower-case letters, digits and single hyphens, starting with a letter"
 _NAME = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
@@ -31,6 +32,7 @@ def _people(names: list[str]) -> list[str]:
     for name in names:
         if not _USER.fullmatch(name):
             raise ValueError(f"{name!r} is not a hub user name")
+        check_text(name, "a member name")
     return sorted(set(names))
 
 
@@ -43,8 +45,8 @@ class MembersSpec(BaseModel):
 
 class DatanetSpec(MembersSpec):
     name: str
-    summary: str = Field("", max_length=300)
-    description: str = Field("", max_length=100_000)
+    summary: SafeLine = Field("", max_length=300)
+    description: SafeText = Field("", max_length=100_000)
     tags: list[str] = []
     license: str = "CC-BY-4.0"
     row_schema: dict[str, str] | str = Field("text", alias="schema")
@@ -87,4 +89,4 @@ class DatanetSpec(MembersSpec):
 
 
 class Review(BaseModel):
-    reason: str = Field("", max_length=2000)
+    reason: SafeText = Field("", max_length=2000)

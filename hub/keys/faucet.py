@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
-
 from web3 import Web3
 
+from hub.input_rules import parse_amount
+
 DEV_CLIENTS = ("anvil", "hardhat")
-WEI = Decimal(10**18)
+ZERO_ADDRESS = "0x" + "0" * 40
 
 
 class FaucetRefusedError(Exception):
@@ -25,15 +25,16 @@ def require_dev_chain(w3: Web3) -> str:
     return client
 
 
-def to_wei(amount: str | int | float | Decimal, what: str, maximum: int) -> int:
-    """Whole units (e.g. "12.5" OPEN) to base units, within [0, maximum] whole units."""
+def to_wei(amount: str | int, what: str, maximum: int, positive: bool = False) -> int:
+    """Whole units (e.g. "12.5" OPEN) as a plain decimal → base units, within [0, maximum] whole units (> 0 when
+    `positive`). "1_000", "1e3", fractions of a base unit and negative amounts are refused."""
     try:
-        value = Decimal(str(amount))
-    except InvalidOperation:
-        raise FaucetRefusedError(f"{what} amount {amount!r} is not a number") from None
-    if not value.is_finite() or value < 0 or value > maximum:
-        raise FaucetRefusedError(f"{what} amount must be between 0 and {maximum}, got {amount}")
-    return int(value * WEI)
+        wei = parse_amount(str(amount), what, maximum)
+    except ValueError as err:
+        raise FaucetRefusedError(str(err)) from None
+    if positive and wei == 0:
+        raise FaucetRefusedError(f"{what} amount must be positive, got {amount}")
+    return wei
 
 
 def top_up_eth(w3: Web3, address: str, wei: int) -> int:

@@ -28,6 +28,7 @@ from hub.models.chain import ModelRegistryWriter
 from hub.models.errors import ModelError
 from hub.models.service import Actor, DatanetRoots, ModelService, models_progress
 from hub.models.validation import FILE_PATTERN, Upload
+from hub.platform.idempotency import idempotent
 from hub.platform.progress import PROGRESS_PROVIDERS
 from hub.platform.relay_writes import start_chain_sync, stop_chain_sync
 from hub.platform.runtime import Feature, PlatformRuntime, get_runtime
@@ -99,7 +100,12 @@ def _publish(service: ModelService, user: HubUser, form: FormData) -> dict:
 async def publish_model(
     request: Request, user: CurrentUser, service: Service, runtime: PlatformRuntime = Depends(get_runtime)
 ) -> dict:
-    """Publish a complete ModelFactory model; refused before the body is read when too large or not a user."""
+    """Publish a complete ModelFactory model; refused before the body is read when too large or not a user.
+    An `Idempotency-Key` makes a retry return the first answer (hub.platform.idempotency)."""
+    return await idempotent(request, user, lambda: _publish_upload(request, user, service, runtime), 201)
+
+
+async def _publish_upload(request: Request, user: HubUser, service: ModelService, runtime: PlatformRuntime) -> dict:
     await _run(service.check_publisher, user)
     limit = config.max_upload_bytes(runtime.settings)
     check_declared(request, UPLOAD, limit)

@@ -11,7 +11,7 @@ from hub.models.errors import ModelError
 
 DECIMALS = 18
 UNIT = 10**DECIMALS
-MAX_UINT256 = 2**256 - 1
+MAX_PRICE_OPEN = 10**6  # per 1k tokens: far above any sane price, far below amounts that overflow fee math
 
 
 def parse_price(text: str) -> int:
@@ -24,15 +24,13 @@ def parse_price(text: str) -> int:
         raise ModelError(422, f"price_per_1k_tokens must be a decimal number of OPEN, got {str(text)[:40]!r}")
     if not price.is_finite() or price < 0:
         raise ModelError(422, f"price_per_1k_tokens must be a finite number >= 0 OPEN, got {str(text)[:40]!r}")
-    if price.adjusted() > 78:  # more digits than any uint256 (and than Decimal's exponent range allows below)
-        raise ModelError(422, "price_per_1k_tokens is too large")
+    if price > MAX_PRICE_OPEN:
+        raise ModelError(422, f"price_per_1k_tokens must be at most {MAX_PRICE_OPEN} OPEN, got {str(text)[:40]!r}")
     with localcontext(prec=200):  # exact: the default 28 digits would round 11 integer + 18 decimal digits
         units = price * UNIT
         exact = units == units.to_integral_value() and (price == 0 or price.adjusted() >= -DECIMALS)
     if not exact:
         raise ModelError(422, f"price_per_1k_tokens has more than {DECIMALS} decimal places: {str(text)[:60]!r}")
-    if units > MAX_UINT256:
-        raise ModelError(422, "price_per_1k_tokens is too large")
     return int(units)
 
 

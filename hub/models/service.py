@@ -84,7 +84,8 @@ class ModelService:
     @staticmethod
     def _find(session: Session, name_or_id: str) -> PublishedModel | None:
         model = session.exec(select(PublishedModel).where(PublishedModel.name == name_or_id)).first()
-        if model is None and name_or_id.isdigit():
+        # ASCII digits only ("³".isdigit() is True), and within SQL's 64-bit integers.
+        if model is None and name_or_id.isascii() and name_or_id.isdigit() and len(name_or_id) <= 18:
             model = session.get(PublishedModel, int(name_or_id))
         return model
 

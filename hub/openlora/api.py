@@ -14,148 +14,37 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub.auth import HubUser, admin_user, current_user
+from hub.auth import HubUser, admin_user, current_user, metrics_reader
 from hub.openlora.attribution import InferenceAttribution, merge_attributions, unavailable
+from hub.openlora.bodies import AdapterBody, ChatBody, CompletionBody, GenerationBody, error_body
+from hub.openlora.charging import FinishedInference, FlatMetering, Metering, PriceTable
 from hub.openlora.engine import OpenLoRAEngine
 from hub.openlora.errors import EngineError, InvalidRequestError
 from hub.openlora.request import Completion, RequestHandle, StreamEvent
 from hub.openlora.sampling import SamplingParams
+from hub.request_limits import BodyLimits, install
 
 log = logging.getLogger(__name__)
-PriceTable = Callable[[str], float]  # model id -> OPEN per 1k tokens (prompt + completion)
-
-
-# -- request bodies -------------------------------------------------------------------------------------------
-class StreamOptions(BaseModel):
-    include_usage: bool = False
-
-
-class _GenerationBody(BaseModel):
-    model_config = ConfigDict(extra="allow")  # unknown OpenAI fields are accepted and ignored
-
-    model: str
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, gt=0, le=1)
-    n: int = 1
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    user: str | None = None
-    attribution: bool = True  # ours: false skips Proof of Attribution (the contributors' pool goes unattributed)
-
-    def sampling(self, max_tokens: int | None) -> SamplingParams:
-        if self.n != 1:
-            raise InvalidRequestError("only n=1 is supported")
-        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
-        params = SamplingParams(
-            max_tokens=max_tokens,
-            temperature=1.0 if self.temperature is None else self.temperature,
-            top_p=1.0 if self.top_p is None else self.top_p,
-            stop=stop,
-            seed=self.seed,
-        )
-        params.validate()
-        return params
-
-
-class CompletionBody(_GenerationBody):
-    prompt: str | list[str] | list[int]
-    max_tokens: int | None = 16  # OpenAI's default for completions
-    echo: bool = False
-    logprobs: int | None = None
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    role: str
-    content: str | list[dict[str, Any]] | None = None
-
-    def text(self) -> str:
-        if isinstance(self.content, list):  # content parts: keep the text ones
-            return "".join(p.get("text", "") for p in self.content if p.get("type") == "text")
-        return self.content or ""
-
-
-class ChatBody(_GenerationBody):
-    messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    logprobs: bool | None = None
-
-
-class AdapterBody(BaseModel):
-    # vLLM's runtime LoRA API names (lora_name, lora_path) are accepted too.
-    model: str = Field(validation_alias=AliasChoices("model", "lora_name", "adapter_id"))
-    path: str | None = Field(None, validation_alias=AliasChoices("path", "lora_path"))
-
-
-# -- helpers ----------------------------------------------------------------------------------------------------
-def error_body(message: str, type_: str, code: str | int | None = None, param: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
 def _engine_error_response(exc: EngineError) -> JSONResponse:
-    return JSONResponse(error_body(str(exc), exc.error_type, exc.code), status_code=exc.status_code)
+    body = error_body(str(exc), exc.error_type, exc.code)
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
 def _sse(payload: dict[str, Any] | str) -> str:
     data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
     return f"data: {data}\n\n"
-
-
-@dataclass(frozen=True)
-class FinishedInference:
-    """What metering records of one finished request (its attribution included)."""
-
-    payer: str
-    request_id: str
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    shares: dict[str, float] | None = None  # contributor address → weight; None: unattributed
-    top_examples: list[dict[str, Any]] = field(default_factory=list)
-
-
-class Metering(Protocol):
-    """Prices and records inferences; the hub service's is `hub.openlora.metering.PlatformMetering`."""
-
-    def price_per_1k(self, model: str) -> float: ...
-
-    def authorize(self, payer: str, model: str, prompt_tokens: int, max_completion_tokens: int) -> None:
-        """Raise an EngineError (e.g. InsufficientFundsError) if `payer` may not make this request."""
-        ...
-
-    def record(self, inference: FinishedInference) -> dict:
-        """Record a finished inference with its attribution; return at least its `price` in OPEN."""
-        ...
-
-
-class FlatMetering:
-    """A fixed price table and no records: for a stand-alone server outside the hub."""
-
-    def __init__(self, price_per_1k: PriceTable) -> None:
-        self.price_per_1k = price_per_1k
-
-    def authorize(self, payer: str, model: str, prompt_tokens: int, max_completion_tokens: int) -> None:
-        return None  # no wallets outside the hub
-
-    def record(self, inference: FinishedInference) -> dict:
-        tokens = inference.prompt_tokens + inference.completion_tokens
-        return {"price": tokens / 1000.0 * float(self.price_per_1k(inference.model))}
 
 
 def usage(prompt: int, completion: int) -> dict[str, int]:
@@ -188,19 +77,20 @@ def create_app(
     attribution: InferenceAttribution | None = None,
     service_prefix: str | None = None,
     owned_by: str = "openledger",
+    limits: BodyLimits | None = None,
 ) -> FastAPI:
     """The FastAPI app. Routes are served at `/` and under the hub's service prefix (the proxy keeps it).
 
     `attribution`: Proof of Attribution for adapter requests (None: the `attribution` field says it is off)."""
     metering = metering or FlatMetering(price_per_1k or (lambda _model: 0.0))
 
-    async def authorize(user: HubUser, model: str, prompts: list[list[int]], params: SamplingParams) -> None:
-        """Before any generation: may this user pay for these prompts at their longest answers?"""
+    async def authorize(user: HubUser, model: str, prompts: list[list[int]], params: SamplingParams, rid: str) -> None:
+        """Before any generation: reserve what these prompts may cost at their longest answers (or refuse)."""
         prompt_tokens = sum(len(ids) for ids in prompts)
         most = sum(params.max_tokens or max(engine.max_seq_len - len(ids), 0) for ids in prompts)
-        await run_in_threadpool(metering.authorize, user.name, model, prompt_tokens, most)
+        await run_in_threadpool(metering.authorize, user.name, model, prompt_tokens, most, rid)
 
-    async def attribute(body: _GenerationBody, answers: list[tuple[list[int], list[int]]]) -> dict[str, Any] | None:
+    async def attribute(body: GenerationBody, answers: list[tuple[list[int], list[int]]]) -> dict[str, Any] | None:
         """The response's `attribution` object for (prompt ids, answer ids) pairs; None when not asked for."""
         adapter_id = engine.resolve_model(body.model)
         if adapter_id is None or not body.attribution:
@@ -241,8 +131,13 @@ def create_app(
         charged = await run_in_threadpool(metering.record, inference)
         return charged["price"]
 
-    app = FastAPI(title="OpenLoRA", version="0.1.0")
+    prefix = (service_prefix if service_prefix is not None else os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "")).rstrip(
+        "/"
+    )
+    # The schema lists the paths the hub's proxy reaches (under the prefix), where clients and the fuzzer find it.
+    app = FastAPI(title="OpenLoRA", version="0.1.0", openapi_url=f"{prefix}/openapi.json", docs_url=f"{prefix}/docs")
     app.state.engine = engine
+    install(app, limits or BodyLimits(), lambda status, message: error_body(message, "invalid_request_error", status))
 
     @app.exception_handler(EngineError)
     async def _engine_error(_request: Request, exc: EngineError) -> JSONResponse:
@@ -275,9 +170,8 @@ def create_app(
             "running": len(engine.scheduler.running),
         }
 
-    @router.get("/metrics")
+    @router.get("/metrics", dependencies=[Depends(metrics_reader)])
     async def metrics() -> Response:
-        # Unauthenticated like every service's /metrics (scraped by Prometheus inside the deployment).
         return Response(engine.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @router.get("/v1/models")
@@ -298,6 +192,18 @@ def create_app(
         ]
         return {"object": "list", "data": data}
 
+    @router.get("/v1/models/{model}")
+    async def retrieve_model(model: str, _user: HubUser = Depends(current_user)) -> dict[str, Any]:
+        """OpenAI's model retrieval; ours also says where the model is (`tier`). No side effects."""
+        engine.resolve_model(model)  # 404 for a model this server does not serve
+        found = next(m for m in await run_in_threadpool(engine.list_models) if m["id"] == model)
+        return {"id": model, "object": "model", "owned_by": owned_by, **found}
+
+    @router.post("/v1/models/{model}/load")
+    async def warm_model(model: str, _user: HubUser = Depends(current_user)) -> dict[str, Any]:
+        """Deploy: load a served model now, so its first request does not wait. Free: no inference, no record."""
+        return {"object": "model", **await run_in_threadpool(engine.warm, model)}
+
     @router.post("/v1/completions")
     async def completions(body: CompletionBody, request: Request, user: HubUser = Depends(current_user)):
         if body.echo or body.logprobs:
@@ -312,21 +218,27 @@ def create_app(
             raise InvalidRequestError("streaming supports a single prompt")
         engine.resolve_model(body.model)  # 404 before any tokenising work
         encoded = [await run_in_threadpool(engine.encode, p) for p in prompts]
-        await authorize(user, body.model, encoded, params)
-        handles = [engine.submit(body.model, ids, params) for ids in encoded]
         rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-        if body.stream:
-            return _stream(handles[0], encoded[0], body, rid, created, user, chat=False)
+        await authorize(user, body.model, encoded, params, rid)
+        streaming = False
         try:
-            results = [await _result_unless_disconnected(request, h) for h in handles]
+            handles = [engine.submit(body.model, ids, params) for ids in encoded]
+            if body.stream:
+                streaming = True  # the stream releases or consumes the reservation
+                return _stream(handles[0], encoded[0], body, rid, created, user, chat=False)
+            try:
+                results = [await _result_unless_disconnected(request, h) for h in handles]
+            finally:
+                for h in handles:
+                    h.cancel()
+            prompt_tokens = sum(r.prompt_tokens for r in results)
+            completion_tokens = sum(r.completion_tokens for r in results)
+            attributed = await attribute(body, [(ids, r.token_ids) for ids, r in zip(encoded, results, strict=True)])
+            price = await charge(user, rid, body.model, prompt_tokens, completion_tokens, attributed)
         finally:
-            for h in handles:
-                h.cancel()
-        prompt_tokens = sum(r.prompt_tokens for r in results)
-        completion_tokens = sum(r.completion_tokens for r in results)
+            if not streaming:  # failed or cancelled: all of it back; after the charge a no-op (the record took it)
+                await run_in_threadpool(metering.release, rid)
         counted = usage(prompt_tokens, completion_tokens)
-        attributed = await attribute(body, [(ids, r.token_ids) for ids, r in zip(encoded, results, strict=True)])
-        price = await charge(user, rid, body.model, prompt_tokens, completion_tokens, attributed)
         return {
             "id": rid,
             "object": "text_completion",
@@ -345,17 +257,23 @@ def create_app(
     async def chat_completions(body: ChatBody, request: Request, user: HubUser = Depends(current_user)):
         params = body.sampling(body.max_completion_tokens or body.max_tokens)
         engine.resolve_model(body.model)  # 404 before any tokenising work
-        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+        messages = [{"role": m.template_role(), "content": m.text()} for m in body.messages]
         prompt_ids = await run_in_threadpool(engine.chat_prompt_ids, messages)
-        await authorize(user, body.model, [prompt_ids], params)
-        handle = engine.submit(body.model, prompt_ids, params)
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        if body.stream:
-            return _stream(handle, prompt_ids, body, rid, created, user, chat=True)
-        result = await _result_unless_disconnected(request, handle)
+        await authorize(user, body.model, [prompt_ids], params, rid)
+        streaming = False
+        try:
+            handle = engine.submit(body.model, prompt_ids, params)
+            if body.stream:
+                streaming = True
+                return _stream(handle, prompt_ids, body, rid, created, user, chat=True)
+            result = await _result_unless_disconnected(request, handle)
+            attributed = await attribute(body, [(prompt_ids, result.token_ids)])
+            price = await charge(user, rid, body.model, result.prompt_tokens, result.completion_tokens, attributed)
+        finally:
+            if not streaming:
+                await run_in_threadpool(metering.release, rid)
         counted = usage(result.prompt_tokens, result.completion_tokens)
-        attributed = await attribute(body, [(prompt_ids, result.token_ids)])
-        price = await charge(user, rid, body.model, result.prompt_tokens, result.completion_tokens, attributed)
         return {
             "id": rid,
             "object": "chat.completion",
@@ -378,7 +296,7 @@ def create_app(
     def _stream(
         handle: RequestHandle,
         prompt_ids: list[int],
-        body: _GenerationBody,
+        body: GenerationBody,
         rid: str,
         created: int,
         user: HubUser,
@@ -433,6 +351,7 @@ def create_app(
                 yield _sse("[DONE]")
             finally:
                 handle.cancel()  # client went away mid-stream: free the sequence's KV row and adapter slot
+                metering.release(rid)  # not charged (cancelled, failed): the whole reservation back; else a no-op
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
@@ -446,10 +365,7 @@ def create_app(
         info = await run_in_threadpool(engine.unload_adapter, body.model)
         return {"object": "adapter", **info}
 
-    app.include_router(router)
-    prefix = (service_prefix if service_prefix is not None else os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "")).rstrip(
-        "/"
-    )
+    app.include_router(router, include_in_schema=not prefix)
     if prefix:
         app.include_router(router, prefix=prefix)
     return app

@@ -176,6 +176,19 @@ class OpenLoRAEngine:
         self.metrics.cpu_cache_bytes.set(self.store.cpu.used_bytes)
         return {"id": adapter_id, "rank": weights.rank, "bytes": weights.nbytes, "load_seconds": seconds, "tier": "cpu"}
 
+    def warm(self, model: str) -> dict[str, Any]:
+        """Load a served model's adapter into the CPU tier if it is not cached yet (no request, no charge): what
+        deploying a published model means. ModelNotFoundError for an unknown model, AdapterLoadError if it fails."""
+        adapter_id = self.resolve_model(model)
+        if adapter_id is None:
+            return {"id": self.base_model_id, "tier": "device", "loaded": True}
+        if adapter_id in self.slots.resident():
+            return {"id": adapter_id, "tier": "device", "loaded": True}
+        if adapter_id not in self.store.cpu:
+            self.store.store(self.store.load_from_disk(adapter_id))
+            self.metrics.cpu_cache_bytes.set(self.store.cpu.used_bytes)
+        return {"id": adapter_id, "tier": "cpu", "loaded": True}
+
     def unload_adapter(self, adapter_id: str) -> dict[str, Any]:
         """Drop the adapter from the device and CPU tiers (and forget a runtime path). Files on disk stay."""
         if adapter_id == self.base_model_id:

@@ -9,6 +9,7 @@ class EngineError(Exception):
     status_code = 500
     error_type = "server_error"
     code: str | None = None
+    headers: dict[str, str] | None = None
 
 
 class ModelNotFoundError(EngineError):
@@ -71,8 +72,11 @@ class RequestCancelledError(EngineError):
 
 
 class InsufficientFundsError(EngineError):
-    """The payer's wallet cannot cover what this request may cost (HTTP 402, nothing generated)."""
+    """The payer's wallet cannot cover what this request may cost: nothing generated. OpenAI's shape for it (HTTP 429,
+    type and code `insufficient_quota`), so `openai.RateLimitError` catches it; `x-should-retry: false` keeps the
+    openai client from retrying what waiting will not fix."""
 
-    status_code = 402
-    error_type = "insufficient_quota"  # OpenAI's type for "you have run out of credit"
-    code = "insufficient_funds"
+    status_code = 429
+    error_type = "insufficient_quota"
+    code = "insufficient_quota"
+    headers = {"x-should-retry": "false"}

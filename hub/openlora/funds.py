@@ -1,8 +1,8 @@
-"""Can this payer cover a request? Their OPEN balance on chain minus the fees not settled yet.
+"""The payer's OPEN balance on chain, for the fee reservation (hub.rewards.reservations).
 
 Fees are charged from the payer's custodial wallet when the epoch settles; a payer who cannot pay then is marked
 unpaid and the inference pays nobody — the model owner and the contributors would have served it for free. So the
-server checks before generating: balance − unsettled fees ≥ the most this request can cost.
+server reserves before generating: balance − unsettled fees − open reservations ≥ the most this request can cost.
 
 The chain is read directly (the same RPC URL and contract addresses the platform uses, from the data dir). When the
 ledger is not deployed yet or the chain does not answer, the check is skipped (logged): an outage of the chain must
@@ -17,15 +17,12 @@ import threading
 import time
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
 
 from hub.ledger.contracts import Ledger
 from hub.ledger.deploy import connect, deployments_dir
-from hub.rewards.models import ChargeStatus, InferenceRecordRow
 from hub.settings import Settings
 
 log = logging.getLogger(__name__)
-UNSETTLED = (ChargeStatus.OPEN, ChargeStatus.PENDING)
 RETRY_S = 30.0  # after a failed connection, requests skip the check this long instead of each probing a dead chain
 
 
@@ -37,29 +34,18 @@ class PayerFunds:
         self._retry_at = 0.0  # monotonic time before which no reconnection is tried
         self._lock = threading.Lock()
 
-    def available(self, payer: str, address: str) -> int | None:
-        """OPEN base units `payer` can still spend, or None when the chain cannot be read now."""
+    def balance(self, payer: str, address: str) -> int | None:
+        """`address`'s OPEN balance in base units, or None when the chain cannot be read now."""
         ledger = self._ledger_or_none()
         if ledger is None:
             return None
         try:
-            balance = ledger.token.balance_of(address)
+            return ledger.token.balance_of(address)
         except Exception as err:  # noqa: BLE001 - any RPC failure: skip the check, do not fail the request
             log.warning("funds check skipped: cannot read %s's balance (%s)", payer, err)
             with self._lock:
                 self._ledger, self._retry_at = None, time.monotonic() + RETRY_S
             return None
-        return balance - self.unsettled(payer)
-
-    def unsettled(self, payer: str) -> int:
-        """Fees recorded for `payer` that no settlement has charged yet."""
-        with Session(self.engine) as session:
-            fees = session.exec(
-                select(InferenceRecordRow.fee).where(
-                    InferenceRecordRow.payer == payer, col(InferenceRecordRow.charge_status).in_(UNSETTLED)
-                )
-            ).all()
-        return sum(int(fee) for fee in fees)
 
     def _ledger_or_none(self) -> Ledger | None:
         with self._lock:

@@ -19,7 +19,7 @@ from hub.openlora.attribution import InferenceAttribution
 from hub.openlora.config import EngineConfig, serving_dtype
 from hub.openlora.engine import OpenLoRAEngine
 from hub.openlora.metering import PlatformMetering
-from hub.service_app import ServiceApp, serve
+from hub.service_app import ServiceApp, serve, service_limits
 from hub.settings import Settings, load_settings
 from openledger_sdk.catalog import resolve_base_model
 from openledger_sdk.errors import OpenLedgerError
@@ -57,7 +57,8 @@ def build_app(settings: Settings) -> FastAPI:
         model_name=settings.models.base_model if "/" not in settings.models.base_model else model_dir.name,
     )
     attribution = InferenceAttribution(model_dir, engine.tokenizer)
-    app = create_app(engine, metering=PlatformMetering(settings, sql), attribution=attribution)
+    limits = service_limits(settings)
+    app = create_app(engine, metering=PlatformMetering(settings, sql), attribution=attribution, limits=limits)
     app.router.on_shutdown.append(engine.close)
     return app
 

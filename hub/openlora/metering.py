@@ -10,32 +10,39 @@ from __future__ import annotations
 import threading
 import time
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from hub.db import session_scope
 from hub.keys.store import WalletKeyStore
 from hub.keys.wallets import ensure_wallet
 from hub.models.models import PublishedModel
-from hub.openlora.api import FinishedInference
+from hub.openlora.charging import FinishedInference
 from hub.openlora.errors import InsufficientFundsError
 from hub.openlora.funds import PayerFunds
 from hub.rewards.metering import record_inference
 from hub.rewards.money import wei_to_open
+from hub.rewards.reservations import NotEnoughFundsError, Reservations
 from hub.rewards.split import inference_fee
 from hub.settings import Settings
 
 PRICE_TTL_S = 5.0  # a price change reaches the server within this long
 
 
+class Balances(Protocol):
+    """Reads a payer's OPEN balance (PayerFunds: from the chain); None when it cannot be read now."""
+
+    def balance(self, payer: str, address: str) -> int | None: ...
+
+
 class PlatformMetering:
-    def __init__(self, settings: Settings, engine: Engine) -> None:
+    def __init__(self, settings: Settings, engine: Engine, funds: Balances | None = None) -> None:
         self.settings = settings
         self.engine = engine
         self.wallet_keys = WalletKeyStore.for_data_dir(settings.data_dir)
-        self.funds = PayerFunds(settings, engine)
+        self.funds = funds or PayerFunds(settings, engine)
+        self.reservations = Reservations(engine, settings.rewards.reservation_seconds)
         self._models: dict[str, PublishedModel] = {}
         self._loaded_at = 0.0
         self._lock = threading.Lock()
@@ -54,21 +61,29 @@ class PlatformMetering:
         listed = self._listed_models().get(model)
         return float(wei_to_open(int(listed.price_wei))) if listed else 0.0
 
-    def authorize(self, payer: str, model: str, prompt_tokens: int, max_completion_tokens: int) -> None:
-        """Refuse (InsufficientFundsError, 402) a priced request the payer's OPEN cannot cover at its longest."""
+    def authorize(
+        self, payer: str, model: str, prompt_tokens: int, max_completion_tokens: int, request_id: str
+    ) -> None:
+        """Reserve the most this request can cost against the payer's spendable OPEN (atomically: see
+        hub.rewards.reservations), or refuse it with InsufficientFundsError (429 insufficient_quota)."""
         listed = self._listed_models().get(model)
         if listed is None:
             return  # the base model is free
         price = int(listed.price_wei)
         most = inference_fee(prompt_tokens, max_completion_tokens, price, price, self.settings.rewards.platform_fee_wei)
         wallet = ensure_wallet(self.engine, payer, self.wallet_keys)
-        available = self.funds.available(payer, wallet.address)
-        if available is not None and available < most:
+        try:
+            self.reservations.reserve(payer, request_id, most, self.funds.balance(payer, wallet.address))
+        except NotEnoughFundsError as short:
             raise InsufficientFundsError(
-                f"your wallet {wallet.address} can spend {open_text(max(available, 0))} OPEN (balance minus fees "
-                f"not settled yet); this request to {model} may cost up to {open_text(most)} OPEN. Ask your "
-                "instructor or admin for OPEN, or lower max_tokens."
-            )
+                f"your wallet {wallet.address} can spend {open_text(max(short.spendable, 0))} OPEN (balance minus "
+                f"fees not settled yet and requests in flight); this request to {model} may cost up to "
+                f"{open_text(most)} OPEN. Ask your instructor or admin for OPEN, or lower max_tokens."
+            ) from None
+
+    def release(self, request_id: str) -> None:
+        """The request failed or was cancelled: its reservation goes back in full."""
+        self.reservations.release(request_id)
 
     def record(self, inference: FinishedInference) -> dict[str, Any]:
         """Record one finished inference; return the `price` (OPEN, exact decimal string) for the response."""
@@ -76,7 +91,7 @@ class PlatformMetering:
         if listed is None:
             return {"price": "0", "recorded": False}
         ensure_wallet(self.engine, inference.payer, self.wallet_keys)  # the payer's custodial key pays at settlement
-        with session_scope(self.engine) as session:
+        with self.reservations.locked(inference.payer) as session:
             row = record_inference(
                 session,
                 request_id=inference.request_id,
@@ -92,6 +107,7 @@ class PlatformMetering:
                 model_id=listed.chain_id,
                 settings=self.settings.rewards,
             )
+            Reservations.consume(session, inference.request_id)  # the real fee replaces the hold, atomically
             fee = int(row.fee)
         return {"price": open_text(fee), "recorded": True}
 

@@ -10,8 +10,18 @@ from fastapi import FastAPI
 from hub.db import make_engine, migrate
 from hub.platform.features import FEATURES
 from hub.platform.runtime import Feature, PlatformRuntime
-from hub.service_app import ServiceApp
+from hub.request_limits import BodyLimits
+from hub.service_app import ServiceApp, service_limits
 from hub.settings import Settings
+
+
+def platform_limits(settings: Settings) -> BodyLimits:
+    """JSON requests get the services' limits; the upload routes stream and check their own (larger) ones."""
+    uploads = (
+        (r"/api/datanets/[^/]+/(rows|files)$", settings.datanets.max_upload_bytes),
+        (r"/api/models/?$", settings.models.max_upload_bytes),
+    )
+    return service_limits(settings, uploads)
 
 
 def create_app(settings: Settings, features: list[Feature] | None = None) -> FastAPI:
@@ -36,7 +46,7 @@ def create_app(settings: Settings, features: list[Feature] | None = None) -> Fas
                     await feature.shutdown(runtime)
             runtime.engine.dispose()
 
-    service = ServiceApp("platform", lifespan=lifespan)
+    service = ServiceApp("platform", limits=platform_limits(settings), lifespan=lifespan)
     for feature in features:
         if feature.router is not None:
             service.router.include_router(feature.router)

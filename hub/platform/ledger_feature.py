@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlmodel import Session, update
 from web3 import Web3
 
-from hub.auth import HubUser, admin_user, current_user
+from hub.auth import HubUser, admin_user, current_user, hub_user, token_from_request
 from hub.db import session_scope
 from hub.keys.faucet import FaucetRefusedError, require_dev_chain, to_wei, top_up_eth
 from hub.keys.link import LinkError, LinkRequest, verify_link
@@ -32,6 +32,7 @@ from hub.keys.wallets import UserWallet, ensure_wallet, utcnow
 from hub.ledger.deploy import LedgerDeployment, deploy_or_attach, redact_url
 from hub.ledger.errors import ChainUnreachableError, LedgerError, WrongChainError
 from hub.ledger.tx import PreparedCall, send_call
+from hub.platform.idempotency import idempotent
 from hub.platform.runtime import Feature, PlatformRuntime, get_runtime
 from hub.relay.outbox import OPERATOR, OutboxEntry, OutboxStatus, enqueue
 from hub.relay.service import RelayService
@@ -237,7 +238,9 @@ def link_payout(
 
 
 class FaucetBody(BaseModel):
-    user: str | None = Field(default=None, description="a hub user: their custodial wallet gets the funds")
+    user: str | None = Field(
+        default=None, min_length=1, max_length=255, description="a hub user: their custodial wallet gets the funds"
+    )
     address: str | None = Field(default=None, description="or any address")
     open: str = Field(default="1000", description="OPEN to mint, in whole tokens")
     eth: str = Field(default="1", description="ETH the address should hold at least, for gas")
@@ -246,10 +249,25 @@ class FaucetBody(BaseModel):
 
 @router.post("/api/admin/faucet")
 async def faucet(
-    body: FaucetBody, admin: HubUser = Depends(admin_user), runtime: PlatformRuntime = Depends(get_runtime)
+    body: FaucetBody,
+    request: Request,
+    admin: HubUser = Depends(admin_user),
+    runtime: PlatformRuntime = Depends(get_runtime),
 ) -> JSONResponse:
-    """Dev chains only: mint OPEN (through the relay, as the operator) and set an ETH balance for gas."""
+    """Dev chains only: mint OPEN (through the relay, as the operator) and set an ETH balance for gas. With an
+    `Idempotency-Key`, a retry returns the first answer instead of minting again."""
+    return await idempotent(request, admin, lambda: _faucet(body, request, admin, runtime))
+
+
+async def _faucet(body: FaucetBody, request: Request, admin: HubUser, runtime: PlatformRuntime) -> JSONResponse:
     deployment, relay, keys = ledger_parts(runtime)
+    if body.user is not None:
+        # Only to an existing hub user: a wallet made for a typo would be inherited by a later account of that name.
+        answer = await hub_user(body.user, token_from_request(request))
+        if answer.status_code == 404:
+            raise HTTPException(404, f"no hub user {body.user!r}: create the user first (hub admin page or API)")
+        if answer.status_code != 200:
+            raise HTTPException(502, f"the hub did not confirm user {body.user!r} ({answer.status_code})")
     try:
         address, eth_balance, outbox_id = await asyncio.to_thread(_fund, runtime, deployment, keys, body)
     except FaucetRefusedError as err:
@@ -282,11 +300,15 @@ def _fund(
         raise FaucetRefusedError("name exactly one of `user` or `address`")
     if body.user is not None:
         address = ensure_wallet(runtime.engine, body.user, keys).address
-    elif Web3.is_address(body.address):
+    elif Web3.is_address(body.address) and int(body.address, 16) != 0:
         address = Web3.to_checksum_address(body.address)
     else:
-        raise FaucetRefusedError(f"{body.address!r} is not an Ethereum address")
+        raise FaucetRefusedError(
+            f"{body.address!r} is not an Ethereum address that can hold funds (nor the zero address)"
+        )
     open_wei, eth_wei = to_wei(body.open, "OPEN", 10**9), to_wei(body.eth, "ETH", 10**6)
+    if open_wei == 0 and eth_wei == 0:  # "0" OPEN is a gas-only top-up; nothing at all is a mistake
+        raise FaucetRefusedError("nothing to send: give a positive `open` (OPEN to mint) or `eth` (gas)")
     eth_balance = top_up_eth(w3, address, eth_wei)
     if open_wei == 0:
         return address, eth_balance, None

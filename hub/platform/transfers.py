@@ -6,7 +6,10 @@ with 413); the body is then read with the limit enforced again, for chunked requ
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import HTTPException, Request
@@ -70,3 +73,17 @@ def blob_response(blobs: BlobStore, digest: str, media_type: str, filename: str)
         return FileResponse(local, media_type=media_type, filename=filename, headers=headers)
     headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return StreamingResponse(blobs.iter_chunks(digest), media_type=media_type, headers=headers)
+
+
+def sweep_spooled(directory: Path, older_than_s: float = 900) -> int:
+    """Remove spooled uploads (`upload-*`) that no request writes any more: a platform that crashed mid-upload left
+    them. Called at start; the age guard spares a replica's upload in progress on a shared data dir."""
+    if not directory.is_dir():
+        return 0
+    cutoff, removed = time.time() - older_than_s, 0
+    for path in directory.glob("upload-*"):
+        with contextlib.suppress(FileNotFoundError):
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+    return removed

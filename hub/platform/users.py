@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import httpx
 from fastapi import APIRouter, Depends, HTTPException, Request
 
-from hub.auth import HubUser, current_user, hub_auth, token_from_request
+from hub.auth import HubUser, current_user, hub_user, token_from_request
 from hub.platform.runtime import Feature
 
 router = APIRouter()
@@ -29,10 +28,7 @@ async def user_by_name(name: str, request: Request, user: HubUser = Depends(curr
     if name == user.name:
         return user_profile(user)
     # Ask the hub with the caller's own token, so the hub's permission check applies too.
-    async with httpx.AsyncClient() as client:
-        answer = await client.get(
-            f"{hub_auth().api_url}/users/{name}", headers={"Authorization": f"token {token_from_request(request)}"}
-        )
+    answer = await hub_user(name, token_from_request(request))
     if answer.status_code != 200:
         raise HTTPException(answer.status_code, f"hub says: {answer.text[:200]}")
     model = answer.json()

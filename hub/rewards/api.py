@@ -6,6 +6,8 @@ POST /api/rewards/claim                the platform claims for me (or for {"addr
 GET  /api/rewards/epochs[/{n}]         settled epochs: totals, roots (admins also see the charges)
 POST /api/admin/settle                 admins: close and settle an epoch now
 GET  /api/attribution/{request_id}     one inference record: fee split, shares, top examples, inclusion proof
+GET  /api/rewards/records              the inference records I paid for (paged: ?limit=&offset=), newest first
+GET  /api/models/{name}/records        the records of my model (owner and admins; paged)
 GET  /api/models/{name}/revenue        requests, fees and the owner's share per day, the split, top contributors
 """
 
@@ -18,7 +20,7 @@ import time
 from typing import Any
 
 from eth_utils import is_address, to_checksum_address
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -26,15 +28,17 @@ from sqlmodel import Session, select
 
 from hub.auth import HubUser, admin_user, current_user
 from hub.db import session_scope
+from hub.input_rules import SqlId
 from hub.ledger.contracts import Ledger
 from hub.models.models import PublishedModel
+from hub.platform.idempotency import idempotent
 from hub.platform.ledger_feature import ledger_parts
 from hub.platform.progress import PROGRESS_PROVIDERS
 from hub.platform.runtime import Feature, PlatformRuntime, get_runtime
 from hub.relay.outbox import UNFINISHED, OutboxEntry, OutboxStatus
 from hub.rewards.claims import claim_state, enqueue_claim, pending_view, user_accounts
 from hub.rewards.models import InferenceRecordRow, RewardEpoch
-from hub.rewards.reports import epoch_report, inference_counts, model_revenue, record_view
+from hub.rewards.reports import epoch_report, inference_counts, model_revenue, record_view, records_page
 from hub.rewards.settlement import NotReadyError, Settler
 
 log = logging.getLogger("hub.rewards")
@@ -88,12 +92,17 @@ class ClaimBody(BaseModel):
 
 @router.post("/api/rewards/claim")
 async def claim(
+    request: Request,
     body: ClaimBody | None = None,
     user: HubUser = Depends(current_user),
     runtime: PlatformRuntime = Depends(get_runtime),
 ) -> JSONResponse:
-    """Submit my claims through the relay (the operator pays the gas); 200 when mined, 202 while still pending."""
-    body = body or ClaimBody()
+    """Submit my claims through the relay (the operator pays the gas); 200 when mined, 202 while still pending.
+    With an `Idempotency-Key`, a retry returns the first answer."""
+    return await idempotent(request, user, lambda: _claim(body or ClaimBody(), user, runtime))
+
+
+async def _claim(body: ClaimBody, user: HubUser, runtime: PlatformRuntime) -> JSONResponse:
     ledger = _ledger(runtime)
 
     def submit() -> list[dict[str, Any]]:
@@ -144,7 +153,9 @@ def epochs(
 
 
 @router.get("/api/rewards/epochs/{number}")
-def epoch(number: int, user: HubUser = Depends(current_user), runtime: PlatformRuntime = Depends(get_runtime)) -> dict:
+def epoch(
+    number: SqlId, user: HubUser = Depends(current_user), runtime: PlatformRuntime = Depends(get_runtime)
+) -> dict:
     with Session(runtime.engine) as session:
         found = session.get(RewardEpoch, number)
         if found is None:
@@ -195,6 +206,39 @@ def attribution(
         return record_view(session, row, ledger, show_payer=user.can_act_for(row.payer))
 
 
+@router.get("/api/rewards/records")
+def my_records(
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0, le=10**9),
+    user: HubUser = Depends(current_user),
+    runtime: PlatformRuntime = Depends(get_runtime),
+) -> dict:
+    """Every inference record I paid for, newest first: what each request cost and whether it is settled."""
+    with Session(runtime.engine) as session:
+        return records_page(session, InferenceRecordRow.payer == user.name, limit, offset, show_payer=True)
+
+
+def _require_owner(session: Session, user: HubUser, name: str, what: str) -> None:
+    published = session.exec(select(PublishedModel).where(PublishedModel.name == name)).first()
+    # The owner's business: the owner and admins only (no owner known: admins only).
+    if not (user.admin or (published is not None and user.kind == "user" and published.owner == user.name)):
+        raise HTTPException(403, f"only the owner of model {name!r} and admins may read its {what}")
+
+
+@router.get("/api/models/{name}/records")
+def model_records(
+    name: str,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0, le=10**9),
+    user: HubUser = Depends(current_user),
+    runtime: PlatformRuntime = Depends(get_runtime),
+) -> dict:
+    """The inference records of a model, newest first (payer names for admins only)."""
+    with Session(runtime.engine) as session:
+        _require_owner(session, user, name, "records")
+        return records_page(session, InferenceRecordRow.model == name, limit, offset, show_payer=user.admin)
+
+
 @router.get("/api/models/{name}/revenue")
 def revenue(
     name: str,
@@ -203,10 +247,7 @@ def revenue(
     runtime: PlatformRuntime = Depends(get_runtime),
 ) -> dict:
     with Session(runtime.engine) as session:
-        published = session.exec(select(PublishedModel).where(PublishedModel.name == name)).first()
-        # Revenue is the owner's business: the owner and admins only (no owner known: admins only).
-        if not (user.admin or (published is not None and user.kind == "user" and published.owner == user.name)):
-            raise HTTPException(403, f"only the owner of model {name!r} and admins may read its revenue")
+        _require_owner(session, user, name, "revenue")
         return model_revenue(session, name, days)
 
 

@@ -39,6 +39,8 @@ class RewardSettings(BaseModel):
     # "epoch": records only in SQL, committed as one Merkle root per epoch (cheap). "per_record": also one
     # AttributionLedger.recordInference transaction per inference (each record on chain at once, ~52k gas each).
     record_mode: Literal["epoch", "per_record"] = "epoch"
+    # A priced request's fee reservation lapses after this long if its process died before releasing it.
+    reservation_seconds: int = Field(900, ge=10)
 
     @field_validator("platform_fee")
     @classmethod

@@ -164,3 +164,30 @@ def epoch_report(session: Session, epoch: RewardEpoch | None, admin: bool = Fals
             for charge in charges
         ]
     return report
+
+
+def records_page(session: Session, condition: Any, limit: int, offset: int, show_payer: bool) -> dict[str, Any]:
+    """One page of inference records matching `condition`, newest first, with the total count (for paging)."""
+    total = session.exec(select(func.count()).select_from(InferenceRecordRow).where(condition)).one()
+    rows = session.exec(
+        select(InferenceRecordRow)
+        .where(condition)
+        .order_by(InferenceRecordRow.created_at.desc(), InferenceRecordRow.id.desc())  # type: ignore[attr-defined]
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    records = [
+        {
+            "request_id": row.request_id,
+            "record_id": row.record_id,
+            "model": row.model,
+            "payer": row.payer if show_payer else None,
+            "tokens": row.tokens,
+            "fee": str(row.fee),
+            "charge_status": row.charge_status,
+            "epoch": row.epoch,
+            "created_at": aware(row.created_at).isoformat(),
+        }
+        for row in rows
+    ]
+    return {"records": records, "total": total, "limit": limit, "offset": offset}
