@@ -203,13 +203,13 @@ async def timed(run: StudentRun, stage: str, seconds: float, work: Awaitable[T])
     return result
 
 
-async def student(hub: RunningHub, user: str, model: str, limits: Limits) -> StudentRun:
+async def student(hub: RunningHub, user: str, password: str, model: str, limits: Limits) -> StudentRun:
     """One student's whole session; failures end it early and are kept in the result, never raised."""
     run = StudentRun(user)
     timeout = httpx.Timeout(60, read=max(limits.spawn_s, limits.chat_s))  # the progress stream stays quiet
     async with httpx.AsyncClient(base_url=hub.url, timeout=timeout) as http:
         try:
-            token = await timed(run, "login", limits.login_s, login(http, user, hub.secrets.user_password))
+            token = await timed(run, "login", limits.login_s, login(http, user, password))
             await timed(run, "spawn", limits.spawn_s, spawn(http, user, token, run))
             await timed(run, "cell", limits.cell_s, run_cell(http, hub.url, user, token, run))
             await timed(run, "chat", limits.chat_s, chat(http, token, model, run))
@@ -247,9 +247,12 @@ async def remove_users(hub: RunningHub, users: Sequence[str]) -> list[str]:
     return [problem for problem in problems if problem]
 
 
-async def create_users(hub: RunningHub, users: Sequence[str]) -> None:
+async def create_users(hub: RunningHub, users: Sequence[str]) -> dict[str, str]:
+    """Create the students and return each one's own login password (issued by the hub, as the workshop tool does)."""
     async with admin_client(hub) as admin:
         _check(await admin.post("/users", json={"usernames": list(users)}), ok=(201,))
+        issued = [_check(await admin.post(f"/openledger/users/{user}/password"), ok=(201,)) for user in users]
+    return {user: answer.json()["password"] for user, answer in zip(users, issued, strict=True)}
 
 
 async def served_model(hub: RunningHub, timeout: float = 180) -> str:
@@ -295,11 +298,11 @@ async def workshop_round(
     model = model or await served_model(hub)
     users = [f"{prefix}{k:02d}-{i:02d}" for i in range(1, k + 1)]
     await remove_users(hub, users)  # leftovers of an interrupted run would not start cold
-    await create_users(hub, users)
+    passwords = await create_users(hub, users)
     load_before = machine_info()["load_average_1_5_15"]
     started = time.monotonic()
     try:
-        runs = await asyncio.gather(*(student(hub, user, model, limits) for user in users))
+        runs = await asyncio.gather(*(student(hub, user, passwords[user], model, limits) for user in users))
         wall_s = time.monotonic() - started
     finally:
         cleanup_started = time.monotonic()

@@ -14,6 +14,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -128,10 +129,22 @@ def accounts_of(instance: str) -> list[str]:
     return [entry.pw_name for entry in pwd.getpwall() if (_parse_marker(entry.pw_gecos) or ("",))[0] == instance]
 
 
+def end_processes(uid: int) -> None:
+    """SIGKILL every process of `uid` (servers the hub did not stop, their kernels, a student's `nohup` jobs)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{pid}").st_uid == uid:
+                os.kill(int(pid), signal.SIGKILL)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+
+
 def remove_accounts(instance: str) -> list[str]:
-    """Delete every OS account (and its group) this hub instance created; homes are left to the caller."""
+    """Delete every OS account (and its group) this hub instance created, ending their processes first; homes are
+    left to the caller."""
     removed = []
     for name in accounts_of(instance):
+        end_processes(pwd.getpwnam(name).pw_uid)
         _run(["userdel", name])
         removed.append(name)
     return removed

@@ -90,6 +90,14 @@ class RunningHub:
             assert answer.status_code == 201, answer.text
             return answer.json()["password"]
 
+    def install_base_model(self, source: Path, name: str) -> Path:
+        """Copy a model folder into the platform's base models, readable by every account (as an admin must)."""
+        target = self.settings.data_dir / "models" / name
+        shutil.copytree(source, target)
+        for path in [target, *target.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        return target
+
     def as_token(self, token: str) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"token {token}"}, timeout=60)
 

@@ -5,7 +5,6 @@ stored), and the adapter catalog the OpenLoRA service reads."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -69,9 +68,7 @@ def as_bob(platform: RunningHub, tokens: dict[str, str]):
 @pytest.fixture(scope="module")
 def base_dir(platform: RunningHub) -> Path:
     """The tiny base model, installed where the platform keeps its converted base models."""
-    target = platform.settings.data_dir / "models" / unique("tiny-llama")
-    shutil.copytree(shared_tiny_model(), target)
-    return target
+    return platform.install_base_model(shared_tiny_model(), unique("tiny-llama"))
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,15 @@ catalog model the platform has not converted (nothing to compare with).
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from hub.models.errors import ModelError
 from openledger_sdk.catalog import CATALOG
+
+log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.safetensors"
 
@@ -59,8 +62,15 @@ class BaseCatalog:
         ]
 
     def local(self) -> list[BaseModel]:
-        """The converted models on this platform, with their weights hashes (each file hashed once)."""
-        return [BaseModel(name, self._weights_hash(weights)) for name, weights in self._folders()]
+        """The converted models on this platform, with their weights hashes (each file hashed once). A model this
+        service cannot read (copied in with private permissions) is left out and logged, not an error for all."""
+        found = []
+        for name, weights in self._folders():
+            try:
+                found.append(BaseModel(name, self._weights_hash(weights)))
+            except OSError as err:
+                log.warning("base model %s is not readable by the platform (%s): make it world-readable", name, err)
+        return found
 
     def names(self) -> set[str]:
         """Every base model name: model names must not shadow them (OpenLoRA serves both under one namespace)."""
