@@ -19,7 +19,7 @@ import pytest
 
 import openledger_sdk
 from bench.fuzz_services import RESULTS, fuzz_all, merge_result, result_values
-from tests.hub_harness import RunningHub, start_platform
+from tests.hub_harness import RunningHub, start_platform, stop_platform
 
 pytestmark = pytest.mark.e2e
 API = "/services/platform/api"
@@ -38,9 +38,10 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningHub, 
     os.utime(stale, (an_hour_ago, an_hour_ago))
     running, process = start_platform(directory)
     try:
-        yield running, stale
+        # The spooled file as the platform sees it (a multi-user hub lives in a folder of its own).
+        yield running, running.settings.data_dir / "tmp" / "uploads" / stale.name
     finally:
-        process.stop()
+        stop_platform(running.settings, process)
 
 
 @pytest.fixture(scope="module")
