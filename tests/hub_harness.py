@@ -174,8 +174,11 @@ def start_platform(directory: Path, **sections: dict) -> tuple[RunningHub, HubPr
         # A multi-user hub, as `make run` starts it as root. Its service account and users' accounts must pass
         # through the folders above the data dir, settings file and homes: pytest's temp root is 0700 (and pytest
         # re-secures it at every session), so such a hub lives in a folder of its own, removed at stop.
-        directory = Path(tempfile.mkdtemp(prefix=SHARED_PREFIX))
-        directory.chmod(0o711)
+        shared = Path(tempfile.mkdtemp(prefix=SHARED_PREFIX))
+        shared.chmod(0o711)
+        if (directory / "data").is_dir():  # what a test prepared in the data dir before the start comes along
+            shutil.copytree(directory / "data", shared / "data", symlinks=True)
+        directory = shared
     # OpenLoRA serves a tiny random model here (seconds to load); the real base model is for `make run`.
     base = directory / "data" / "models" / "tiny-base"
     if not base.exists():
