@@ -13,12 +13,9 @@ the fee of what is stuck, then signs and sends the next batch of pending rows.
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -26,12 +23,11 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select, update
 from web3 import Web3
-from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
+from web3.exceptions import ContractLogicError, Web3RPCError
 
 from hub.db import session_scope
 from hub.ledger.errors import ContractRevert, InsufficientFundsError, TransactionError
 from hub.ledger.tx import (
-    GAS_HEADROOM,
     Fees,
     PreparedCall,
     build_transaction,
@@ -40,98 +36,20 @@ from hub.ledger.tx import (
     suggest_fees,
 )
 from hub.relay.outbox import IN_FLIGHT, OutboxEntry, OutboxStatus, utcnow
+from hub.relay.parts import (
+    Failpoints,
+    RelayConfig,
+    WorkerStatus,
+    classify_refusal,
+    hex0x,
+    higher_fees,
+    relay_web3,
+)
+from hub.relay.rpc_reads import batch_estimates, batch_receipts, node_knows, receipt_of
+
+__all__ = ["Failpoints", "RelayConfig", "SignerWorker", "WorkerStatus", "classify_refusal", "relay_web3"]
 
 log = logging.getLogger("hub.relay")
-
-
-@dataclass(frozen=True)
-class RelayConfig:
-    batch_size: int = 50  # transactions in flight per signer at most; also the rows signed per pass
-    poll_interval: float = 0.1  # seconds between passes while transactions are in flight
-    idle_interval: float = 0.5  # seconds between looks at the outbox when there is nothing to do
-    stuck_after: float = 60.0  # seconds a sent transaction may stay unmined before its fee is bumped
-    fee_bump_percent: int = 12  # nodes want at least +10% on both fees to replace a transaction
-    max_fee_bumps: int = 8
-    orphan_grace: float = 5.0  # seconds a used-up nonce without our receipt is watched before the row is re-queued
-    unfunded_pause: float = 5.0  # seconds to wait before retrying when the signer cannot pay for gas
-
-
-@dataclass
-class WorkerStatus:
-    """What a worker is doing, for /api/ledger and the logs."""
-
-    signer: str
-    address: str
-    state: str = "starting"  # starting | idle | running | paused | error | locked | stopped
-    message: str = ""
-    since: float = field(default_factory=time.time)
-    sent: int = 0
-    confirmed: int = 0
-    failed: int = 0
-
-    def set(self, state: str, message: str = "") -> None:
-        if (state, message) != (self.state, self.message):
-            if state in ("paused", "error", "locked"):
-                log.warning("relay %s: %s: %s", self.signer, state, message)
-            self.state, self.message, self.since = state, message, time.time()
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class Failpoints:
-    """Crash injection for the kill tests: OPENLEDGER_RELAY_FAILPOINT=<point>:<n> SIGKILLs this process at the n-th
-    time it passes <point> ("signed": after a batch was stored signed, before its broadcast; "broadcast": after a
-    node accepted a transaction, before the row says so)."""
-
-    def __init__(self, spec: str | None = None) -> None:
-        spec = os.environ.get("OPENLEDGER_RELAY_FAILPOINT", "") if spec is None else spec
-        point, _, count = spec.partition(":")
-        self.point, self.remaining = (point, int(count or 1)) if point else ("", 0)
-
-    def hit(self, point: str) -> None:
-        if point == self.point:
-            self.remaining -= 1
-            if self.remaining <= 0:
-                log.warning("relay failpoint %s reached: SIGKILL", point)
-                os.kill(os.getpid(), signal.SIGKILL)
-
-
-def classify_refusal(err: Exception) -> str:
-    """Why a node refused a raw transaction: known | nonce_low | unfunded | underpriced | other."""
-    text = str(err).lower()
-    if "already imported" in text or "already known" in text or "known transaction" in text:
-        return "known"
-    if "nonce too low" in text or "nonce is too low" in text:
-        return "nonce_low"
-    if "insufficient funds" in text:
-        return "unfunded"
-    if "underpriced" in text or "fee too low" in text or "less than block base fee" in text or "fee cap" in text:
-        return "underpriced"
-    return "other"
-
-
-def relay_web3(rpc_url: str, timeout: float = 30) -> Web3:
-    """A Web3 for a worker. Without web3's validation middleware, which asks the node for its chain id before every
-    estimate (a third of all requests): the chain id was checked at start, and each transaction is signed with it."""
-    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
-    w3.middleware_onion.remove("validation")
-    return w3
-
-
-def hex0x(data: bytes) -> str:
-    return "0x" + bytes(data).hex()
-
-
-def higher_fees(previous: Fees, suggested: Fees, percent: int) -> Fees:
-    """A replacement's fees: the old ones bumped, or today's suggestion where that is higher."""
-    bumped = previous.bumped(percent)
-    if bumped.gas_price is not None or suggested.gas_price is not None:
-        return Fees(gas_price=max(bumped.gas_price or 0, suggested.gas_price or 0))
-    return Fees(
-        max_fee_per_gas=max(bumped.max_fee_per_gas or 0, suggested.max_fee_per_gas or 0),
-        max_priority_fee_per_gas=max(bumped.max_priority_fee_per_gas or 0, suggested.max_priority_fee_per_gas or 0),
-    )
 
 
 class SignerWorker:
@@ -185,7 +103,7 @@ class SignerWorker:
     # In-flight rows --------------------------------------------------------------------------------------------
     def _advance(self, rows: list[OutboxEntry]) -> None:
         mined_below = self.w3.eth.get_transaction_count(self.address, "latest")
-        receipts = self._batch_receipts([row for row in rows if row.nonce is not None and row.nonce < mined_below])
+        receipts = batch_receipts(self.w3, [row for row in rows if row.nonce is not None and row.nonce < mined_below])
         sent: list[int] = []
         for row in rows:
             assert row.nonce is not None and row.id is not None
@@ -198,7 +116,7 @@ class SignerWorker:
             elif row.status == OutboxStatus.SIGNED:
                 if not self._broadcast(row, sent):
                     break  # paused or refused: later nonces would only queue behind this one
-            elif self._fresh and not self._node_knows(row.tx_hash):
+            elif self._fresh and not node_knows(self.w3, row.tx_hash):
                 self._broadcast(row, sent)  # restarted and the node lost it (node restart, dropped): same bytes again
             elif row.sent_at is None or utcnow() - row.sent_at > timedelta(seconds=self.config.stuck_after):
                 self._bump(row, sent)
@@ -207,7 +125,7 @@ class SignerWorker:
     def _settle(self, row: OutboxEntry) -> None:
         """The row's nonce is used on chain: find which of its transactions was mined, or re-queue it."""
         for tx_hash in row.all_hashes():
-            receipt = self._receipt(tx_hash)
+            receipt = receipt_of(self.w3, tx_hash)
             if receipt is not None:
                 self._orphans.pop(row.id, None)
                 self._finish(row, tx_hash, receipt)
@@ -311,7 +229,7 @@ class SignerWorker:
         self.status.set("running")
         prepared: list[tuple[OutboxEntry, int]] = []
         finished = False
-        estimates = self._batch_estimates(rows)
+        estimates = batch_estimates(self.w3, rows, self.address)
         for row in rows:
             call = row.prepared_call()
             try:
@@ -386,20 +304,6 @@ class SignerWorker:
         pending = self.w3.eth.get_transaction_count(self.address, "pending")
         return max(pending, held + 1 if held is not None else 0)
 
-    # JSON-RPC batches: one request for many rows (4x faster on anvil). A batch fails as a whole when one of its
-    # calls does; then the rows go one by one, which also tells which row failed and why.
-    def _batch_estimates(self, rows: list[OutboxEntry]) -> dict[int | None, int]:
-        if len(rows) < 2:
-            return {}
-        try:
-            with self.w3.batch_requests() as batch:
-                for row in rows:
-                    batch.add(self.w3.eth.estimate_gas(row.prepared_call().call_params(self.address)))
-                results = batch.execute()
-        except Exception:  # noqa: BLE001 - a revert (or anything else) in the batch: estimate one by one
-            return {}
-        return {row.id: int(gas * GAS_HEADROOM) for row, gas in zip(rows, results, strict=True)}
-
     def _batch_broadcast(self, rows: list[OutboxEntry]) -> list[int]:
         """Send the rows' raw transactions in one JSON-RPC batch (web3 allows no sends in its batches, the provider
         does); the ids a node now holds. A refused one is sent again alone, which handles its error; resending is
@@ -422,18 +326,6 @@ class SignerWorker:
             elif not self._broadcast(row, sent):
                 break  # paused or refused: its error is noted; the rest waits for the next pass
         return sent
-
-    def _batch_receipts(self, rows: list[OutboxEntry]) -> dict[int | None, Any]:
-        if len(rows) < 2:
-            return {}
-        try:
-            with self.w3.batch_requests() as batch:
-                for row in rows:
-                    batch.add(self.w3.eth.get_transaction_receipt(str(row.tx_hash)))
-                results = batch.execute()
-        except Exception:  # noqa: BLE001 - e.g. a replaced transaction has no receipt under this hash
-            return {}
-        return {row.id: receipt for row, receipt in zip(rows, results, strict=True) if receipt is not None}
 
     # Helpers ---------------------------------------------------------------------------------------------------
     def _sign(self, call: PreparedCall, nonce: int, gas: int, fees: Fees) -> Any:
@@ -477,21 +369,6 @@ class SignerWorker:
         self._save(row_id, status=OutboxStatus.FAILED, last_error=str(error), error_name=error.error_name, **values)
         self.status.failed += 1
         log.warning("relay %s: outbox row %s failed: %s", self.signer, row_id, error)
-
-    def _receipt(self, tx_hash: str) -> Any | None:
-        try:
-            return self.w3.eth.get_transaction_receipt(tx_hash)
-        except TransactionNotFound:
-            return None
-
-    def _node_knows(self, tx_hash: str | None) -> bool:
-        if tx_hash is None:
-            return False
-        try:
-            self.w3.eth.get_transaction(tx_hash)
-        except TransactionNotFound:
-            return False
-        return True
 
     def _rows(
         self, statuses: Iterable[OutboxStatus], limit: int | None = None, order_by_nonce: bool = False
