@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,7 @@ def start_anvil(
     log_file: Path | None = None,
     block_time: float | None = None,
     startup_timeout: float = 30,
+    extra_args: Sequence[str] = (),
 ) -> AnvilNode:
     """Start anvil on 127.0.0.1:port; with `state_file`, chain state survives restarts."""
     command = [str(node_bin("anvil")), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id)]
@@ -65,6 +67,7 @@ def start_anvil(
         command += ["--state", str(state_file), "--state-interval", "5"]
     if block_time:
         command += ["--block-time", str(block_time)]
+    command += list(extra_args)  # e.g. --load-state from hub.chain.supervisor, which writes the state itself
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
     output = log_file.open("ab") if log_file else subprocess.DEVNULL

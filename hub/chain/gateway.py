@@ -6,6 +6,7 @@ accounts) are for admins, since on a dev chain they can mint balances or rewrite
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,7 +14,7 @@ import httpx
 from fastapi import Body, Depends, FastAPI, HTTPException
 
 from hub.auth import HubUser, current_user
-from hub.chain.anvil import AnvilNode, start_anvil
+from hub.chain.supervisor import AnvilSupervisor, embedded_anvil
 from hub.service_app import ServiceApp
 from hub.settings import Settings
 
@@ -54,21 +55,20 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if not settings.chain.rpc_url:  # embedded default: this service owns the anvil process
-            state["node"] = start_anvil(
-                settings.chain.anvil_port,
-                chain_id=settings.chain.chain_id,
-                state_file=settings.data_dir / "chain" / "anvil-state.json",
-                log_file=settings.data_dir / "logs" / "anvil.log",
-            )
+        if not settings.chain.rpc_url:  # embedded default: this service owns, restarts and persists anvil
+            state["node"] = supervisor = embedded_anvil(settings)
+            await asyncio.to_thread(supervisor.start)
         state["client"] = httpx.AsyncClient(timeout=30)
         yield
         await state["client"].aclose()
         node = state["node"]
-        if isinstance(node, AnvilNode):
-            node.stop()
+        if isinstance(node, AnvilSupervisor):
+            await asyncio.to_thread(node.stop)
 
     async def health() -> dict:
+        node = state["node"]
+        if isinstance(node, AnvilSupervisor) and not node.healthy:
+            return {"status": "unavailable", "reason": node.status.message or "anvil is starting"} | node.as_dict()
         try:
             answer = await state["client"].post(
                 upstream, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
@@ -81,7 +81,8 @@ def create_app(settings: Settings) -> FastAPI:
                 "status": "misconfigured",
                 "reason": f"node chain id {chain_id} != settings {settings.chain.chain_id}",
             }
-        return {"chain_id": chain_id, "embedded": not settings.chain.rpc_url}
+        extra = node.as_dict() if isinstance(node, AnvilSupervisor) else {}
+        return {"chain_id": chain_id, "embedded": not settings.chain.rpc_url} | extra
 
     service = ServiceApp("chain", health=health, lifespan=lifespan)
 

@@ -12,6 +12,7 @@ from typing import Any
 from web3 import Web3
 
 from hub.ledger.tx import Fees
+from hub.relay.finality import DepthFinality, Finality
 
 log = logging.getLogger("hub.relay")
 
@@ -26,6 +27,11 @@ class RelayConfig:
     max_fee_bumps: int = 8
     orphan_grace: float = 5.0  # seconds a used-up nonce without our receipt is watched before the row is re-queued
     unfunded_pause: float = 5.0  # seconds to wait before retrying when the signer cannot pay for gas
+    # A mined write is confirmed only in a final block (hub.relay.finality); the default counts the head as final.
+    finality: Finality = DepthFinality(0)
+    reverify_seconds: float = 900.0  # confirmed rows younger than this are re-checked against the chain ...
+    reverify_interval: float = 10.0  # ... this often, and at once when the head went back
+    head_check_interval: float = 0.5  # seconds between looks at the head for a rewind
 
 
 @dataclass
@@ -40,6 +46,8 @@ class WorkerStatus:
     sent: int = 0
     confirmed: int = 0
     failed: int = 0
+    awaiting_finality: int = 0  # mined, not final yet (last pass)
+    requeued: int = 0  # confirmed writes the chain lost, put back in the queue since start
 
     def set(self, state: str, message: str = "") -> None:
         if (state, message) != (self.state, self.message):
@@ -104,3 +112,15 @@ def higher_fees(previous: Fees, suggested: Fees, percent: int) -> Fees:
         max_fee_per_gas=max(bumped.max_fee_per_gas or 0, suggested.max_fee_per_gas or 0),
         max_priority_fee_per_gas=max(bumped.max_priority_fee_per_gas or 0, suggested.max_priority_fee_per_gas or 0),
     )
+
+
+def signed_values(signed: Any, fees: Fees) -> dict[str, Any]:
+    """The outbox columns of a freshly signed transaction (stored before it is broadcast)."""
+    return {
+        "status": "signed",
+        "raw_tx": hex0x(signed.raw_transaction),
+        "tx_hash": hex0x(signed.hash),
+        "max_fee_per_gas": fees.max_fee_per_gas,
+        "max_priority_fee_per_gas": fees.max_priority_fee_per_gas,
+        "gas_price": fees.gas_price,
+    }

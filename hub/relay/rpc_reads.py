@@ -7,9 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from web3 import Web3
-from web3.exceptions import TransactionNotFound
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 
-from hub.ledger.tx import GAS_HEADROOM
+from hub.ledger.errors import ContractRevert
+from hub.ledger.tx import GAS_HEADROOM, revert_from_exception
 from hub.relay.outbox import OutboxEntry
 
 
@@ -56,3 +57,20 @@ def node_knows(w3: Web3, tx_hash: str | None) -> bool:
     except TransactionNotFound:
         return False
     return True
+
+
+def diagnose_revert(w3: Web3, sender: str, row: OutboxEntry, tx_hash: str, receipt: Any) -> ContractRevert:
+    """The revert's custom error: replayed on the state before its block, else after it (a write earlier in the
+    same block, e.g. the duplicate of this record, only shows there)."""
+    call = row.prepared_call()
+    if row.gas is not None and receipt["gasUsed"] >= row.gas:
+        return ContractRevert(call.contract, call.function, "OutOfGas", {"gasLimit": row.gas}, tx_hash=tx_hash)
+    params = call.call_params(sender) | {"gas": row.gas}
+    for block in (receipt["blockNumber"] - 1, receipt["blockNumber"]):
+        try:
+            w3.eth.call(params, block_identifier=block)
+        except ContractLogicError as err:
+            return revert_from_exception(err, call, tx_hash)
+        except Web3RPCError:
+            continue  # e.g. a node without that block's state (pruned): no reason from this replay
+    return ContractRevert(call.contract, call.function, None, tx_hash=tx_hash)

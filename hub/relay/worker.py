@@ -6,8 +6,9 @@ unfinished row + 1). A nonce is only given to a row whose call just estimated wi
 transaction is written to SQL before it is broadcast, so after a crash each nonce either has its exact bytes in the
 outbox (rebroadcast them) or was never used.
 
-`step()` never blocks on a receipt: it settles what was mined, (re)broadcasts what the node does not hold yet, bumps
-the fee of what is stuck, then signs and sends the next batch of pending rows.
+`step()` never blocks on a receipt: it re-checks recent confirmations (hub.relay.reconcile), settles what was mined
+in a final block (hub.relay.finality), (re)broadcasts what the node does not hold yet, bumps the fee of what is stuck,
+then signs and sends the next batch of pending rows.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select, update
 from web3 import Web3
-from web3.exceptions import ContractLogicError, Web3RPCError
+from web3.exceptions import Web3RPCError
 
 from hub.db import session_scope
 from hub.ledger.errors import ContractRevert, InsufficientFundsError, TransactionError
@@ -32,7 +33,6 @@ from hub.ledger.tx import (
     PreparedCall,
     build_transaction,
     estimate_gas,
-    revert_from_exception,
     suggest_fees,
 )
 from hub.relay.outbox import IN_FLIGHT, OutboxEntry, OutboxStatus, utcnow
@@ -44,8 +44,10 @@ from hub.relay.parts import (
     hex0x,
     higher_fees,
     relay_web3,
+    signed_values,
 )
-from hub.relay.rpc_reads import batch_estimates, batch_receipts, node_knows, receipt_of
+from hub.relay.reconcile import Reconciler
+from hub.relay.rpc_reads import batch_estimates, batch_receipts, diagnose_revert, node_knows, receipt_of
 
 __all__ = ["Failpoints", "RelayConfig", "SignerWorker", "WorkerStatus", "classify_refusal", "relay_web3"]
 
@@ -81,11 +83,18 @@ class SignerWorker:
         self._orphans: dict[int, float] = {}
         self._problem = False  # set by this pass when it paused or hit an error
         self._buffer: list[tuple[int | None, dict[str, Any]]] | None = None
+        self.reconciler = Reconciler(engine, w3, signer, self.config, clock)
+        self._final: int | None = None  # the final block number, looked up at most once per pass
 
     # One pass --------------------------------------------------------------------------------------------------
     def step(self) -> bool:
         """One pass over this signer's rows; True when it should run again soon (work done or in flight)."""
         self._problem = False
+        self._final = None
+        self.status.awaiting_finality = 0
+        if self.reconciler.check():
+            self._fresh = True  # history was rewritten: rebroadcast what the node no longer holds
+            self.status.requeued = self.reconciler.requeued
         in_flight = self._rows(IN_FLIGHT, order_by_nonce=True)
         if in_flight:
             with self._batched():
@@ -149,13 +158,26 @@ class SignerWorker:
             last_error=message,
         )
 
+    def _final_block(self) -> int:
+        if self._final is None:
+            self._final = self.config.finality.final_block(self.w3)
+        return self._final
+
     def _finish(self, row: OutboxEntry, tx_hash: str, receipt: Any) -> None:
-        done = {"tx_hash": tx_hash, "receipt_block": receipt["blockNumber"], "gas_used": receipt["gasUsed"]}
+        if receipt["blockNumber"] > self._final_block():
+            self.status.awaiting_finality += 1  # stays in flight; the next pass looks again
+            return
+        done = {
+            "tx_hash": tx_hash,
+            "receipt_block": receipt["blockNumber"],
+            "receipt_block_hash": hex0x(receipt["blockHash"]),
+            "gas_used": receipt["gasUsed"],
+        }
         if receipt["status"] == 1:
             self._save(row.id, status=OutboxStatus.CONFIRMED, confirmed_at=utcnow(), last_error=None, **done)
             self.status.confirmed += 1
             return
-        error = self._diagnose(row, tx_hash, receipt)
+        error = diagnose_revert(self.w3, self.address, row, tx_hash, receipt)
         if error.already_done:
             # A retried write that was already on chain (its first transaction, or someone else's): success.
             note = f"already on chain ({error.error_name}); transaction {tx_hash} reverted as a duplicate"
@@ -163,22 +185,6 @@ class SignerWorker:
             self.status.confirmed += 1
             return
         self._fail(row.id, error, **done)
-
-    def _diagnose(self, row: OutboxEntry, tx_hash: str, receipt: Any) -> ContractRevert:
-        """The revert's custom error: replayed on the state before its block, else after it (a write earlier in the
-        same block, e.g. the duplicate of this record, only shows there)."""
-        call = row.prepared_call()
-        if row.gas is not None and receipt["gasUsed"] >= row.gas:
-            return ContractRevert(call.contract, call.function, "OutOfGas", {"gasLimit": row.gas}, tx_hash=tx_hash)
-        params = call.call_params(self.address) | {"gas": row.gas}
-        for block in (receipt["blockNumber"] - 1, receipt["blockNumber"]):
-            try:
-                self.w3.eth.call(params, block_identifier=block)
-            except ContractLogicError as err:
-                return revert_from_exception(err, call, tx_hash)
-            except Web3RPCError:
-                continue  # e.g. a node without that block's state (pruned): no reason from this replay
-        return ContractRevert(call.contract, call.function, None, tx_hash=tx_hash)
 
     def _broadcast(self, row: OutboxEntry, sent: list[int], retry_underpriced: bool = True) -> bool:
         """Send the row's stored raw transaction; True when a node holds it now (appended to `sent`)."""
@@ -210,7 +216,7 @@ class SignerWorker:
         assert row.nonce is not None and row.gas is not None
         signed = self._sign(row.prepared_call(), row.nonce, row.gas, fees)
         earlier = ",".join(h for h in (row.previous_hashes, row.tx_hash) if h)
-        values = self._signed_values(signed, fees) | {"previous_hashes": earlier, "attempts": row.attempts + 1}
+        values = signed_values(signed, fees) | {"previous_hashes": earlier, "attempts": row.attempts + 1}
         self._write_now([(row.id, values)])  # stored before it is broadcast
         log.info("relay %s: outbox row %s: fee bump %d, nonce %s, %s", self.signer, row.id, bumps + 1, row.nonce, fees)
         for key, value in values.items():
@@ -236,10 +242,7 @@ class SignerWorker:
                 gas = estimates[row.id] if row.id in estimates else estimate_gas(self.w3, call, self.address)
             except ContractRevert as err:
                 if err.already_done:
-                    note = f"already on chain ({err.error_name}); no transaction sent"
-                    self._save(row.id, status=OutboxStatus.CONFIRMED, confirmed_at=utcnow(), last_error=note)
-                    self.status.confirmed += 1
-                    finished = True
+                    finished = self._confirm_already_done(row, err) or finished
                     continue
                 if in_flight or prepared:
                     break  # it may depend on a write still in flight (create, then publish): retry once mined
@@ -256,6 +259,25 @@ class SignerWorker:
         if not prepared:
             return finished
         return self._sign_and_send(prepared, in_flight) or finished
+
+    def _confirm_already_done(self, row: OutboxEntry, err: ContractRevert) -> bool:
+        """The write is on chain without a transaction of ours: confirmed once the head that shows it is final (the
+        block noted is re-checked by the reconciler: if it changes, the row is looked at again)."""
+        head = self.w3.eth.get_block("latest")
+        if head["number"] > self._final_block():
+            self.status.awaiting_finality += 1
+            return False
+        note = f"already on chain ({err.error_name}); no transaction sent"
+        self._save(
+            row.id,
+            status=OutboxStatus.CONFIRMED,
+            confirmed_at=utcnow(),
+            last_error=note,
+            receipt_block=head["number"],
+            receipt_block_hash=hex0x(head["hash"]),
+        )
+        self.status.confirmed += 1
+        return True
 
     def _sign_and_send(self, prepared: list[tuple[OutboxEntry, int]], in_flight: list[OutboxEntry]) -> bool:
         fees = suggest_fees(self.w3)
@@ -274,7 +296,7 @@ class SignerWorker:
         signed_rows: list[tuple[OutboxEntry, dict[str, Any]]] = []
         for offset, (row, gas) in enumerate(affordable):
             signed = self._sign(row.prepared_call(), nonce + offset, gas, fees)
-            values = self._signed_values(signed, fees) | {
+            values = signed_values(signed, fees) | {
                 "nonce": nonce + offset,
                 "gas": gas,
                 "chain_id": self.chain_id,
@@ -331,17 +353,6 @@ class SignerWorker:
     def _sign(self, call: PreparedCall, nonce: int, gas: int, fees: Fees) -> Any:
         tx = build_transaction(self.w3, call, self.address, nonce=nonce, gas=gas, fees=fees, chain_id=self.chain_id)
         return self.account.sign_transaction(tx)
-
-    @staticmethod
-    def _signed_values(signed: Any, fees: Fees) -> dict[str, Any]:
-        return {
-            "status": OutboxStatus.SIGNED,
-            "raw_tx": hex0x(signed.raw_transaction),
-            "tx_hash": hex0x(signed.hash),
-            "max_fee_per_gas": fees.max_fee_per_gas,
-            "max_priority_fee_per_gas": fees.max_priority_fee_per_gas,
-            "gas_price": fees.gas_price,
-        }
 
     def _unfunded_message(self, needed: int | None) -> str:
         balance = self.w3.eth.get_balance(self.address)
