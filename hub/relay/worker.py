@@ -86,6 +86,12 @@ class SignerWorker:
         self.reconciler = Reconciler(engine, w3, signer, self.config, clock)
         self._final: int | None = None  # the final block number, looked up at most once per pass
 
+    def reset(self) -> None:
+        """Forget what this process knew (it may not have led for a while): the next pass starts like a restart."""
+        self._fresh = True
+        self._orphans.clear()
+        self.paused_until = 0.0
+
     # One pass --------------------------------------------------------------------------------------------------
     def step(self) -> bool:
         """One pass over this signer's rows; True when it should run again soon (work done or in flight)."""
