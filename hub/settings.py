@@ -57,6 +57,8 @@ class ServiceSettings(BaseModel):
     openlora_port: int = Field(10102, ge=1, le=65535)
     chain_port: int = Field(10103, ge=1, le=65535)
     cull_idle_timeout: int = Field(3600, ge=0)
+    # Seconds the hub waits for each managed service to answer at start (JupyterHub's own default is 30 s).
+    start_timeout: int = Field(300, ge=5)
 
 
 class ChainSettings(BaseModel):
