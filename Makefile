@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 # CPU machines: the pinned CPU wheel. GPU hosts: `make install TORCH_SPEC=torch` takes PyPI's CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
+# The venv's interpreter must be runnable by other OS accounts (a multi-user hub runs the services and every user's
+# server under their own uids): Debian's /usr/bin/python3 rather than one under root's home (pyenv).
+BASE_PYTHON ?= $(shell [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || command -v python3)
 
 .PHONY: run test install python-env node-env browser lint format model
 
@@ -20,7 +23,8 @@ python-env: $(VENV)/.installed
 node-env: node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
+	$(BASE_PYTHON) -m ensurepip --version >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-venv; }
+	test -x $(PY) || $(BASE_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[hub,train,serve,dev]"

@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tests.hub_harness import RunningHub, start_platform
+from tests.hub_harness import RunningHub, start_platform, stop_platform
 
 VERSIONED = ("jupyterhub", "jupyter_server", "ipykernel", "httpx", "websockets", "torch", "transformers")
 
@@ -28,7 +28,7 @@ def running_hub(**sections: dict) -> Iterator[RunningHub]:
         try:
             yield hub
         finally:
-            process.stop()
+            stop_platform(hub.settings, process)
 
 
 def command_line() -> str:

@@ -10,6 +10,7 @@ import os
 from IPython.core.interactiveshell import InteractiveShell
 
 import openledger_sdk
+from extensions import memory_limit
 from extensions.magics import OpenLedgerMagics
 
 
@@ -26,6 +27,7 @@ def apply_gpu_share() -> None:
 
 def load_ipython_extension(shell: InteractiveShell) -> None:
     apply_gpu_share()
+    memory_limit.register(shell)
     namespace = {"openledger_sdk": openledger_sdk}
     try:
         namespace["ol"] = openledger_sdk.connect()

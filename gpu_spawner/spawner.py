@@ -15,7 +15,8 @@ Lifecycle, as JupyterHub 6 drives it (jupyterhub/user.py, app.py):
 from __future__ import annotations
 
 import asyncio
-import pwd
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,16 @@ from tornado.web import HTTPError
 from traitlets import Bool, Integer, List, Unicode, validate
 from traitlets.config import LoggingConfigurable
 
+from .accounts import Account, AccountError, ensure_account, system_name
 from .allocator import Slot, SlotAllocator, shared_allocator
 from .home import Owner, ensure_home, seed_home
 from .inventory import parse_gpu_spec
+from .limits import ServerLimits, create_limits
 
+SINGLE_USER_REFUSAL = (
+    "This hub runs in single-user developer mode (not as root), so a server for {name!r} would run with the hub's own "
+    "rights; to run a multi-user hub, start it as root (sudo make run): each user then gets their own OS account"
+)
 CPU_ENV = {"CUDA_VISIBLE_DEVICES": "", "OPENLEDGER_DEVICE": "cpu"}
 DASHBOARDS_DEFAULT_URL = "/voila/render/contributor.ipynb"
 # The dashboards server only renders Voila pages: no JupyterLab UI, no terminals, no language servers; errors in a
@@ -50,17 +57,17 @@ def no_slot_error(capacity: int) -> HTTPError:
         message = "This hub has no GPU to give out and requires one; ask an admin"
     else:
         message = f"No GPU slot is free (all {capacity} in use); try again later or ask an admin"
-    error = HTTPError(503, message)
-    # JupyterHub shows `jupyterhub_message` as is; otherwise it replaces the reason of a failed spawn
-    # with a generic "Failed to start your server" text.
-    error.jupyterhub_message = message  # type: ignore[attr-defined]
-    return error
+    return _user_facing_error(503, message)
 
 
 def dashboards_missing_error(folder: str) -> HTTPError:
     """The 500 shown when the configured dashboards folder is missing (a deployment error, not the user's)."""
-    message = f"The dashboards folder {folder} is missing on the hub; ask an admin"
-    error = HTTPError(500, message)
+    return _user_facing_error(500, f"The dashboards folder {folder} is missing on the hub; ask an admin")
+
+
+def _user_facing_error(status: int, message: str) -> HTTPError:
+    """An HTTPError whose message JupyterHub shows as is, instead of a generic "Failed to start your server"."""
+    error = HTTPError(status, message)
     error.jupyterhub_message = message  # type: ignore[attr-defined]
     return error
 
@@ -163,14 +170,8 @@ class GPUSlotMixin(LoggingConfigurable):
     # --- home ---
 
     def home_owner(self) -> tuple[str, Owner | None]:
-        """(home folder, (uid, gid) to own what is created there) of the server's OS account."""
-        try:
-            account = pwd.getpwnam(self.user.name)
-        except KeyError:
-            raise HTTPError(
-                500, f"No system account named {self.user.name!r}: create it or use SharedUserGPUSpawner"
-            ) from None
-        return account.pw_dir, (account.pw_uid, account.pw_gid)
+        """(home folder, (uid, gid) to own what is created there, None: the hub's own user) of the server."""
+        raise NotImplementedError
 
     def _template_dirs(self) -> list[str]:
         """The template folders for this server; reads the user's admin flag, so call it on the hub's thread."""
@@ -285,14 +286,96 @@ class GPUSlotMixin(LoggingConfigurable):
 
 
 class GPUSpawner(GPUSlotMixin, LocalProcessSpawner):
-    """Production: one OS account per hub user (the hub runs as root), each server with its own GPU slot."""
+    """Multi-user hubs (the hub runs as root): each server under its hub user's own OS account, with its own GPU
+    slot and resource limits. The account is created at first spawn (gpu_spawner.accounts)."""
+
+    system_user_prefix = Unicode("ol-", help="OS account name = prefix + hub user name (shortened if too long).").tag(
+        config=True
+    )
+    home_root = Unicode("/home", help="Folder the OS accounts' homes are created in (mode 0700 each).").tag(config=True)
+    archive_root = Unicode(
+        "", help="Where the home of a deleted hub user goes when a new user of the same name arrives."
+    ).tag(config=True)
+    instance_id = Unicode(help="This hub's id, written into the accounts it creates (never reuse others').").tag(
+        config=True
+    )
+    max_processes = Integer(0, min=0, help="Most processes (and threads) one server may run; 0: no limit.").tag(
+        config=True
+    )
+
+    _account: Account | None = None
+    _limits: ServerLimits | None = None
+
+    @property
+    def system_user(self) -> str:
+        return system_name(self.system_user_prefix, self.user.name)
+
+    async def start(self) -> Any:
+        # Read the hub's ORM objects here, on the event loop's thread; useradd and cgroup writes go to a thread.
+        try:
+            name, user_id = self.system_user, self.user.id
+            self._account = await asyncio.to_thread(
+                ensure_account,
+                name,
+                instance=self.instance_id,
+                hub_user_id=user_id,
+                home_root=Path(self.home_root),
+                archive_root=Path(self.archive_root or Path(self.home_root) / ".archived"),
+            )
+        except AccountError as err:
+            raise _user_facing_error(500, str(err)) from None
+        self._limits = await asyncio.to_thread(create_limits, name, int(self.mem_limit or 0), self.max_processes)
+        return await super().start()
+
+    def home_owner(self) -> tuple[str, Owner | None]:
+        account = self._account
+        if account is None:  # start() creates it first; only a direct call (tests) gets here
+            raise HTTPError(500, f"no OS account for {self.user.name!r} yet: start the server first")
+        return account.home, (account.uid, account.gid)
+
+    def make_preexec_fn(self, name: str) -> Callable[[], None]:
+        account, limits = self._account, self._limits
+        if account is None or limits is None:
+            raise HTTPError(500, "the server's OS account is not ready")
+
+        def become_user() -> None:
+            # Between fork and exec, as root: join the cgroups, then drop to the account with no supplementary
+            # groups (none of the hub's), so the server holds exactly that user's rights.
+            limits.apply_in_child()
+            os.umask(0o077)
+            os.setgid(account.gid)
+            os.setgroups([])
+            os.setuid(account.uid)
+            os.chdir(account.home)
+
+        return become_user
+
+    def user_env(self, env: dict[str, str]) -> dict[str, str]:
+        account = self._account
+        if account is not None:
+            env.update(USER=account.name, LOGNAME=account.name, HOME=account.home, SHELL=account.shell)
+        return env
+
+    def get_env(self) -> dict[str, str]:
+        env = super().get_env()
+        if self._limits is not None:
+            env.update(self._limits.env())
+        return env
 
 
 class SharedUserGPUSpawner(GPUSlotMixin, SimpleLocalProcessSpawner):
-    """Dev and workshops on one machine: every server runs as the hub's OS user, homes from `home_dir_template`.
+    """Single-user developer mode (the hub is not root): servers run as the hub's own OS user, homes from
+    `home_dir_template`. Only `allowed_users` may start a server: anyone else's code would run with the hub's
+    rights and read its secrets."""
 
-    No isolation between users beyond separate home folders and GPU slots.
-    """
+    allowed_users = List(
+        Unicode(), help="Hub users who may start a server (the developer and the admins); empty: anyone."
+    ).tag(config=True)
+
+    async def start(self) -> Any:
+        if self.allowed_users and self.user.name not in self.allowed_users:
+            raise _user_facing_error(403, SINGLE_USER_REFUSAL.format(name=self.user.name))
+        return await super().start()
 
     def home_owner(self) -> tuple[str, Owner | None]:
         # SimpleLocalProcessSpawner only creates the home in the child's preexec, after Popen: too late for

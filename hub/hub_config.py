@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gpu_spawner.limits import parse_size
+from hub.passwords import HANDLERS as PASSWORD_HANDLERS
 from hub.proxy import proxy_command, with_parent
 from hub.secrets import HubSecrets
 from hub.settings import REPO_ROOT, Settings
@@ -16,6 +18,7 @@ from hub.workshop.roster import USERNAME_PATTERN
 ADMIN_SERVICE = "openledger-admin"
 STUDENTS_GROUP = "students"
 INSTRUCTORS_GROUP = "instructors"
+PASSWORD_LOGINS = ("passwords", "shared-password")  # authenticators whose passwords the hub issues
 SERVER_SCOPES = ["users:activity!user", "access:servers!server", "access:services"]
 
 
@@ -32,6 +35,8 @@ def _service_env(settings: Settings) -> dict[str, str]:
     env["OPENLEDGER_CONFIG"] = str(settings.settings_file)
     env["PYTHONUNBUFFERED"] = "1"
     env["HF_HUB_OFFLINE"] = "1"
+    # The service account has no home of its own: caches (transformers, matplotlib) go to its folder in the data dir.
+    env["HOME"] = str(settings.data_dir / "service-home")
     return env
 
 
@@ -46,6 +51,8 @@ def managed_services(settings: Settings, secrets: HubSecrets) -> list[dict[str, 
             "cwd": str(REPO_ROOT),
             "environment": env,
             "timeout": settings.services.start_timeout,  # JupyterHub's default, 30 s, is short on a busy machine
+            # On a multi-user hub the services run as the account that alone owns the data dir and the key store.
+            **({"user": settings.services.run_as} if settings.isolation == "system" else {}),
         }
         for name, module, port in (
             # The chain first: the platform's ledger waits for its anvil.
@@ -95,20 +102,30 @@ def roles(settings: Settings) -> list[dict[str, Any]]:
     ]
 
 
-def spawner_config(c: Any, settings: Settings) -> None:
+def spawner_config(c: Any, settings: Settings, instance_id: str = "") -> None:
     venv_bin = Path(sys.executable).parent
     data_dir = settings.data_dir
-    if settings.spawner.user_isolation == "system":
+    spawner = settings.spawner
+    if settings.isolation == "system":
         c.JupyterHub.spawner_class = "gpu_spawner.spawner.GPUSpawner"
+        c.GPUSpawner.system_user_prefix = spawner.system_user_prefix
+        c.GPUSpawner.home_root = str(spawner.home_root)
+        c.GPUSpawner.archive_root = str(data_dir / "archived-homes")
+        c.GPUSpawner.instance_id = instance_id
+        c.GPUSpawner.mem_limit = parse_size(spawner.mem_limit) or None
+        c.GPUSpawner.max_processes = spawner.max_processes
+        c.Spawner.args = []
     else:
         c.JupyterHub.spawner_class = "gpu_spawner.spawner.SharedUserGPUSpawner"
         c.SharedUserGPUSpawner.home_dir_template = str(data_dir / "homes" / "{username}")
+        # Single-user developer mode: only the developer's own user (and admins) run code, as the hub's OS user.
+        c.SharedUserGPUSpawner.allowed_users = [*settings.hub.demo_users[:1], *settings.hub.admin_users]
+        c.Spawner.args = ["--allow-root"] if os.geteuid() == 0 else []
     c.Spawner.cmd = [str(venv_bin / "jupyterhub-singleuser")]
     c.Spawner.default_url = "/lab"
     c.JupyterHub.concurrent_spawn_limit = settings.spawner.concurrent_spawn_limit or 4 * (os.cpu_count() or 1)
     c.Spawner.start_timeout = settings.spawner.start_timeout
     c.Spawner.http_timeout = settings.spawner.start_timeout
-    c.Spawner.args = ["--allow-root"] if os.geteuid() == 0 else []
     c.Spawner.server_token_scopes = server_token_scopes
     c.Spawner.environment = {
         "OPENLEDGER_HUB_URL": settings.public_url,
@@ -121,7 +138,7 @@ def spawner_config(c: Any, settings: Settings) -> None:
     c.GPUSlotMixin.gpus = settings.spawner.gpus
     c.GPUSlotMixin.slots_per_gpu = settings.spawner.slots_per_gpu
     c.GPUSlotMixin.require_gpu = settings.spawner.require_gpu
-    c.GPUSlotMixin.state_file = str(data_dir / "gpu-slots.json")
+    c.GPUSlotMixin.state_file = str(settings.hub_dir / "gpu-slots.json")
     c.GPUSlotMixin.templates_dir = str(REPO_ROOT / "templates" / "notebooks")
     c.GPUSlotMixin.admin_templates_dir = str(REPO_ROOT / "templates" / "instructor")
     # A user's named server "dashboards" is Voila-only, rooted in the curated dashboards folder (docs/dashboards.md).
@@ -131,10 +148,14 @@ def spawner_config(c: Any, settings: Settings) -> None:
 
 def authenticator_config(c: Any, settings: Settings, secrets: HubSecrets) -> None:
     hub = settings.hub
-    if hub.authenticator == "shared-password":
-        c.JupyterHub.authenticator_class = "shared-password"
-        c.SharedPasswordAuthenticator.user_password = secrets.user_password
-        c.SharedPasswordAuthenticator.admin_password = secrets.admin_password
+    if hub.authenticator in PASSWORD_LOGINS:
+        c.JupyterHub.authenticator_class = "hub.passwords.OpenLedgerAuthenticator"
+        c.OpenLedgerAuthenticator.password_file = str(secrets.directory / "user-passwords.json")
+        c.OpenLedgerAuthenticator.admin_password = secrets.admin_password
+        # The generated demo password opens the demo accounts only; every other user gets a password of their own.
+        c.OpenLedgerAuthenticator.demo_password = secrets.user_password
+        c.OpenLedgerAuthenticator.demo_users = set(hub.demo_users)
+        c.JupyterHub.extra_handlers = list(PASSWORD_HANDLERS)
     elif hub.authenticator == "github":
         # Client id/secret and callback URL come from OAUTH_CLIENT_ID / OAUTH_CLIENT_SECRET / OAUTH_CALLBACK_URL.
         c.JupyterHub.authenticator_class = "github"
@@ -150,25 +171,24 @@ def authenticator_config(c: Any, settings: Settings, secrets: HubSecrets) -> Non
 
 def configure(c: Any, settings: Settings, secrets: HubSecrets) -> None:
     """Apply the whole hub configuration to the traitlets config object `c`."""
-    data_dir = settings.data_dir
     c.JupyterHub.ip = settings.hub.ip
     c.JupyterHub.port = settings.hub.port
     c.JupyterHub.hub_ip = "127.0.0.1"
     c.JupyterHub.hub_port = settings.hub.hub_port
-    c.JupyterHub.db_url = f"sqlite:///{data_dir / 'jupyterhub.sqlite'}"
+    c.JupyterHub.db_url = f"sqlite:///{settings.hub_dir / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(secrets.cookie_secret_file)
-    c.JupyterHub.pid_file = str(data_dir / "jupyterhub.pid")
+    c.JupyterHub.pid_file = str(settings.hub_dir / "jupyterhub.pid")
     c.JupyterHub.allow_named_servers = True
     c.JupyterHub.named_server_limit_per_user = 3
     c.ConfigurableHTTPProxy.command = proxy_command()  # dies with the hub; closes streams of dead services
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.hub.proxy_api_port}"
     c.ConfigurableHTTPProxy.auth_token = secrets.proxy_auth_token
-    c.ConfigurableHTTPProxy.pid_file = str(data_dir / "proxy.pid")
+    c.ConfigurableHTTPProxy.pid_file = str(settings.hub_dir / "proxy.pid")
     c.JupyterHub.services = managed_services(settings, secrets)
     c.JupyterHub.load_roles = roles(settings)
     c.JupyterHub.load_groups = {
         INSTRUCTORS_GROUP: {"users": list(settings.hub.instructors)},
         STUDENTS_GROUP: {"users": []},
     }
-    spawner_config(c, settings)
+    spawner_config(c, settings, secrets.instance_id)
     authenticator_config(c, settings, secrets)

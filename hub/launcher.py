@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from hub.host import HostSetupError, prepare_host
 from hub.lifecycle import die_with_parent
 from hub.paths import MissingToolError, node_bin, require_program
 from hub.secrets import ensure_secrets
@@ -56,9 +57,7 @@ def ports_to_check(settings: Settings) -> list[tuple[str, int, str]]:
         ("127.0.0.1", settings.services.openlora_port, "services.openlora_port"),
         ("127.0.0.1", settings.services.chain_port, "services.chain_port"),
     ]
-    if not settings.chain.rpc_url:
-        ports.append(("127.0.0.1", settings.chain.anvil_port, "chain.anvil_port"))
-    return ports
+    return ports  # the embedded anvil listens in a network namespace of its own: its port is no host port
 
 
 def preflight(settings: Settings) -> None:
@@ -104,7 +103,7 @@ class HubProcess:
                 self.popen.wait()
         # JupyterHub starts the proxy in a session of its own and stops it on a clean exit only: a hub
         # that crashed during start leaves it running, holding the public port.
-        _kill_pid_file(self.settings.data_dir / "proxy.pid")
+        _kill_pid_file(self.settings.hub_dir / "proxy.pid")
 
 
 def _kill_pid_file(pid_file: Path) -> None:
@@ -116,7 +115,9 @@ def _kill_pid_file(pid_file: Path) -> None:
 
 
 def start_hub(settings: Settings, log_file: Path | None = None) -> HubProcess:
-    """Start JupyterHub (which starts the proxy and the managed services) in the background."""
+    """Lay out the host (multi-user: service account, owners), then start JupyterHub (which starts the proxy and
+    the managed services) in the background."""
+    prepare_host(settings)
     env = dict(os.environ, OPENLEDGER_CONFIG=str(settings.settings_file), PYTHONUNBUFFERED="1")
     output = log_file.open("ab") if log_file else None
     popen = subprocess.Popen(
@@ -127,6 +128,7 @@ def start_hub(settings: Settings, log_file: Path | None = None) -> HubProcess:
         stderr=subprocess.STDOUT if output else None,
         start_new_session=True,  # so the hub and everything it starts can be stopped as one group
         preexec_fn=die_with_parent,  # and it stops (cleanly, SIGTERM) when the launcher is killed
+        umask=0o077,  # the hub's database, pid files and logs are for the hub alone
     )
     return HubProcess(popen, settings, log_file)
 
@@ -163,6 +165,11 @@ def banner(settings: Settings) -> str:
         f"  OpenLedger Notebooks is running at {settings.public_url}/",
         f"  Log in as {demo!r} with password {secrets.user_password!r}",
     ]
+    if settings.isolation == "none":
+        lines.append(
+            "  Single-user developer mode (not root): only this user can start a server. For a multi-user hub "
+            "run it as root."
+        )
     if settings.hub.admin_users:
         lines.append(f"  Admin: {settings.hub.admin_users[0]!r} with password {secrets.admin_password!r}")
     lines += [f"  Data: {settings.data_dir}   Stop: Ctrl-C", ""]
@@ -178,19 +185,19 @@ def main(argv: list[str] | None = None) -> int:
         from hub.supervisor import HubSupervisor, reap_leftovers  # imports this module
 
         if not args.check:
-            reap_leftovers(settings.data_dir)  # a proxy or hub an earlier, killed run left holding the ports
+            reap_leftovers(settings.hub_dir)  # a proxy or hub an earlier, killed run left holding the ports
         preflight(settings)
         if args.check:
             print("openledger: all pre-start checks passed")
             return 0
         ensure_secrets(settings.data_dir, settings.hub.shared_password)
         print(f"openledger: base model ready in {ensure_base_model(settings)}", flush=True)
-        log_file = settings.data_dir / "logs" / "hub.log"
+        log_file = settings.hub_dir / "hub.log"
         log_file.parent.mkdir(parents=True, exist_ok=True)
         print(f"openledger: starting; the hub's log is {log_file}", flush=True)
         # Restarts the hub when it dies; SIGTERM / Ctrl-C stop everything (hub.supervisor).
         return HubSupervisor(settings, log_file).run()
-    except (SettingsError, PreflightError, OpenLedgerError) as err:
+    except (SettingsError, PreflightError, HostSetupError, OpenLedgerError) as err:
         print(f"openledger: {err}", file=sys.stderr)
         return 2
 

@@ -34,7 +34,9 @@ class HubSettings(BaseModel):
     port: int = Field(8000, ge=1, le=65535)
     hub_port: int = Field(8081, ge=1, le=65535)
     proxy_api_port: int = Field(8001, ge=1, le=65535)
-    authenticator: Literal["shared-password", "github", "generic-oauth"] = "shared-password"
+    # passwords: admin password, demo password for demo users only, a password of their own for everyone else
+    # ("shared-password" is the old name of the same). github / generic-oauth: OAuthenticator.
+    authenticator: Literal["passwords", "shared-password", "github", "generic-oauth"] = "passwords"
     shared_password: str = ""
     admin_users: list[str] = ["admin"]
     demo_users: list[str] = ["demo"]
@@ -42,7 +44,12 @@ class HubSettings(BaseModel):
 
 
 class SpawnerSettings(BaseModel):
-    user_isolation: Literal["none", "system"] = "none"
+    # auto: "system" when the hub runs as root (one OS account per user), else "none" (single-user developer mode).
+    user_isolation: Literal["auto", "none", "system"] = "auto"
+    system_user_prefix: str = Field("ol-", pattern=r"^[a-z_][a-z0-9_-]{0,15}$")
+    home_root: Path = Path("/home")
+    mem_limit: str = Field("4G", pattern=r"^\s*\d+(\.\d+)?\s*[KMGTkmgt]?(i?[Bb])?\s*$")  # per server; "0": none
+    max_processes: int = Field(512, ge=0)  # per server; 0: none
     gpus: str = "auto"
     slots_per_gpu: int = Field(1, ge=1, le=64)
     require_gpu: bool = False
@@ -59,6 +66,8 @@ class ServiceSettings(BaseModel):
     cull_idle_timeout: int = Field(3600, ge=0)
     # Seconds the hub waits for each managed service to answer at start (JupyterHub's own default is 30 s).
     start_timeout: int = Field(300, ge=5)
+    # The OS account the platform, openlora and chain services run as on a multi-user hub; it alone owns the data dir.
+    run_as: str = Field("openledger", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
 class ChainSettings(BaseModel):
@@ -124,6 +133,19 @@ class Settings(BaseSettings):
         return path if path.is_absolute() else (self.settings_file.parent / path).resolve()
 
     @property
+    def isolation(self) -> Literal["none", "system"]:
+        """The isolation in force: `auto` means one OS account per user exactly when the hub runs as root."""
+        mode = self.spawner.user_isolation
+        if mode == "auto":
+            return "system" if os.geteuid() == 0 else "none"
+        return mode
+
+    @property
+    def hub_dir(self) -> Path:
+        """The hub's own state (its database, cookie secret, proxy token, pid files): root only."""
+        return self.data_dir / "hub"
+
+    @property
     def database_url(self) -> str:
         return self.database.url or f"sqlite:///{self.data_dir / 'openledger.sqlite'}"
 
@@ -137,7 +159,8 @@ class Settings(BaseSettings):
 
     @property
     def anvil_rpc_url(self) -> str:
-        return f"http://127.0.0.1:{self.chain.anvil_port}"
+        """The embedded anvil's IPC socket: in the service account's own folder, so no user's process reaches it."""
+        return str(self.data_dir / "chain" / "anvil.ipc")
 
     @property
     def chain_rpc_url(self) -> str:

@@ -173,7 +173,7 @@ class HubSupervisor:
     def _clean_after_hub(self) -> None:
         """What the dead hub left: its proxy (pid file) and anything re-parented to us but user servers, which the
         next hub adopts from its database."""
-        reap_leftovers(self.settings.data_dir)
+        reap_leftovers(self.settings.hub_dir)
 
     def stop(self) -> None:
         """Stop the hub (it stops the proxy, services and user servers), then whatever is still ours."""
@@ -183,4 +183,4 @@ class HubSupervisor:
         if hub is not None:
             hub.stop(timeout=STOP_BUDGET_S - 2)
         left = max(0.5, STOP_BUDGET_S - (time.monotonic() - started))
-        terminate(own_children() + reap_candidates(self.settings.data_dir), timeout=min(left, 2))
+        terminate(own_children() + reap_candidates(self.settings.hub_dir), timeout=min(left, 2))

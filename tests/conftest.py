@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hub_harness import RunningHub, start_platform
+from tests.hub_harness import RunningHub, start_platform, stop_platform
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
@@ -27,7 +27,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
     try:
         yield hub
     finally:
-        process.stop()
+        stop_platform(hub.settings, process)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
+import tempfile
 import time
 import uuid
 from contextlib import closing
@@ -13,9 +16,11 @@ from pathlib import Path
 import httpx
 import websocket
 
+from gpu_spawner.accounts import remove_accounts
 from hub.launcher import HubProcess, preflight, start_hub, wait_until_ready
 from hub.secrets import HubSecrets, ensure_secrets
 from hub.settings import Settings, load_settings
+from hub.workshop.steps import home_of
 from tests.tiny_model import build_tiny_model
 
 
@@ -71,6 +76,19 @@ class RunningHub:
         return httpx.Client(
             base_url=self.url, headers={"Authorization": f"token {self.secrets.admin_api_token}"}, timeout=60
         )
+
+    def home(self, name: str) -> Path:
+        """The user's home folder (their OS account's on a multi-user hub)."""
+        return home_of(self.settings, name)
+
+    def password(self, name: str) -> str:
+        """The password `name` logs in with: the demo password for demo users, else a new one of their own."""
+        if name in self.settings.hub.demo_users:
+            return self.secrets.user_password
+        with self.admin() as admin:
+            answer = admin.post(f"/hub/api/openledger/users/{name}/password")
+            assert answer.status_code == 201, answer.text
+            return answer.json()["password"]
 
     def as_token(self, token: str) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"token {token}"}, timeout=60)
@@ -139,24 +157,47 @@ class RunningHub:
                 time.sleep(0.25)
 
 
+SHARED_PREFIX = "openledger-hub-"
+
+
 def start_platform(directory: Path, **sections: dict) -> tuple[RunningHub, HubProcess]:
+    log_file = directory / "hub.log"  # stays with the test's own temp folder, for reading after a failure
+    if os.geteuid() == 0:
+        # A multi-user hub, as `make run` starts it as root. Its service account and users' accounts must pass
+        # through the folders above the data dir, settings file and homes: pytest's temp root is 0700 (and pytest
+        # re-secures it at every session), so such a hub lives in a folder of its own, removed at stop.
+        directory = Path(tempfile.mkdtemp(prefix=SHARED_PREFIX))
+        directory.chmod(0o711)
     # OpenLoRA serves a tiny random model here (seconds to load); the real base model is for `make run`.
     base = directory / "data" / "models" / "tiny-base"
     if not base.exists():
         build_tiny_model(base, seed=7)  # other weights than tests that install their own tiny base
     sections.setdefault("models", {"base_model": str(base)})
+    if os.geteuid() == 0:  # OS accounts of its own per test hub
+        (directory / "homes").mkdir(exist_ok=True)
+        spawner = {"home_root": str(directory / "homes"), "system_user_prefix": f"t{uuid.uuid4().hex[:5]}-"}
+        sections["spawner"] = spawner | sections.get("spawner", {})
     settings_file = write_settings(directory, **sections)
     settings = load_settings(settings_file)
     preflight(settings)
     secrets = ensure_secrets(settings.data_dir)
-    log_file = directory / "hub.log"
     process = start_hub(settings, log_file)
     try:
         wait_until_ready(process, timeout=180)
     except Exception:
-        process.stop()
+        stop_platform(settings, process)
         raise
     return RunningHub(settings, secrets, log_file), process
+
+
+def stop_platform(settings: Settings, process: HubProcess) -> None:
+    """Stop the hub and remove the OS accounts it created (their homes go with the test's temp folder)."""
+    process.stop()
+    if os.geteuid() == 0:
+        remove_accounts(ensure_secrets(settings.data_dir).instance_id)
+        folder = settings.settings_file.parent
+        if folder.name.startswith(SHARED_PREFIX):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_in_kernel(

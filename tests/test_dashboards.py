@@ -53,7 +53,7 @@ def logged_in_page(hub: RunningHub, user: str, **page_options: Any) -> Iterator[
     """A Chromium page logged in to the hub as `user` through its form: where every browser test here starts."""
     with chromium() as browser:
         page = browser.new_page(**page_options)
-        hub_login(page, hub.url, user, hub.secrets.user_password)
+        hub_login(page, hub.url, user, hub.password(user))
         page.wait_for_load_state()
         yield page
 

@@ -603,15 +603,10 @@ def test_bad_gpus_setting_fails_at_config_load(tmp_path):
         SharedUserGPUSpawner(gpus="0,x")
 
 
-def test_gpu_spawner_uses_the_system_account(tmp_path):
-    import pwd
-
-    account = pwd.getpwuid(os.getuid())
-    spawner = GPUSpawner(user=type("U", (), {"name": account.pw_name})())
-    assert spawner.home_owner() == (account.pw_dir, (account.pw_uid, account.pw_gid))
-    missing = GPUSpawner(user=type("U", (), {"name": "no-such-account-here"})())
-    with pytest.raises(HTTPError, match="No system account named 'no-such-account-here'"):
-        missing.home_owner()
+def test_gpu_spawner_needs_the_account_made_at_start(tmp_path):
+    spawner = GPUSpawner(user=type("U", (), {"name": "alice"})())
+    with pytest.raises(HTTPError, match="no OS account for 'alice' yet"):
+        spawner.home_owner()
 
 
 # --- KubeSpawner profiles --------------------------------------------------------------------------------------

@@ -24,11 +24,14 @@ def configured(tmp_path: Path, **sections: dict) -> Config:
     return config
 
 
-def test_shared_password_auth_by_default(tmp_path: Path) -> None:
+def test_per_user_passwords_by_default(tmp_path: Path) -> None:
     config = configured(tmp_path)
-    assert config.JupyterHub.authenticator_class == "shared-password"
-    assert len(config.SharedPasswordAuthenticator.admin_password) >= 32
-    assert config.SharedPasswordAuthenticator.user_password != config.SharedPasswordAuthenticator.admin_password
+    assert config.JupyterHub.authenticator_class == "hub.passwords.OpenLedgerAuthenticator"
+    auth = config.OpenLedgerAuthenticator
+    assert len(auth.admin_password) >= 32 and auth.demo_password != auth.admin_password
+    # The shared demo password opens the demo accounts only; everyone else has a password of their own.
+    assert auth.demo_users == {"alice", "bob"}
+    assert auth.password_file.startswith(str(tmp_path)) and "/hub/secrets/" in auth.password_file
 
 
 @pytest.mark.parametrize("name", ["github", "generic-oauth"])
@@ -36,16 +39,26 @@ def test_oauthenticator_is_selectable(tmp_path: Path, name: str) -> None:
     assert configured(tmp_path, hub={"authenticator": name}).JupyterHub.authenticator_class == name
 
 
-def test_configured_shared_password_is_used(tmp_path: Path) -> None:
+def test_configured_demo_password_is_used(tmp_path: Path) -> None:
     config = configured(tmp_path, hub={"shared_password": "workshop-2026"})
-    assert config.SharedPasswordAuthenticator.user_password == "workshop-2026"
+    assert config.OpenLedgerAuthenticator.demo_password == "workshop-2026"
 
 
-def test_system_isolation_uses_one_os_account_per_user(tmp_path: Path) -> None:
-    assert configured(tmp_path).JupyterHub.spawner_class == "gpu_spawner.spawner.SharedUserGPUSpawner"
-    config = configured(tmp_path, spawner={"user_isolation": "system", "require_gpu": True})
+def test_isolation_follows_the_hubs_rights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    config = configured(tmp_path / "root", spawner={"require_gpu": True, "mem_limit": "2G", "max_processes": 64})
+    # As root (`make run` on a shared host): one OS account per user, services under their own account.
     assert config.JupyterHub.spawner_class == "gpu_spawner.spawner.GPUSpawner"
+    assert config.GPUSpawner.mem_limit == 2 << 30 and config.GPUSpawner.max_processes == 64
     assert config.GPUSlotMixin.require_gpu is True
+    platform = next(s for s in config.JupyterHub.services if s["name"] == "platform")
+    assert platform["user"] == "openledger" and platform["environment"]["HOME"].endswith("service-home")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    dev = configured(tmp_path / "dev")
+    # Not root: single-user developer mode; only the developer's user and the admins may start a server.
+    assert dev.JupyterHub.spawner_class == "gpu_spawner.spawner.SharedUserGPUSpawner"
+    assert dev.SharedUserGPUSpawner.allowed_users == ["alice", "admin"]
+    assert all("user" not in s for s in dev.JupyterHub.services)
 
 
 def test_spawns_at_once_are_limited_by_cpu_cores(tmp_path: Path) -> None:

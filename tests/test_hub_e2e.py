@@ -41,8 +41,7 @@ def test_kernel_sees_its_gpu_or_cpu_assignment(platform: RunningHub, alice: str,
 
 
 def test_templates_are_seeded_into_the_new_home(platform: RunningHub, alice_server: float) -> None:
-    home = platform.settings.data_dir / "homes" / "alice"
-    assert (home / "00-welcome.ipynb").exists()
+    assert (platform.home("alice") / "00-welcome.ipynb").exists()
 
 
 def test_platform_identifies_each_token(platform: RunningHub, alice: str, bob: str) -> None:

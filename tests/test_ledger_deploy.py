@@ -19,7 +19,7 @@ from hub.ledger.errors import (
     LedgerError,
     WrongChainError,
 )
-from hub.ledger.keys import AnvilDevKey, KeyFile
+from hub.ledger.keys import AnvilDevKey, DevChainKeyFile, KeyFile
 from hub.settings import Settings
 from tests import ledger_fixtures
 from tests.ledger_fixtures import free_port, fund, ledger_settings
@@ -108,7 +108,10 @@ def test_key_file_source_unfunded_then_funded(anvil_node, tmp_path: Path) -> Non
 
 def test_key_sources() -> None:
     embedded = Settings(settings_file=Path("/nonexistent/x.toml"), chain={"rpc_url": ""})
-    assert default_key_source(embedded) == AnvilDevKey(0)
+    # The embedded chain's admin is a generated key in the key store, never anvil's public dev account.
+    assert default_key_source(embedded) == DevChainKeyFile(
+        Path("/nonexistent/.openledger-data/chain/31337/deployer.key")
+    )
     with pytest.raises(LedgerError, match="not anvil"):
         AnvilDevKey(0).load(SimpleNamespace(client_version="Geth/v1.14.0"))
     dev = AnvilDevKey(0).load(SimpleNamespace(client_version="anvil/v1.7.1"))

@@ -10,6 +10,7 @@ from eth_account.messages import encode_typed_data
 from web3 import Web3
 
 import openledger_sdk
+from hub.ledger.provider import make_provider
 from openledger_sdk.wallet import link_typed_data
 from tests.hub_harness import RunningHub
 
@@ -84,7 +85,7 @@ def test_ledger_status_shows_deployed_contracts(platform: RunningHub, carol: str
     assert answer.status_code == 200, answer.text
     info = answer.json()
     assert info["chain_id"] == platform.settings.chain.chain_id and info["dev_chain"]
-    w3 = Web3(Web3.HTTPProvider(platform.settings.anvil_rpc_url))
+    w3 = Web3(make_provider(platform.settings.anvil_rpc_url))  # the IPC socket: root (the test) may use it
     assert set(info["contracts"]) == {"OpenToken", "DatanetRegistry", "ModelRegistry", "AttributionLedger",
                                       "RewardDistributor"}  # fmt: skip
     for address in info["contracts"].values():

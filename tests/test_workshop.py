@@ -83,7 +83,10 @@ def test_ten_student_class_end_to_end(hub_env: RunningHub, tmp_path: Path, capsy
     names = [f"ml101-{i:02d}" for i in range(1, 11)]
     csv = write_csv(tmp_path, "username\n" + "\n".join(names) + "\n")
     assert workshop(["create", "ml101", "--csv", str(csv), "--instructor", "prof"]) == 0
-    assert "10 students (11 new accounts)" in capsys.readouterr().out
+    created = capsys.readouterr().out
+    assert "10 students (11 new accounts)" in created
+    passwords = dict(line.split("\t") for line in created.splitlines() if "\t" in line)
+    assert set(passwords) == {*names, "prof"} and len(set(passwords.values())) == 11
     settings = hub_env.settings
     with HubAPI(hub_env.url, hub_env.secrets.admin_api_token) as api:
         assert sorted(api.group_members("workshop-ml101")) == names
@@ -92,8 +95,15 @@ def test_ten_student_class_end_to_end(hub_env: RunningHub, tmp_path: Path, capsy
         prof_token = api.new_token("prof", "test")
         student_token = api.new_token(names[0], "test")
 
+        # Each password opens its own account only; the demo password opens none of them.
+        assert api.can_log_in(names[0], passwords[names[0]])
+        assert not api.can_log_in(names[1], passwords[names[0]])
+        assert not api.can_log_in(names[0], hub_env.secrets.user_password)
+
     assert workshop(["distribute", "ml101"]) == 0
-    assert all((settings.data_dir / "homes" / name / "00-welcome.ipynb").exists() for name in names)
+    assert "when it first starts" in capsys.readouterr().out  # each student's own account copies them
+    hub_env.spawn(names[0])
+    assert (hub_env.home(names[0]) / "00-welcome.ipynb").exists()
 
     out = tmp_path / "dry"
     notebook = REPO_ROOT / "templates" / "notebooks" / "00-welcome.ipynb"
@@ -107,7 +117,7 @@ def test_ten_student_class_end_to_end(hub_env: RunningHub, tmp_path: Path, capsy
     assert workshop(["progress", "ml101", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [row["user"] for row in rows] == names
-    assert all(row["server"] == "none" for row in rows)
+    assert [row["server"] != "none" for row in rows] == [True] + [False] * 9  # only the first student started one
 
     # The progress counters are for admins and instructors, not students.
     params = {"users": ",".join(names)}
@@ -123,8 +133,7 @@ def test_ten_student_class_end_to_end(hub_env: RunningHub, tmp_path: Path, capsy
     assert workshop(["settle"]) == 0
     assert re.search(r"epoch \S+: (settled|empty|nothing to settle)", capsys.readouterr().out)
 
-    homes = settings.data_dir / "homes"
-    (homes / names[0] / "my-work.txt").write_text("a student's own file")
+    (hub_env.home(names[0]) / "my-work.txt").write_text("a student's own file")
     assert workshop(["cleanup", "ml101"]) == 0
     with hub_env.admin() as admin:
         assert all(admin.get(f"/hub/api/users/{name}").status_code == 404 for name in names)
@@ -132,6 +141,6 @@ def test_ten_student_class_end_to_end(hub_env: RunningHub, tmp_path: Path, capsy
     printed = capsys.readouterr().out
     archive = Path(re.search(r"their homes were moved to (\S+)", printed).group(1))
     assert archive.parent == settings.data_dir / "archived-homes" and archive.name.startswith("workshop-ml101-")
-    assert not any((homes / name).exists() for name in names)
+    assert not any(hub_env.home(name).exists() for name in names)
     assert (archive / names[0] / "my-work.txt").read_text() == "a student's own file"
-    assert all((archive / name / "00-welcome.ipynb").exists() for name in names)
+    assert (archive / names[0] / "00-welcome.ipynb").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -86,7 +87,7 @@ def test_the_notebook_declares_its_parameters_and_is_safe_by_default() -> None:
     assert len(tagged) == 1
     assert notebook.metadata.kernelspec.name == KERNEL
     declared = papermill.inspect_notebook(str(NOTEBOOK))
-    assert {"hub_url", "api_token", "roster_csv", "student_count", "shared_password", "cleanup"} <= set(declared)
+    assert {"hub_url", "api_token", "roster_csv", "student_count", "cleanup"} <= set(declared)
     assert declared["cleanup"]["default"] == "False" and declared["run_dry_run"]["default"] == "False"
     assert declared["settle_rewards"]["default"] == "False"
 
@@ -165,7 +166,6 @@ def test_a_class_of_three_from_roster_to_cleanup(hub_env: RunningHub, tmp_path: 
         student_count=3,
         name_prefix="nbclass-",
         instructor="nbprof",
-        shared_password=hub_env.secrets.user_password,
         run_dry_run=True,
         dry_run_notebook=str(tiny_template(tmp_path)),
         open_per_student="3",
@@ -174,7 +174,10 @@ def test_a_class_of_three_from_roster_to_cleanup(hub_env: RunningHub, tmp_path: 
     )
     assert "roster OK: 3 students" in cell_outputs(cell_with(executed, "check_roster"))
     created = cell_outputs(cell_with(executed, "steps.create"))
-    assert "3 students (4 new accounts)" in created and "the hub accepts the shared password" in created
+    assert "3 students (4 new accounts)" in created and "4 login passwords issued" in created
+    # The login sheet: a password of their own per account, each different.
+    sheet_passwords = re.findall(r"<td>(\S{12})</td>\s*</tr>", created)
+    assert len(sheet_passwords) == 4 and len(set(sheet_passwords)) == 4
     assert "nbclass-data (created), owner nbprof, version 1" in cell_outputs(cell_with(executed, "seed_datanet"))
     assert "sent 3 OPEN to 3 of 3 students" in cell_outputs(cell_with(executed, "steps.fund"))
     assert "dry run of tiny.ipynb: 3 of 3 passed" in cell_outputs(cell_with(executed, "dry_run("))
@@ -184,16 +187,14 @@ def test_a_class_of_three_from_roster_to_cleanup(hub_env: RunningHub, tmp_path: 
     assert all(progress.count(f"<td>{name}</td>") == 1 for name in names)
     assert progress.count("<td>nbclass-") == 3
     cleaned = cell_outputs(cell_with(executed, "steps.cleanup"))
-    assert "removed 3 students" in cleaned and "their homes were moved to" in cleaned
+    assert "removed 3 students" in cleaned
 
     # What the notebook left: each student's dry run ran as that student, homes got the course notebooks ...
     dry_copy = nbformat.read(tmp_path / "workshop-dry-run" / names[1] / "tiny.ipynb", as_version=4)
     printed = cell_outputs(cell_with(dry_copy, "Signed in as"))
     assert f"Signed in as {names[1]}" in printed
-    # ... the course notebooks went into each home, which cleanup archived ...
-    archives = list((hub_env.settings.data_dir / "archived-homes").glob("workshop-nbclass-*"))
-    assert len(archives) == 1 and all((archives[0] / name / "00-welcome.ipynb").exists() for name in names)
-    assert not any((hub_env.settings.data_dir / "homes" / name).exists() for name in names)
+    # ... (on a multi-user hub the course notebooks reach each home at the student's first start) ...
+    assert not any(hub_env.home(name).exists() for name in names)
     with hub_env.admin() as admin:
         # ... the instructor and the class datanet stay, the students and their group are gone.
         assert "instructors" in admin.get("/hub/api/users/nbprof").json()["groups"]
@@ -229,7 +230,7 @@ def test_an_admins_server_has_the_notebook_and_a_token_that_can_run_it(hub_env: 
     token = hub_env.ensure_user(name)
     hub_env.spawn(name)
     try:
-        assert (hub_env.settings.data_dir / "homes" / name / NOTEBOOK.name).exists()
+        assert (hub_env.home(name) / NOTEBOOK.name).exists()
         # The notebook's defaults: this server's hub URL, token and settings file.
         code = (
             "from hub.settings import load_settings\n"

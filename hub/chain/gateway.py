@@ -14,7 +14,9 @@ import httpx
 from fastapi import Body, Depends, FastAPI, HTTPException
 
 from hub.auth import HubUser, current_user
+from hub.chain.ipc import IPCError, ipc_request_async
 from hub.chain.supervisor import AnvilSupervisor, embedded_anvil
+from hub.ledger.provider import is_ipc
 from hub.service_app import ServiceApp
 from hub.settings import Settings
 
@@ -65,17 +67,22 @@ def create_app(settings: Settings) -> FastAPI:
         if isinstance(node, AnvilSupervisor):
             await asyncio.to_thread(node.stop)
 
+    async def upstream_call(payload: object) -> object:
+        """Forward one JSON-RPC payload to the node: its IPC socket (embedded anvil) or its URL."""
+        if is_ipc(upstream):
+            return await ipc_request_async(upstream, payload)
+        answer = await state["client"].post(upstream, json=payload)
+        return answer.json()
+
     async def health() -> dict:
         node = state["node"]
         if isinstance(node, AnvilSupervisor) and not node.healthy:
             return {"status": "unavailable", "reason": node.status.message or "anvil is starting"} | node.as_dict()
         try:
-            answer = await state["client"].post(
-                upstream, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
-            )
-            chain_id = int(answer.json()["result"], 16)
-        except (httpx.HTTPError, KeyError, ValueError) as err:
-            return {"status": "unavailable", "reason": f"chain node at {upstream} does not answer: {err}"}
+            answer = await upstream_call({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []})
+            chain_id = int(answer["result"], 16)  # type: ignore[index]
+        except (httpx.HTTPError, IPCError, KeyError, TypeError, ValueError) as err:
+            return {"status": "unavailable", "reason": f"the chain node does not answer: {err}"}
         if chain_id != settings.chain.chain_id:
             return {
                 "status": "misconfigured",
@@ -91,8 +98,10 @@ def create_app(settings: Settings) -> FastAPI:
             return rpc_error(None, -32600, "invalid JSON-RPC request")
         if call["method"] not in USER_METHODS and not user.admin:
             return rpc_error(call.get("id"), -32601, f"method {call['method']} is for admins only on this gateway")
-        answer = await state["client"].post(upstream, json=call)
-        return answer.json()
+        try:
+            return await upstream_call(call)  # type: ignore[return-value]
+        except (httpx.HTTPError, IPCError, ValueError) as err:
+            return rpc_error(call.get("id"), -32603, f"the chain node did not answer: {err}")
 
     @service.router.post("/")
     async def json_rpc(payload: dict | list = Body(...), user: HubUser = Depends(current_user)) -> object:

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hub.chain.anvil import AnvilError, AnvilNode, start_anvil
@@ -129,6 +130,7 @@ def embedded_anvil(settings: Settings) -> AnvilSupervisor:
             settings.chain.anvil_port,
             chain_id=settings.chain.chain_id,
             log_file=settings.data_dir / "logs" / "anvil.log",
+            ipc_path=Path(settings.anvil_rpc_url),  # reachable only through this socket (hub.chain.anvil)
             extra_args=load,
         )
 

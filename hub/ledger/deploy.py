@@ -26,7 +26,8 @@ from web3 import Web3
 from hub.ledger.artifacts import CONTRACT_NAMES, load_artifact, sources_hash
 from hub.ledger.contracts import Ledger
 from hub.ledger.errors import ChainUnreachableError, DeploymentError, LedgerError, WrongChainError
-from hub.ledger.keys import AnvilDevKey, KeyFile, KeySource
+from hub.ledger.keys import DevChainKeyFile, KeyFile, KeySource
+from hub.ledger.provider import make_provider
 from hub.ledger.tx import PreparedCall, send_call
 from hub.settings import Settings
 
@@ -61,7 +62,7 @@ def redact_url(url: str) -> str:
 def connect(rpc_url: str, expected_chain_id: int, timeout: float = 10) -> Web3:
     """A Web3 on `rpc_url` that answered with `expected_chain_id`, or a clear error."""
     # The probe does not retry, so a dead endpoint fails at once; the Web3 returned keeps web3's retries.
-    probe = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None))
+    probe = Web3(make_provider(rpc_url, timeout, retries=False))
     try:
         actual = probe.eth.chain_id
     except Exception as err:  # noqa: BLE001 - connection errors come from requests, urllib3 and web3
@@ -74,14 +75,14 @@ def connect(rpc_url: str, expected_chain_id: int, timeout: float = 10) -> Web3:
             f"the node at {redact_url(rpc_url)} is chain id {actual}, but the settings say {expected_chain_id}: "
             "fix [chain] chain_id or [chain] rpc_url."
         )
-    return Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    return Web3(make_provider(rpc_url, timeout))
 
 
 def default_key_source(settings: Settings) -> KeySource:
-    """The embedded anvil uses its dev account #0; any other chain a key file in the data dir (fund it yourself)."""
-    if not settings.chain.rpc_url:
-        return AnvilDevKey(0)
-    return KeyFile(deployments_dir(settings.data_dir, settings.chain.chain_id) / "deployer.key")
+    """A generated key in the key store: funded by the embedded anvil at first use; on any other chain fund it
+    yourself. Never an unlocked dev account, whose key is public."""
+    path = deployments_dir(settings.data_dir, settings.chain.chain_id) / "deployer.key"
+    return DevChainKeyFile(path) if not settings.chain.rpc_url else KeyFile(path)
 
 
 def deployments_dir(data_dir: Path, chain_id: int) -> Path:
@@ -165,14 +166,18 @@ def deploy_or_attach(
     directory = deployments_dir(settings.data_dir, chain_id)
     path = directory / "deployments.json"
     with _locked(directory):
-        deployer = (key_source or default_key_source(settings)).load(w3)
+        source = key_source or default_key_source(settings)
+        deployer = source.load(w3)
         operator = to_checksum_address(operator or deployer.address)
         status: Literal["deployed", "attached", "redeployed"] = "deployed"
         message = f"deployed the ledger contracts on chain {chain_id}"
         if path.exists() and not redeploy:
             record = json.loads(path.read_text())
             missing = _missing_code(w3, record["contracts"])
-            if not missing:
+            # A dev chain deployed by anvil's public dev account (older versions): anyone can sign as that admin.
+            recorded_deployer = record.get("deployer", deployer.address)
+            public_admin = isinstance(source, DevChainKeyFile) and recorded_deployer != deployer.address
+            if not missing and not public_admin:
                 ledger = Ledger.at(w3, chain_id, record["contracts"])
                 skip = ("OpenToken",) if record.get("external_token") else ()
                 try:
@@ -190,6 +195,9 @@ def deploy_or_attach(
             message = (
                 f"chain {chain_id} was reset (no code at {', '.join(missing)} as recorded in {path}): "
                 "redeployed the ledger contracts, earlier on-chain records are gone"
+                if missing
+                else f"the contracts on chain {chain_id} were deployed by {record['deployer']}, whose key is public: "
+                "redeployed them with the generated deployer key, earlier on-chain records are gone"
             )
         elif path.exists():
             status, message = "redeployed", f"redeployed the ledger contracts on chain {chain_id} as asked"

@@ -63,3 +63,25 @@ class KeyFile:
 
     def describe(self) -> str:
         return f"key file {self.path}"
+
+
+# Enough gas for the deployment and years of a dev chain's operator transactions.
+DEV_DEPLOYER_WEI = 10_000 * 10**18
+
+
+@dataclass(frozen=True)
+class DevChainKeyFile(KeyFile):
+    """The embedded anvil's deployer: a generated key in the key store, given gas by the node itself when it has
+    none (anvil_setBalance). Refuses any node that is not anvil, where nobody mints gas for free."""
+
+    def load(self, w3: Web3 | None = None) -> LocalAccount:
+        account = super().load(w3)
+        if w3 is None:
+            return account
+        if not w3.client_version.lower().startswith("anvil"):
+            raise LedgerError(f"{self.path} is a dev-chain key: the node is not anvil ({w3.client_version})")
+        if w3.eth.get_balance(account.address) < DEV_DEPLOYER_WEI // 2:
+            answer = w3.provider.make_request("anvil_setBalance", [account.address, hex(DEV_DEPLOYER_WEI)])
+            if "error" in answer:
+                raise LedgerError(f"anvil_setBalance for the deployer failed: {answer['error']}")
+        return account

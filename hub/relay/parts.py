@@ -11,6 +11,7 @@ from typing import Any
 
 from web3 import Web3
 
+from hub.ledger.provider import make_provider
 from hub.ledger.tx import Fees
 from hub.relay.finality import DepthFinality, Finality
 
@@ -94,7 +95,7 @@ def classify_refusal(err: Exception) -> str:
 def relay_web3(rpc_url: str, timeout: float = 30) -> Web3:
     """A Web3 for a worker. Without web3's validation middleware, which asks the node for its chain id before every
     estimate (a third of all requests): the chain id was checked at start, and each transaction is signed with it."""
-    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    w3 = Web3(make_provider(rpc_url, timeout))
     w3.middleware_onion.remove("validation")
     return w3
 

@@ -5,6 +5,7 @@
     openledger-workshop distribute ml101
     openledger-workshop dry-run ml101 templates/notebooks/00-welcome.ipynb
     openledger-workshop progress ml101
+    openledger-workshop password ml101-07     # a student lost their password: a new one, shown once
     openledger-workshop cleanup ml101
 
 Talks to the hub's REST API with the `openledger-admin` service token from the data dir (or --token /
@@ -19,6 +20,7 @@ import os
 import sys
 from pathlib import Path
 
+from hub.hub_config import PASSWORD_LOGINS
 from hub.secrets import ensure_secrets
 from hub.settings import SettingsError, load_settings
 from hub.workshop.hub_api import HubAPI, HubAPIError
@@ -32,8 +34,7 @@ from hub.workshop.steps import (
     create,
     distribute,
     fund,
-    homes_dir,
-    hub_kept_homes,
+    issue_passwords,
     settle_now,
     students,
 )
@@ -65,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     fund_cmd = sub.add_parser("fund", help="give every student OPEN to pay for inferences (and gas)")
     fund_cmd.add_argument("workshop")
     fund_cmd.add_argument("--open", default="10", help="OPEN per student (default 10)")
+    password_cmd = sub.add_parser("password", help="issue a new login password for one user (shown once)")
+    password_cmd.add_argument("user")
     sub.add_parser("settle", help="settle the rewards epoch now, so students can verify and claim")
     run_cmd = sub.add_parser("dry-run", help="run a template notebook as every student with papermill")
     run_cmd.add_argument("workshop")
@@ -91,10 +94,19 @@ def main(argv: list[str] | None = None) -> int:
                     raise RosterError(list(check.problems))
                 created = create(api, args.workshop, check.roster, args.instructor)
                 print(f"workshop {args.workshop}: {len(check.roster.names)} students ({len(created)} new accounts)")
+                if settings.hub.authenticator in PASSWORD_LOGINS:
+                    print("login passwords (shown once; `password NAME` issues a new one):")
+                    for user, password in issue_passwords(api, created, settings).items():
+                        print(f"{user}\t{password}")
+            elif args.command == "password":
+                print(f"{args.user}\t{api.issue_password(args.user)}")
             elif args.command == "distribute":
                 users = students(api, args.workshop)
-                copied = distribute(homes_dir(settings), TEMPLATES_DIR, users)
-                print(f"copied {sum(map(len, copied.values()))} files into {len(users)} homes")
+                copied = distribute(settings, TEMPLATES_DIR, users)
+                if copied is None:
+                    print("each student's server copies the course notebooks into their home when it first starts")
+                else:
+                    print(f"copied {sum(map(len, copied.values()))} files into {len(users)} homes")
             elif args.command == "dry-run":
                 users = students(api, args.workshop)
                 results = dry_run(api, users, args.notebook, args.out, kernel=args.kernel)
@@ -114,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                 report = settle_now(api)
                 print(f"epoch {report.get('epoch')}: {report.get('status')}")
             elif args.command == "cleanup":
-                report = cleanup(api, args.workshop, hub_kept_homes(settings))
+                report = cleanup(api, args.workshop, settings)
                 print(f"workshop {args.workshop}: removed {len(report.users)} users")
                 if report.archived_to is not None:
                     print(f"their homes were moved to {report.archived_to}")

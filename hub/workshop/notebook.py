@@ -74,9 +74,9 @@ def progress_frame(rows: list[dict]) -> pandas.DataFrame:
     return frame
 
 
-def login_sheet(hub_url: str, users: list[str], password: str) -> pandas.DataFrame:
-    """What to hand each student: where to log in, as whom, with which password."""
+def login_sheet(hub_url: str, passwords: dict[str, str]) -> pandas.DataFrame:
+    """What to hand each student: where to log in, as whom, with which password (their own)."""
     import pandas
 
     login = f"{hub_url.rstrip('/')}/hub/login"
-    return pandas.DataFrame([{"user": user, "login_url": login, "password": password} for user in users])
+    return pandas.DataFrame([{"user": user, "login_url": login, "password": pw} for user, pw in passwords.items()])

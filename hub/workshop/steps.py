@@ -6,6 +6,7 @@ call these, so a class set up from either behaves the same. Nothing here prints 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Iterable
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gpu_spawner.accounts import system_name
 from hub.hub_config import INSTRUCTORS_GROUP, STUDENTS_GROUP
 from hub.settings import REPO_ROOT, Settings
 from hub.workshop.hub_api import HubAPI, HubAPIError
@@ -36,13 +38,15 @@ def workshop_group(name: str) -> str:
 
 
 def homes_dir(settings: Settings) -> Path:
-    """Where the hub's default spawner (SharedUserGPUSpawner) keeps every user's home."""
+    """Where the single-user developer mode's spawner (SharedUserGPUSpawner) keeps every user's home."""
     return settings.data_dir / "homes"
 
 
-def hub_kept_homes(settings: Settings) -> Path | None:
-    """`homes_dir` when the hub keeps the homes; None with one OS account per user, whose homes are the OS's."""
-    return None if settings.spawner.user_isolation == "system" else homes_dir(settings)
+def home_of(settings: Settings, user: str) -> Path:
+    """A hub user's home: their own OS account's on a multi-user hub, else under the data dir."""
+    if settings.isolation == "system":
+        return settings.spawner.home_root / system_name(settings.spawner.system_user_prefix, user)
+    return homes_dir(settings) / user
 
 
 # --- the roster -------------------------------------------------------------------------------------------------
@@ -131,44 +135,57 @@ def students(api: HubAPI, name: str) -> list[str]:
     return api.group_members(workshop_group(name))
 
 
-def distribute(homes: Path, templates_dir: Path, users: list[str]) -> dict[str, list[str]]:
-    """Copy templates into each student's home; files they already have are never overwritten."""
+def distribute(settings: Settings, templates_dir: Path, users: list[str]) -> dict[str, list[str]] | None:
+    """Copy templates into each student's home; files they already have are never overwritten. None on a multi-user
+    hub: each student's server copies them, as that student's account, when it first starts."""
     from gpu_spawner.home import seed_home
 
-    return {user: [str(path) for path in seed_home(templates_dir, homes / user)] for user in users}
+    if settings.isolation == "system":
+        return None
+    return {user: [str(path) for path in seed_home(templates_dir, home_of(settings, user))] for user in users}
+
+
+def issue_passwords(api: HubAPI, users: list[str], settings: Settings) -> dict[str, str]:
+    """A new password of their own for each user, from the hub (shown once: hand them out, they are not stored).
+    Admins and demo users keep the admin / demo password."""
+    shared = {*settings.hub.admin_users, *settings.hub.demo_users}
+    return {user: api.issue_password(user) for user in users if user not in shared}
 
 
 @dataclass(frozen=True)
 class CleanupReport:
     users: list[str]  # the students removed
-    archived_to: Path | None  # where their homes were moved (None: none of them had a home here)
+    archived_to: Path | None  # where their homes were moved (None: none of them had a home this process could move)
 
 
-def cleanup(api: HubAPI, name: str, homes: Path | None = None) -> CleanupReport:
-    """Stop the students' servers, delete them and the workshop group, and archive their homes (when `homes`, the
-    folder of every user's home, is given); instructors and datanets stay."""
+def cleanup(api: HubAPI, name: str, settings: Settings) -> CleanupReport:
+    """Stop the students' servers, delete them and the workshop group, and archive their homes into
+    `<data dir>/archived-homes/`; instructors and datanets stay."""
     group = workshop_group(name)
     users = api.group_members(group)
     for user in users:
         api.stop_server(user)
         api.delete_user(user)
     api.delete_group(group)
-    return CleanupReport(users, archive_homes(homes, users, group) if homes is not None else None)
+    return CleanupReport(users, archive_homes(settings, users, group))
 
 
-def archive_homes(homes: Path, users: list[str], label: str) -> Path | None:
-    """Move these users' homes to `<homes>/../archived-homes/<label>-<UTC time>/<user>`.
+def archive_homes(settings: Settings, users: list[str], label: str) -> Path | None:
+    """Move these users' homes to `<data dir>/archived-homes/<label>-<UTC time>/<user>`.
 
     A later account with a removed student's name then starts with an empty home instead of inheriting that
-    student's files, and nothing is lost: the instructor can still hand work back from the archive.
+    student's files, and nothing is lost: the instructor can still hand work back from the archive. Homes this
+    process may not move (other OS accounts' homes, from an admin's own server) stay; the spawner archives such a
+    home when a new user of the same name first starts.
     """
-    present = [user for user in users if (homes / user).is_dir()]
+    present = [user for user in users if os.access(home_of(settings, user).parent, os.W_OK)]
+    present = [user for user in present if home_of(settings, user).is_dir()]
     if not present:
         return None
-    target = homes.parent / "archived-homes" / f"{label}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    target = settings.data_dir / "archived-homes" / f"{label}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     target.mkdir(parents=True, exist_ok=True)
     for user in present:
-        shutil.move(homes / user, target / user)
+        shutil.move(home_of(settings, user), target / user)
     return target
 
 

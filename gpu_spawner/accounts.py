@@ -1,0 +1,137 @@
+"""One OS account per hub user (the Littlest JupyterHub model): created at first spawn, never taken over.
+
+A hub user `alice` runs as `<prefix>alice` (default `ol-alice`). The account's comment field (GECOS) records which hub
+created it and for which hub user id, so that:
+- an account that exists but was not made by this hub (a real person's login, another hub's student) is refused;
+- an account left by a deleted hub user of the same name is handed to the new user only after the old home was
+  archived (JupyterHub gives every new user a new id, so the id in the comment tells them apart).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_NAME = 32  # useradd's limit on Debian
+_SYSTEM_NAME = re.compile(r"^[a-z_][a-z0-9_-]*$")
+MARKER = "openledger"
+
+
+class AccountError(Exception):
+    """An OS account cannot be used for a hub user; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    uid: int
+    gid: int
+    home: str
+    shell: str
+
+
+def system_name(prefix: str, hub_name: str) -> str:
+    """The OS account name for a hub user: prefix + name, shortened with a hash suffix to fit 32 characters."""
+    name = prefix + hub_name.lower()
+    if len(name) > MAX_NAME:
+        digest = hashlib.sha256(hub_name.encode()).hexdigest()[:8]
+        name = f"{name[: MAX_NAME - 9]}-{digest}"
+    if not _SYSTEM_NAME.fullmatch(name):
+        raise AccountError(
+            f"hub user {hub_name!r} does not map to a valid OS account name ({name!r}: lower-case letters, digits, "
+            "'-' and '_', starting with a letter or '_'); rename the user or change spawner.system_user_prefix"
+        )
+    return name
+
+
+def marker(instance: str, hub_user_id: int) -> str:
+    """The comment written into the accounts this hub creates."""
+    return f"{MARKER}/{instance}/{hub_user_id}"  # ':' separates /etc/passwd fields: not allowed here
+
+
+def _parse_marker(gecos: str) -> tuple[str, int] | None:
+    parts = gecos.split("/")
+    if len(parts) != 3 or parts[0] != MARKER or not parts[2].isdigit():
+        return None
+    return parts[1], int(parts[2])
+
+
+def _lookup(name: str) -> pwd.struct_passwd | None:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        return None
+
+
+def _run(command: list[str]) -> None:
+    tool = shutil.which(command[0]) or (f"/usr/sbin/{command[0]}" if os.path.exists(f"/usr/sbin/{command[0]}") else "")
+    if not tool:
+        raise AccountError(
+            f"{command[0]} not found: install it (Debian: apt-get install -y passwd) or run the hub as a non-root "
+            "user in single-user developer mode"
+        )
+    result = subprocess.run([tool, *command[1:]], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise AccountError(f"{command[0]} failed for {command[-1]!r}: {result.stderr.strip() or result.returncode}")
+
+
+def archive_home(home: Path, archive_root: Path, label: str) -> Path | None:
+    """Move a home out of the way (into `archive_root`) so a new owner starts empty; None if there was none."""
+    if not home.exists():
+        return None
+    archive_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target = archive_root / f"{label}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    shutil.move(str(home), str(target))
+    return target
+
+
+def ensure_account(
+    name: str, *, instance: str, hub_user_id: int, home_root: Path, archive_root: Path, shell: str = "/bin/bash"
+) -> Account:
+    """The OS account `name` for hub user id `hub_user_id`, created if missing (home `home_root/name`, 0700).
+
+    Refuses an account this hub did not create. An account this hub created for an earlier hub user of the same
+    name (now deleted) gets its home archived first. The account's password stays locked: the only way in is the
+    hub's own login and the Jupyter terminal.
+    """
+    home = home_root / name
+    comment = marker(instance, hub_user_id)
+    entry = _lookup(name)
+    if entry is None:
+        home_root.mkdir(parents=True, exist_ok=True)
+        # -U: a group of its own; no supplementary groups; -M: the spawner creates and seeds the home itself.
+        _run(["useradd", "-M", "-U", "-d", str(home), "-s", shell, "-c", comment, name])
+        entry = pwd.getpwnam(name)
+    else:
+        owner = _parse_marker(entry.pw_gecos)
+        if owner is None or owner[0] != instance:
+            raise AccountError(
+                f"the OS account {name!r} already exists and was not created by this hub: refusing to reuse it "
+                "(rename the hub user, remove that account, or change spawner.system_user_prefix)"
+            )
+        if owner[1] != hub_user_id:
+            # The account belonged to a deleted hub user of the same name: the newcomer must not inherit their files.
+            archive_home(Path(entry.pw_dir), archive_root, name)
+            _run(["usermod", "-c", comment, name])
+    return Account(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir, entry.pw_shell)
+
+
+def accounts_of(instance: str) -> list[str]:
+    """Names of the OS accounts this hub instance created."""
+    return [entry.pw_name for entry in pwd.getpwall() if (_parse_marker(entry.pw_gecos) or ("",))[0] == instance]
+
+
+def remove_accounts(instance: str) -> list[str]:
+    """Delete every OS account (and its group) this hub instance created; homes are left to the caller."""
+    removed = []
+    for name in accounts_of(instance):
+        _run(["userdel", name])
+        removed.append(name)
+    return removed
