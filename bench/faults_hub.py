@@ -36,7 +36,7 @@ class Launched:
     log: Path
 
     def pid_from(self, name: str) -> int:
-        return int((self.settings.data_dir / name).read_text().strip())
+        return int((self.settings.hub_dir / name).read_text().strip())
 
     def tree(self) -> list[psutil.Process]:
         return psutil.Process(self.process.pid).children(recursive=True)
@@ -87,7 +87,8 @@ def launched(directory: Path) -> Iterator[Launched]:
     settings_file = write_settings(directory, services={"cull_idle_timeout": 3600}, datanets={"seed_demo": False})
     run = start_launcher(directory, settings_file)
     try:
-        wait_for(lambda: run.process.poll() is None and ready(run.settings), 240, f"the platform is up ({run.log})")
+        up = lambda: run.process.poll() is None and ready(run.settings) and "is running at" in run.log.read_text()  # noqa: E731
+        wait_for(up, 240, f"the platform is up and the launcher said so ({run.log})")
         yield run
     finally:
         leftovers = run.tree() if run.process.poll() is None else []
@@ -102,6 +103,14 @@ def launched(directory: Path) -> Iterator[Launched]:
                 process.kill()
 
 
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a dead child its parent has not collected yet)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def sigterm_and_check(run: Launched) -> dict[str, Any]:
     """SIGTERM the launcher: it must exit within 10 s and leave no process of its tree running."""
     tree = run.tree()
@@ -113,7 +122,7 @@ def sigterm_and_check(run: Launched) -> dict[str, Any]:
         code = None
     stop_s = time.monotonic() - started
     time.sleep(0.5)
-    orphans = [p.pid for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    orphans = [p.pid for p in tree if running(p.pid)]
     return {"stop_s": round(stop_s, 2), "exit_code": code, "orphans": len(orphans), "processes_stopped": len(tree)}
 
 
@@ -129,9 +138,7 @@ def hub_sigkill(directory: Path) -> dict[str, Any]:
         culler = run.find("jupyterhub_idle_culler")
         os.kill(hub_pid, signal.SIGKILL)
         killed = time.monotonic()
-        gone = wait_for(
-            lambda: not psutil.pid_exists(proxy_pid) and not culler.is_running(), 10, "proxy and culler died too"
-        )
+        gone = wait_for(lambda: not running(proxy_pid) and not running(culler.pid), 10, "proxy and culler died too")
         recovery = wait_for(
             lambda: run.pid_from("jupyterhub.pid") != hub_pid and ready(run.settings), 240, "a new hub is up"
         )
@@ -157,7 +164,7 @@ def relaunch_after_sigkill(directory: Path) -> dict[str, Any]:
         second = start_launcher(directory, run.settings.settings_file)
         try:
             recovery = wait_for(lambda: second.process.poll() is None and ready(second.settings), 240, "second run up")
-            first_left = [p.pid for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+            first_left = [p.pid for p in tree if running(p.pid)]
             result = sigterm_and_check(second)
         finally:
             if second.process.poll() is None:

@@ -119,6 +119,9 @@ def start_hub(settings: Settings, log_file: Path | None = None) -> HubProcess:
     the managed services) in the background."""
     prepare_host(settings)
     env = dict(os.environ, OPENLEDGER_CONFIG=str(settings.settings_file), PYTHONUNBUFFERED="1")
+    # The hub imports hub.* from this checkout (as its config file and services do), not from wherever the venv's
+    # editable install points: a second worktree sharing the venv would otherwise run the other one's hub config.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     output = log_file.open("ab") if log_file else None
     popen = subprocess.Popen(
         [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(REPO_ROOT / "jupyterhub_config.py")],

@@ -27,6 +27,7 @@ from hub.launcher import HubProcess, PreflightError, banner, start_hub, wait_unt
 from hub.settings import Settings
 
 PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+FIRST_START_TRIES = 3  # a hub that never came up is given up after this many starts
 STOP_BUDGET_S = 9.0  # SIGTERM to everything gone, under the 10 s an operator waits
 # Pid files JupyterHub writes in the data dir, and what the process's command line must contain to be ours.
 PID_FILES = {"jupyterhub.pid": "jupyterhub", "proxy.pid": "configurable-http-proxy"}
@@ -99,19 +100,31 @@ def reap_candidates(data_dir: Path) -> list[int]:
     return pids
 
 
-def own_children(exclude: int | None = None) -> list[int]:
-    """Live processes whose parent is this one (orphans re-parented to us included)."""
-    me, pids = os.getpid(), []
+def _children() -> list[tuple[int, str]]:
+    """(pid, state) of every process whose parent is this one (orphans re-parented to us included)."""
+    me, found = os.getpid(), []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == exclude:
+        if not entry.name.isdigit():
             continue
         try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
             continue
-        if parent == me and _alive(int(entry.name)):
-            pids.append(int(entry.name))
-    return pids
+        if int(fields[1]) == me:
+            found.append((int(entry.name), fields[0]))
+    return found
+
+
+def own_children(exclude: int | None = None) -> list[int]:
+    """Live children, but `exclude`."""
+    return [pid for pid, state in _children() if state != "Z" and pid != exclude]
+
+
+def reap_orphans(exclude: int | None = None) -> None:
+    """Collect the exit status of orphans re-parented to us (the subreaper): until then they stay zombies, whose pid
+    still "exists", and JupyterHub refuses to start while its old proxy's pid does. `exclude`: the hub, which its
+    Popen collects."""
+    _reap_zombies([pid for pid, state in _children() if state == "Z" and pid != exclude])
 
 
 class HubSupervisor:
@@ -147,19 +160,23 @@ class HubSupervisor:
 
     def _supervise(self) -> int:
         backoff = 1.0
-        ever_ready = False
+        ever_ready, failed_starts = False, 0
         while True:
             self.hub = self._start(self.settings, self.log_file)
             try:
                 wait_until_ready(self.hub)
             except PreflightError:
-                if not ever_ready:
-                    raise  # the first start failed: a configuration problem, said in one line by main()
+                failed_starts += 1
+                if not ever_ready and failed_starts >= FIRST_START_TRIES:
+                    raise  # never came up: a configuration problem, said in one line by main()
             else:
                 if not ever_ready:
                     print(banner(self.settings), flush=True)
                 ever_ready, backoff = True, 1.0
-            code = self.hub.popen.wait()
+            while self.hub.popen.poll() is None:
+                reap_orphans(exclude=self.hub.popen.pid)  # e.g. a user's server that exited after the hub restarted
+                time.sleep(0.5)
+            code = self.hub.popen.returncode
             print(
                 f"openledger: the hub exited with code {code}; restarting it in {backoff:.0f} s (see {self.log_file})",
                 file=sys.stderr,
@@ -173,7 +190,10 @@ class HubSupervisor:
     def _clean_after_hub(self) -> None:
         """What the dead hub left: its proxy (pid file) and anything re-parented to us but user servers, which the
         next hub adopts from its database."""
+        time.sleep(0.5)  # its proxy and culler get SIGTERM as it dies (hub.lifecycle): let them exit, then reap
+        reap_orphans()
         reap_leftovers(self.settings.hub_dir)
+        reap_orphans()
 
     def stop(self) -> None:
         """Stop the hub (it stops the proxy, services and user servers), then whatever is still ours."""
