@@ -42,16 +42,18 @@ class StatePersister:
     persisted_block: int = -1
     dumps: int = 0
     last_dump_s: float = 0.0  # seconds the last dump took (RPC + write), for /health
+    dumped_at: float = 0.0  # time.monotonic() of the last dump
 
     def head(self) -> tuple[int, str]:
         block = rpc_call(self.rpc_url, "eth_getBlockByNumber", ["latest", False])
         assert isinstance(block, dict)
         return int(block["number"], 16), str(block["hash"])
 
-    def persist_if_new(self) -> bool:
-        """Dump when the head moved since the last dump; True when it wrote one."""
+    def persist_if_new(self, every: float = 5.0) -> bool:
+        """Dump when the head moved since the last dump, and every `every` seconds anyway (state changed without a
+        block: anvil_setBalance from the faucet); True when it wrote one."""
         number, _ = self.head()
-        if number == self.persisted_block:
+        if number == self.persisted_block and time.monotonic() - self.dumped_at < every:
             return False
         self.persist()
         return True
@@ -69,4 +71,5 @@ class StatePersister:
         self.persisted_block = number
         self.dumps += 1
         self.last_dump_s = time.perf_counter() - started
+        self.dumped_at = time.monotonic()
         return number
