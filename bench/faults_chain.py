@@ -133,7 +133,7 @@ def chain_service(directory: Path) -> Iterator[tuple[Settings, subprocess.Popen]
         stop(process)
 
 
-def anvil_sigkill(directory: Path, n: int = 40) -> dict[str, Any]:
+def anvil_sigkill(directory: Path, n: int = 200) -> dict[str, Any]:
     """SIGKILL the embedded anvil the moment the relay has confirmed writes; the chain service must restart it from
     its state on disk with every confirmed write in it (anvil's own 5 s state interval lost them)."""
     with chain_service(directory) as (settings, service):
@@ -146,6 +146,7 @@ def anvil_sigkill(directory: Path, n: int = 40) -> dict[str, Any]:
         enqueue_records(engine, ledger, recs)
         relay = relay_process(settings.settings_file, "relay")
         try:
+            # Mid-way: some confirmed, others mined in blocks not on disk yet or still being sent.
             wait_for(lambda: counts(engine)["confirmed"] >= 5, 60, "some writes confirmed")
             confirmed_at_kill = counts(engine)["confirmed"]
             (anvil,) = psutil.Process(service.pid).children()
