@@ -218,11 +218,14 @@ def openlora_dies_mid_stream(directory: Path) -> dict[str, Any]:
         detected = time.monotonic() - killed if killed is not None else None
         time.sleep(1)
         charged = inference_records(run.settings) - before
+        # JupyterHub restarts a managed service that exited (it polls every 30 s); the model loads in the background.
+        back = wait_for(lambda: _openlora_ready(run.settings, token), 180, "OpenLoRA is back")
         return sigterm_and_check(run) | {
             "recovery_s": round(detected, 2) if detected is not None else None,
             "client_learned": outcome,
             "chunks_before_end": chunks,
             "half_answers_charged": charged,
+            "service_back_after_s": round(back + 1 + (detected or 0), 1),
             "writes_lost": 0,
             "writes_doubled": 0,
         }
