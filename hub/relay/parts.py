@@ -31,7 +31,7 @@ class RelayConfig:
     # A mined write is confirmed only in a final block (hub.relay.finality); the default counts the head as final.
     finality: Finality = DepthFinality(0)
     reverify_seconds: float = 900.0  # confirmed rows younger than this are re-checked against the chain ...
-    reverify_interval: float = 10.0  # ... this often, and at once when the head went back
+    reverify_interval: float = 30.0  # ... this often, and at once when the head went back
     head_check_interval: float = 0.5  # seconds between looks at the head for a rewind
 
 

@@ -30,15 +30,30 @@ from hub.relay.rpc_reads import receipt_of
 log = logging.getLogger("hub.relay")
 
 
+BATCH = 200  # block lookups per JSON-RPC batch
+
+
 def block_hashes(w3: Web3, numbers: list[int]) -> dict[int, str | None]:
-    """The hash of each block number on the node now (None: no such block)."""
+    """The hash of each block number on the node now (None: no such block), in batches where the node allows."""
     found: dict[int, str | None] = {}
-    for number in numbers:
+    for start in range(0, len(numbers), BATCH):
+        chunk = numbers[start : start + BATCH]
         try:
-            found[number] = hex0x(w3.eth.get_block(number)["hash"])
-        except BlockNotFound:
-            found[number] = None
+            with w3.batch_requests() as batch:
+                for number in chunk:
+                    batch.add(w3.eth.get_block(number))
+                blocks = batch.execute()
+            found |= {n: hex0x(b["hash"]) if b else None for n, b in zip(chunk, blocks, strict=True)}
+        except Exception:  # noqa: BLE001 - a missing block fails the whole batch: one by one then
+            found |= {number: _one_hash(w3, number) for number in chunk}
     return found
+
+
+def _one_hash(w3: Web3, number: int) -> str | None:
+    try:
+        return hex0x(w3.eth.get_block(number)["hash"])
+    except BlockNotFound:
+        return None
 
 
 class Reconciler:
@@ -72,7 +87,7 @@ class Reconciler:
         if number < seen_number:
             log.warning("relay %s: the chain head went back from block %d to %d", self.signer, seen_number, number)
             return True
-        now_hash = hash_ if number == seen_number else block_hashes(self.w3, [seen_number])[seen_number]
+        now_hash = hash_ if number == seen_number else _one_hash(self.w3, seen_number)
         if now_hash != seen_hash:
             log.warning("relay %s: block %d changed its hash (reorg or chain restart)", self.signer, seen_number)
             return True
