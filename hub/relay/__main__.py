@@ -1,5 +1,5 @@
-"""Run the relay alone: `python -m hub.relay [--drain]` (the platform service also runs one; a file lock per signer
-keeps the two from sending for the same key at once).
+"""Run the relay alone: `python -m hub.relay [--drain]` (the platform service also runs one; a lease per signer, a
+PostgreSQL advisory lock or a file lock on SQLite, keeps them from sending for the same key at once).
 
 Reads the same settings as the platform (OPENLEDGER_CONFIG); exits with code 2 and one line on a wrong chain id or an
 unreachable RPC.

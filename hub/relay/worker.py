@@ -1,6 +1,6 @@
 """The relay worker of one signer: nonces, signing, broadcast, receipts, fee bumps, restart reconciliation.
 
-Only one worker per signer and chain may run at a time (hub.relay.service holds a file lock for it), so nonces are
+Only one worker per signer and chain may run at a time (hub.relay.service holds a lease for it), so nonces are
 assigned here without asking anyone: the next nonce is max(the node's pending count, the highest nonce held by an
 unfinished row + 1). A nonce is only given to a row whose call just estimated without a revert, and every signed
 transaction is written to SQL before it is broadcast, so after a crash each nonce either has its exact bytes in the
