@@ -19,6 +19,7 @@ from web3 import Web3
 import openledger_sdk
 from hub.db import make_engine, session_scope
 from hub.ledger.contracts import Ledger
+from hub.ledger.provider import make_provider
 from hub.rewards.config import RewardSettings
 from hub.rewards.metering import record_inference
 from openledger_sdk.client import Client
@@ -61,7 +62,7 @@ def world(platform: RunningHub) -> World:
     for name in USERS:
         with platform.as_token(tokens[name]) as client:
             address[name] = client.get(f"{API}/wallet").json()["address"]
-    w3 = Web3(Web3.HTTPProvider(platform.settings.chain_rpc_url))
+    w3 = Web3(make_provider(platform.settings.chain_rpc_url))  # the embedded anvil: an IPC socket
     return World(tokens, address, info["operator"], Ledger.at(w3, info["chain_id"], info["contracts"]))
 
 
