@@ -5,6 +5,7 @@ what bench/faults.py records; tests/test_faults.py runs them too."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from hub.ledger.deploy import deploy_or_attach
 from hub.ledger.keys import AnvilDevKey
 from hub.relay.lease import advisory_key
 from hub.relay.outbox import OPERATOR, OutboxEntry, OutboxStatus, enqueue, status_counts
-from hub.relay.signers import load_operator
+from hub.relay.signers import load_operator, operator_key_file
 from hub.relay.worker import RelayConfig, SignerWorker, relay_web3
 from hub.settings import REPO_ROOT, Settings, load_settings
 from openledger_sdk.ledger import InferenceRecord, derive_id
@@ -243,9 +244,18 @@ def relay_leader_sigkill(directory: Path, database_url: str, n: int = 500) -> di
         leader = relay_process(config, "relay-a", "--batch-size", "20")
         processes.append(leader)
         wait_for(lambda: counts(engine)["confirmed"] > 0, 60, "the first relay confirms writes")
-        standby = relay_process(config, "relay-b", "--batch-size", "20")
+        # The standby is another host's replica: a data dir of its own (no shared file lock), the same operator key
+        # (a replica's key store holds it too) and the same PostgreSQL.
+        other = directory / "replica-b"
+        other.mkdir()
+        other_config = other / "openledger.toml"
+        other_config.write_text(config.read_text().replace(str(directory / "data"), str(other / "data")))
+        key = operator_key_file(load_settings(other_config).data_dir)
+        key.parent.mkdir(parents=True)
+        shutil.copy2(operator_key_file(settings.data_dir), key)
+        standby = relay_process(other_config, "relay-b", "--batch-size", "20")
         processes.append(standby)
-        standby_log = directory / "relay-b.log"
+        standby_log = other / "relay-b.log"
         wait_for(lambda: "another process relays" in standby_log.read_text(), 30, "the standby finds the lease taken")
         holders_with_two = lock_holders(engine, node, operator.address)
         leader.send_signal(signal.SIGKILL)
