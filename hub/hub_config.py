@@ -9,7 +9,7 @@ from typing import Any
 
 from gpu_spawner.limits import parse_size
 from hub.passwords import HANDLERS as PASSWORD_HANDLERS
-from hub.paths import node_bin
+from hub.proxy import proxy_command, with_parent
 from hub.secrets import HubSecrets
 from hub.settings import REPO_ROOT, Settings
 from hub.workshop.hub_api import WORKSHOP_SCOPES
@@ -50,6 +50,7 @@ def managed_services(settings: Settings, secrets: HubSecrets) -> list[dict[str, 
             "command": [python, "-m", module],
             "cwd": str(REPO_ROOT),
             "environment": env,
+            "timeout": settings.services.start_timeout,  # JupyterHub's default, 30 s, is short on a busy machine
             # On a multi-user hub the services run as the account that alone owns the data dir and the key store.
             **({"user": settings.services.run_as} if settings.isolation == "system" else {}),
         }
@@ -57,7 +58,7 @@ def managed_services(settings: Settings, secrets: HubSecrets) -> list[dict[str, 
             # The chain first: the platform's ledger waits for its anvil.
             ("chain", "hub.chain", settings.services.chain_port),
             ("platform", "hub.platform", settings.services.platform_port),
-            ("openlora", "hub.openlora.hub_service", settings.services.openlora_port),
+            ("openlora", "hub.openlora_service", settings.services.openlora_port),  # binds first, then loads
         )
     ]
     services.append({"name": ADMIN_SERVICE, "api_token": secrets.admin_api_token})
@@ -65,7 +66,9 @@ def managed_services(settings: Settings, secrets: HubSecrets) -> list[dict[str, 
         services.append(
             {
                 "name": "idle-culler",
-                "command": [python, "-m", "jupyterhub_idle_culler", f"--timeout={settings.services.cull_idle_timeout}"],
+                "command": with_parent(
+                    [python, "-m", "jupyterhub_idle_culler", f"--timeout={settings.services.cull_idle_timeout}"]
+                ),
             }
         )
     return services
@@ -177,7 +180,7 @@ def configure(c: Any, settings: Settings, secrets: HubSecrets) -> None:
     c.JupyterHub.pid_file = str(settings.hub_dir / "jupyterhub.pid")
     c.JupyterHub.allow_named_servers = True
     c.JupyterHub.named_server_limit_per_user = 3
-    c.ConfigurableHTTPProxy.command = [str(node_bin("configurable-http-proxy"))]
+    c.ConfigurableHTTPProxy.command = proxy_command()  # dies with the hub; closes streams of dead services
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.hub.proxy_api_port}"
     c.ConfigurableHTTPProxy.auth_token = secrets.proxy_auth_token
     c.ConfigurableHTTPProxy.pid_file = str(settings.hub_dir / "proxy.pid")

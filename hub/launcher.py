@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from hub.host import HostSetupError, prepare_host
+from hub.lifecycle import die_with_parent
 from hub.paths import MissingToolError, node_bin, require_program
 from hub.secrets import ensure_secrets
 from hub.settings import REPO_ROOT, Settings, SettingsError, load_settings
@@ -118,6 +119,9 @@ def start_hub(settings: Settings, log_file: Path | None = None) -> HubProcess:
     the managed services) in the background."""
     prepare_host(settings)
     env = dict(os.environ, OPENLEDGER_CONFIG=str(settings.settings_file), PYTHONUNBUFFERED="1")
+    # The hub imports hub.* from this checkout (as its config file and services do), not from wherever the venv's
+    # editable install points: a second worktree sharing the venv would otherwise run the other one's hub config.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     output = log_file.open("ab") if log_file else None
     popen = subprocess.Popen(
         [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(REPO_ROOT / "jupyterhub_config.py")],
@@ -126,6 +130,7 @@ def start_hub(settings: Settings, log_file: Path | None = None) -> HubProcess:
         stdout=output,
         stderr=subprocess.STDOUT if output else None,
         start_new_session=True,  # so the hub and everything it starts can be stopped as one group
+        preexec_fn=die_with_parent,  # and it stops (cleanly, SIGTERM) when the launcher is killed
         umask=0o077,  # the hub's database, pid files and logs are for the hub alone
     )
     return HubProcess(popen, settings, log_file)
@@ -180,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
+        from hub.supervisor import HubSupervisor, reap_leftovers  # imports this module
+
+        if not args.check:
+            reap_leftovers(settings.hub_dir)  # a proxy or hub an earlier, killed run left holding the ports
         preflight(settings)
         if args.check:
             print("openledger: all pre-start checks passed")
@@ -189,20 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         log_file = settings.hub_dir / "hub.log"
         log_file.parent.mkdir(parents=True, exist_ok=True)
         print(f"openledger: starting; the hub's log is {log_file}", flush=True)
-        hub = start_hub(settings, log_file)
-        signal.signal(signal.SIGTERM, lambda *_: hub.stop())
-        try:
-            wait_until_ready(hub)
-            print(banner(settings), flush=True)
-            code = hub.popen.wait()
-            print(f"openledger: the hub exited with code {code}; see {log_file}", file=sys.stderr)
-            return code
-        except KeyboardInterrupt:
-            hub.stop()
-            return 0
-        except PreflightError:
-            hub.stop()
-            raise
+        # Restarts the hub when it dies; SIGTERM / Ctrl-C stop everything (hub.supervisor).
+        return HubSupervisor(settings, log_file).run()
     except (SettingsError, PreflightError, HostSetupError, OpenLedgerError) as err:
         print(f"openledger: {err}", file=sys.stderr)
         return 2

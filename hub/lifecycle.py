@@ -24,3 +24,17 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
     if os.getppid() == 1:  # the parent died before the request took effect
         os.kill(os.getpid(), sig)
+
+
+def exec_with_parent(argv: list[str]) -> None:
+    """`python -m hub.lifecycle PROGRAM ARGS...`: run PROGRAM in this process (same pid, so pid files stay right),
+    set to get SIGTERM when the process that started it dies. For children that cannot ask for it themselves:
+    configurable-http-proxy (node) and the idle culler, which would otherwise outlive a SIGKILLed hub."""
+    if not argv:
+        raise SystemExit("usage: python -m hub.lifecycle PROGRAM [ARGS...]")
+    die_with_parent()
+    os.execvp(argv[0], argv)
+
+
+if __name__ == "__main__":
+    exec_with_parent(sys.argv[1:])

@@ -67,6 +67,8 @@ class ServiceSettings(BaseModel):
     openlora_port: int = Field(10102, ge=1, le=65535)
     chain_port: int = Field(10103, ge=1, le=65535)
     cull_idle_timeout: int = Field(3600, ge=0)
+    # Seconds the hub waits for each managed service to answer at start (JupyterHub's own default is 30 s).
+    start_timeout: int = Field(300, ge=5)
     # The OS account the platform, openlora and chain services run as on a multi-user hub; it alone owns the data dir.
     run_as: str = Field("openledger", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
 
@@ -75,6 +77,12 @@ class ChainSettings(BaseModel):
     rpc_url: str = ""
     chain_id: int = Field(31337, ge=1)
     anvil_port: int = Field(8545, ge=1, le=65535)
+    # When a mined write counts as confirmed (hub.relay.finality). auto: the embedded anvil's state on disk; a dev
+    # node's head minus `confirmations`; any other node's `safe` block.
+    finality: Literal["auto", "latest", "safe", "finalized"] = "auto"
+    confirmations: int = Field(0, ge=0, le=10_000)
+    reverify_seconds: int = Field(900, ge=0)  # confirmed writes this young are re-checked against the chain
+    restart_max_backoff: float = Field(30, ge=1)  # seconds between tries to restart a dead embedded anvil, at most
 
 
 class DatabaseSettings(BaseModel):

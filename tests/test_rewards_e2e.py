@@ -62,7 +62,7 @@ def world(platform: RunningHub) -> World:
     for name in USERS:
         with platform.as_token(tokens[name]) as client:
             address[name] = client.get(f"{API}/wallet").json()["address"]
-    w3 = Web3(make_provider(platform.settings.chain_rpc_url))
+    w3 = Web3(make_provider(platform.settings.chain_rpc_url))  # the embedded anvil: an IPC socket
     return World(tokens, address, info["operator"], Ledger.at(w3, info["chain_id"], info["contracts"]))
 
 

@@ -7,6 +7,7 @@ transfer reverts, a distributor root moved by someone else, a failed commit and 
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from hub.chain.anvil import rpc_call
 from hub.db import make_engine, migrate, session_scope
 from hub.keys.store import WalletKeyStore
 from hub.keys.wallets import ensure_wallet
@@ -181,3 +183,27 @@ def test_free_inferences_and_per_record_mode(stack: Stack) -> None:
         assert entry is not None and entry.status == "confirmed"
     assert attribution.is_recorded(row.record_id)  # its own recordInference transaction, besides the epoch root
     assert "0x" + attribution.get_epoch(report["epoch"]).records_root.hex() == report["records_root"]
+
+
+def test_settlement_resumes_by_itself_after_the_chain_lost_a_settled_epoch(stack: Stack) -> None:
+    """A reorg (anvil's evm_snapshot / evm_revert stands in for a public L2's) erases a settled epoch's charge, commit
+    and root after the database marked them confirmed. The relay re-sends them with their stored bytes, and the next
+    epoch settles on the background tick alone, with no admin (before: "waits until an admin resolves it")."""
+    ledger, node = stack.env.ledger, stack.env.node
+    snapshot = rpc_call(node.rpc_url, "evm_snapshot")
+    first = stack.record("rich")
+    settled = stack.settler.settle_now(wait_s=30)
+    assert settled["status"] == "settled", settled
+    rpc_call(node.rpc_url, "evm_revert", [snapshot])
+    assert "0x" + ledger.distributor.merkle_root().hex() != settled["payouts_root"]  # the chain lost the epoch
+    rpc_call(node.rpc_url, "evm_mine")
+    second = stack.record("rich")
+    stack.settler.close()
+    deadline = time.monotonic() + 60
+    while stack.epoch(settled["epoch"] + 1).status != "settled" and time.monotonic() < deadline:
+        stack.settler.tick()  # what the platform's background task does; nobody calls settle
+        time.sleep(0.2)
+    assert stack.epoch(settled["epoch"] + 1).status == "settled", stack.epoch(settled["epoch"] + 1)
+    assert ledger.attribution.get_epoch(settled["epoch"]) is not None  # the lost epoch is on chain again
+    assert "0x" + ledger.distributor.merkle_root().hex() == stack.epoch(settled["epoch"] + 1).payouts_root
+    assert stack.charge_status(first) == ("paid", None) and stack.charge_status(second) == ("paid", None)

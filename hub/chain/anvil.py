@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +79,7 @@ def start_anvil(
     log_file: Path | None = None,
     block_time: float | None = None,
     startup_timeout: float = 30,
+    extra_args: Sequence[str] = (),
     ipc_path: Path | None = None,
 ) -> AnvilNode:
     """Start anvil; with `state_file`, chain state survives restarts.
@@ -101,6 +103,7 @@ def start_anvil(
         command += ["--state", str(state_file), "--state-interval", "5"]
     if block_time:
         command += ["--block-time", str(block_time)]
+    command += list(extra_args)  # e.g. --load-state from hub.chain.supervisor, which writes the state itself
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
     output = log_file.open("ab") if log_file else subprocess.DEVNULL

@@ -6,16 +6,16 @@ accounts) are for admins, since on a dev chain they can mint balances or rewrite
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import httpx
 from fastapi import Body, Depends, FastAPI, HTTPException
 
 from hub.auth import HubUser, current_user
-from hub.chain.anvil import AnvilNode, start_anvil
 from hub.chain.ipc import IPCError, ipc_request_async
+from hub.chain.supervisor import AnvilSupervisor, embedded_anvil
 from hub.ledger.provider import is_ipc
 from hub.service_app import ServiceApp
 from hub.settings import Settings
@@ -57,20 +57,15 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if not settings.chain.rpc_url:  # embedded default: this service owns the anvil process
-            state["node"] = start_anvil(
-                settings.chain.anvil_port,
-                chain_id=settings.chain.chain_id,
-                state_file=settings.data_dir / "chain" / "anvil-state.json",
-                log_file=settings.data_dir / "logs" / "anvil.log",
-                ipc_path=Path(settings.anvil_rpc_url),
-            )
+        if not settings.chain.rpc_url:  # embedded default: this service owns, restarts and persists anvil
+            state["node"] = supervisor = embedded_anvil(settings)
+            await asyncio.to_thread(supervisor.start)
         state["client"] = httpx.AsyncClient(timeout=30)
         yield
         await state["client"].aclose()
         node = state["node"]
-        if isinstance(node, AnvilNode):
-            node.stop()
+        if isinstance(node, AnvilSupervisor):
+            await asyncio.to_thread(node.stop)
 
     async def upstream_call(payload: object) -> object:
         """Forward one JSON-RPC payload to the node: its IPC socket (embedded anvil) or its URL."""
@@ -80,6 +75,9 @@ def create_app(settings: Settings) -> FastAPI:
         return answer.json()
 
     async def health() -> dict:
+        node = state["node"]
+        if isinstance(node, AnvilSupervisor) and not node.healthy:
+            return {"status": "unavailable", "reason": node.status.message or "anvil is starting"} | node.as_dict()
         try:
             answer = await upstream_call({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []})
             chain_id = int(answer["result"], 16)  # type: ignore[index]
@@ -90,7 +88,8 @@ def create_app(settings: Settings) -> FastAPI:
                 "status": "misconfigured",
                 "reason": f"node chain id {chain_id} != settings {settings.chain.chain_id}",
             }
-        return {"chain_id": chain_id, "embedded": not settings.chain.rpc_url}
+        extra = node.as_dict() if isinstance(node, AnvilSupervisor) else {}
+        return {"chain_id": chain_id, "embedded": not settings.chain.rpc_url} | extra
 
     service = ServiceApp("chain", health=health, lifespan=lifespan, settings=settings)  # settings: the body limits
 

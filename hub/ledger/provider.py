@@ -5,6 +5,8 @@ from __future__ import annotations
 from web3 import Web3
 from web3.providers import BaseProvider
 
+from hub.ledger.ipc_provider import ReconnectingIPCProvider
+
 
 def is_ipc(url: str) -> bool:
     """The embedded anvil is reached through a Unix socket path, every other node through a URL."""
@@ -13,6 +15,6 @@ def is_ipc(url: str) -> bool:
 
 def make_provider(url: str, timeout: float = 30, retries: bool = True) -> BaseProvider:
     if is_ipc(url):
-        return Web3.IPCProvider(url, timeout=int(max(1, timeout)))
+        return ReconnectingIPCProvider(url, timeout=int(max(1, timeout)))  # web3's spins 30 s on a dead node
     options: dict = {} if retries else {"exception_retry_configuration": None}
     return Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}, **options)

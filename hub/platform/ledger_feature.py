@@ -34,7 +34,9 @@ from hub.ledger.errors import ChainUnreachableError, LedgerError, WrongChainErro
 from hub.ledger.tx import PreparedCall, send_call
 from hub.platform.idempotency import idempotent
 from hub.platform.runtime import Feature, PlatformRuntime, get_runtime
+from hub.relay.finality import settings_finality
 from hub.relay.outbox import OPERATOR, OutboxEntry, OutboxStatus, enqueue
+from hub.relay.parts import RelayConfig
 from hub.relay.service import RelayService
 from hub.relay.signers import KeyRing, load_operator
 from openledger_sdk.wallet import DOMAIN_NAME, DOMAIN_VERSION, LINK_TYPE
@@ -112,12 +114,14 @@ async def bring_up(runtime: PlatformRuntime, state: LedgerState) -> None:
             log.error("ledger: %s", state.message)
             await asyncio.sleep(RETRY_S)
     wallets = WalletKeyStore.for_data_dir(settings.data_dir)
+    finality = settings_finality(settings, deployment.ledger.w3)
     relay = RelayService(
         runtime.engine,
         settings.chain_rpc_url,
         settings.chain.chain_id,
         KeyRing(runtime.engine, operator, wallets),
         settings.data_dir / "relay",
+        RelayConfig(finality=finality, reverify_seconds=settings.chain.reverify_seconds),
     )
     relay.start()
     runtime.extras.update(ledger=deployment, relay=relay, wallet_keys=wallets)
@@ -337,10 +341,13 @@ def ledger_info(user: HubUser = Depends(current_user), runtime: PlatformRuntime 
     """The chain, the contracts' addresses, and the relay's state (rows pending and failed, each signer's worker)."""
     deployment, relay, _ = ledger_parts(runtime)
     ledger = deployment.ledger
+    status = runtime.extras["ledger_state"].status
     try:
         client = ledger.w3.client_version
+        head = ledger.w3.eth.block_number
     except Exception as err:  # noqa: BLE001 - the chain may be down while the platform is up: say so, don't 500
-        client = f"unreachable ({type(err).__name__})"
+        client, head = f"unreachable ({type(err).__name__})", None
+        status = "chain_unavailable"  # not "ready": writes queue up but nothing is confirmed until it is back
     return {
         "chain_id": ledger.chain_id,
         "rpc_url": redact_url(runtime.settings.chain_rpc_url),
@@ -349,7 +356,9 @@ def ledger_info(user: HubUser = Depends(current_user), runtime: PlatformRuntime 
         "contracts": ledger.addresses,
         "deployer": deployment.deployer.address,
         "operator": deployment.operator,
-        "status": runtime.extras["ledger_state"].status,
+        "status": status,
+        "head_block": head,
+        "finality": relay.config.finality.describe(),
         "deployment": {"status": deployment.status, "message": deployment.message},
         "relay": relay.status(),
     }

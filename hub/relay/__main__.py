@@ -1,5 +1,5 @@
-"""Run the relay alone: `python -m hub.relay [--drain]` (the platform service also runs one; a file lock per signer
-keeps the two from sending for the same key at once).
+"""Run the relay alone: `python -m hub.relay [--drain]` (the platform service also runs one; a lease per signer, a
+PostgreSQL advisory lock or a file lock on SQLite, keeps them from sending for the same key at once).
 
 Reads the same settings as the platform (OPENLEDGER_CONFIG); exits with code 2 and one line on a wrong chain id or an
 unreachable RPC.
@@ -16,9 +16,10 @@ from hub.db import make_engine, migrate
 from hub.keys.store import WalletKeyStore
 from hub.ledger.deploy import connect
 from hub.ledger.errors import LedgerError
+from hub.relay.finality import settings_finality
 from hub.relay.service import RelayService
 from hub.relay.signers import KeyRing, load_operator
-from hub.relay.worker import RelayConfig
+from hub.relay.worker import RelayConfig, relay_web3
 from hub.settings import SettingsError, load_settings
 
 
@@ -39,7 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, LedgerError) as err:
         print(f"relay: {err}", file=sys.stderr)
         return 2
-    config = RelayConfig(batch_size=args.batch_size, stuck_after=args.stuck_after, poll_interval=args.poll_interval)
+    config = RelayConfig(
+        batch_size=args.batch_size,
+        stuck_after=args.stuck_after,
+        poll_interval=args.poll_interval,
+        finality=settings_finality(settings, relay_web3(settings.chain_rpc_url)),
+        reverify_seconds=settings.chain.reverify_seconds,
+    )
     relay = RelayService(
         engine, settings.chain_rpc_url, settings.chain.chain_id, keyring, settings.data_dir / "relay", config
     )

@@ -32,8 +32,8 @@ def user_signer(username: str) -> str:
 class OutboxStatus(StrEnum):
     PENDING = "pending"  # waiting for the relay; no nonce yet
     SIGNED = "signed"  # nonce assigned, raw transaction stored; perhaps broadcast (a crash may hide that)
-    SENT = "sent"  # a node accepted the transaction; waiting for the receipt
-    CONFIRMED = "confirmed"  # mined with success, or the write was already on chain (already_done)
+    SENT = "sent"  # a node accepted the transaction; waiting for the receipt, then for finality
+    CONFIRMED = "confirmed"  # mined with success (or already on chain) in a block that is final (hub.relay.finality)
     FAILED = "failed"  # reverted (decoded error in last_error); not retried
 
 
@@ -81,6 +81,8 @@ class OutboxEntry(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_type=Text)
     error_name: str | None = Field(default=None, max_length=128)
     receipt_block: int | None = Field(default=None, sa_type=BigInteger)
+    # The block's hash at confirmation: the reconciler re-checks it (a reorg or a chain restarted from older state).
+    receipt_block_hash: str | None = Field(default=None, max_length=66)
     gas_used: int | None = Field(default=None, sa_type=BigInteger)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

@@ -1,21 +1,22 @@
-"""The relay: one worker thread per signer that has outbox rows, each behind a file lock so that only one process
-(the platform service or `python -m hub.relay`) relays a given signer on a given chain at a time."""
+"""The relay: one worker thread per signer that has outbox rows, each behind a lease (hub.relay.lease: a PostgreSQL
+advisory lock, or a file lock on SQLite) so that only one process (a platform replica or `python -m hub.relay`)
+relays a given signer on a given chain at a time; a standby takes over when the leader dies."""
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from hub.ledger.deploy import redact_url
+from hub.relay.lease import Lease, signer_lease
 from hub.relay.outbox import UNFINISHED, OutboxEntry, status_counts
 from hub.relay.worker import Failpoints, RelayConfig, SignerWorker, WorkerStatus, relay_web3
 
@@ -23,31 +24,6 @@ log = logging.getLogger("hub.relay")
 
 # Gives the key of a signer name ("operator", "user:alice"), or None when this process has none for it.
 SignerResolver = Callable[[str], LocalAccount | None]
-
-
-class SignerLock:
-    """An exclusive, non-blocking flock; the kernel drops it when the process dies, SIGKILL included."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._handle: IO[str] | None = None
-
-    def acquire(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("a")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            return False
-        self._handle = handle
-        return True
-
-    def release(self) -> None:
-        if self._handle is not None:
-            fcntl.flock(self._handle, fcntl.LOCK_UN)
-            self._handle.close()
-            self._handle = None
 
 
 def describe_error(err: BaseException, rpc_url: str) -> str:
@@ -137,14 +113,29 @@ class RelayService:
         thread.start()
 
     def _work(self, worker: SignerWorker) -> None:
-        lock = SignerLock(self.lock_dir / str(self.chain_id) / f"{worker.address}.lock")
-        while not lock.acquire():
+        lease = signer_lease(self.engine, self.lock_dir, self.chain_id, worker.address)
+        while not self._stop.is_set():
+            if self._lead(worker, lease):
+                return
             worker.status.set("locked", f"another process relays {worker.address} on chain {self.chain_id}; waiting")
             if self._sleep(2):
                 return
+
+    def _lead(self, worker: SignerWorker, lease: Lease) -> bool:
+        """Relay while holding the lease; True when the service stops, False when the lease was lost or is taken."""
+        try:
+            if not lease.acquire():
+                return False
+        except Exception as err:  # noqa: BLE001 - e.g. the database is down: try again later
+            worker.status.set("error", f"cannot take the relay lease: {describe_error(err, self.rpc_url)}")
+            return False
+        worker.reset()  # a new leader: rebroadcast what the node lost, like a fresh start
         backoff = 1.0
         try:
             while not self._stop.is_set():
+                if not lease.held():
+                    log.error("relay %s: lost the relay lease; stopped signing", worker.signer)
+                    return False
                 try:
                     busy = worker.step()
                 except Exception as err:  # noqa: BLE001 - any failure of a pass is reported, then retried
@@ -155,8 +146,9 @@ class RelayService:
                     continue
                 backoff = 1.0
                 self._sleep(self.config.poll_interval if busy else self.config.idle_interval)
+            return True
         finally:
-            lock.release()
+            lease.release()
             worker.status.set("stopped")
 
     def _sleep(self, seconds: float) -> bool:

@@ -1,24 +1,22 @@
 """The relay worker of one signer: nonces, signing, broadcast, receipts, fee bumps, restart reconciliation.
 
-Only one worker per signer and chain may run at a time (hub.relay.service holds a file lock for it), so nonces are
+Only one worker per signer and chain may run at a time (hub.relay.service holds a lease for it), so nonces are
 assigned here without asking anyone: the next nonce is max(the node's pending count, the highest nonce held by an
 unfinished row + 1). A nonce is only given to a row whose call just estimated without a revert, and every signed
 transaction is written to SQL before it is broadcast, so after a crash each nonce either has its exact bytes in the
 outbox (rebroadcast them) or was never used.
 
-`step()` never blocks on a receipt: it settles what was mined, (re)broadcasts what the node does not hold yet, bumps
-the fee of what is stuck, then signs and sends the next batch of pending rows.
+`step()` never blocks on a receipt: it re-checks recent confirmations (hub.relay.reconcile), settles what was mined
+in a final block (hub.relay.finality), (re)broadcasts what the node does not hold yet, bumps the fee of what is stuck,
+then signs and sends the next batch of pending rows.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -26,113 +24,34 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select, update
 from web3 import Web3
-from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
+from web3.exceptions import Web3RPCError
 
 from hub.db import session_scope
 from hub.ledger.errors import ContractRevert, InsufficientFundsError, TransactionError
-from hub.ledger.provider import make_provider
 from hub.ledger.tx import (
-    GAS_HEADROOM,
     Fees,
     PreparedCall,
     build_transaction,
     estimate_gas,
-    revert_from_exception,
     suggest_fees,
 )
 from hub.relay.outbox import IN_FLIGHT, OutboxEntry, OutboxStatus, utcnow
+from hub.relay.parts import (
+    Failpoints,
+    RelayConfig,
+    WorkerStatus,
+    classify_refusal,
+    hex0x,
+    higher_fees,
+    relay_web3,
+    signed_values,
+)
+from hub.relay.reconcile import Reconciler
+from hub.relay.rpc_reads import batch_estimates, batch_receipts, diagnose_revert, node_knows, receipt_of
+
+__all__ = ["Failpoints", "RelayConfig", "SignerWorker", "WorkerStatus", "classify_refusal", "relay_web3"]
 
 log = logging.getLogger("hub.relay")
-
-
-@dataclass(frozen=True)
-class RelayConfig:
-    batch_size: int = 50  # transactions in flight per signer at most; also the rows signed per pass
-    poll_interval: float = 0.1  # seconds between passes while transactions are in flight
-    idle_interval: float = 0.5  # seconds between looks at the outbox when there is nothing to do
-    stuck_after: float = 60.0  # seconds a sent transaction may stay unmined before its fee is bumped
-    fee_bump_percent: int = 12  # nodes want at least +10% on both fees to replace a transaction
-    max_fee_bumps: int = 8
-    orphan_grace: float = 5.0  # seconds a used-up nonce without our receipt is watched before the row is re-queued
-    unfunded_pause: float = 5.0  # seconds to wait before retrying when the signer cannot pay for gas
-
-
-@dataclass
-class WorkerStatus:
-    """What a worker is doing, for /api/ledger and the logs."""
-
-    signer: str
-    address: str
-    state: str = "starting"  # starting | idle | running | paused | error | locked | stopped
-    message: str = ""
-    since: float = field(default_factory=time.time)
-    sent: int = 0
-    confirmed: int = 0
-    failed: int = 0
-
-    def set(self, state: str, message: str = "") -> None:
-        if (state, message) != (self.state, self.message):
-            if state in ("paused", "error", "locked"):
-                log.warning("relay %s: %s: %s", self.signer, state, message)
-            self.state, self.message, self.since = state, message, time.time()
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class Failpoints:
-    """Crash injection for the kill tests: OPENLEDGER_RELAY_FAILPOINT=<point>:<n> SIGKILLs this process at the n-th
-    time it passes <point> ("signed": after a batch was stored signed, before its broadcast; "broadcast": after a
-    node accepted a transaction, before the row says so)."""
-
-    def __init__(self, spec: str | None = None) -> None:
-        spec = os.environ.get("OPENLEDGER_RELAY_FAILPOINT", "") if spec is None else spec
-        point, _, count = spec.partition(":")
-        self.point, self.remaining = (point, int(count or 1)) if point else ("", 0)
-
-    def hit(self, point: str) -> None:
-        if point == self.point:
-            self.remaining -= 1
-            if self.remaining <= 0:
-                log.warning("relay failpoint %s reached: SIGKILL", point)
-                os.kill(os.getpid(), signal.SIGKILL)
-
-
-def classify_refusal(err: Exception) -> str:
-    """Why a node refused a raw transaction: known | nonce_low | unfunded | underpriced | other."""
-    text = str(err).lower()
-    if "already imported" in text or "already known" in text or "known transaction" in text:
-        return "known"
-    if "nonce too low" in text or "nonce is too low" in text:
-        return "nonce_low"
-    if "insufficient funds" in text:
-        return "unfunded"
-    if "underpriced" in text or "fee too low" in text or "less than block base fee" in text or "fee cap" in text:
-        return "underpriced"
-    return "other"
-
-
-def relay_web3(rpc_url: str, timeout: float = 30) -> Web3:
-    """A Web3 for a worker. Without web3's validation middleware, which asks the node for its chain id before every
-    estimate (a third of all requests): the chain id was checked at start, and each transaction is signed with it."""
-    w3 = Web3(make_provider(rpc_url, timeout))
-    w3.middleware_onion.remove("validation")
-    return w3
-
-
-def hex0x(data: bytes) -> str:
-    return "0x" + bytes(data).hex()
-
-
-def higher_fees(previous: Fees, suggested: Fees, percent: int) -> Fees:
-    """A replacement's fees: the old ones bumped, or today's suggestion where that is higher."""
-    bumped = previous.bumped(percent)
-    if bumped.gas_price is not None or suggested.gas_price is not None:
-        return Fees(gas_price=max(bumped.gas_price or 0, suggested.gas_price or 0))
-    return Fees(
-        max_fee_per_gas=max(bumped.max_fee_per_gas or 0, suggested.max_fee_per_gas or 0),
-        max_priority_fee_per_gas=max(bumped.max_priority_fee_per_gas or 0, suggested.max_priority_fee_per_gas or 0),
-    )
 
 
 class SignerWorker:
@@ -164,11 +83,24 @@ class SignerWorker:
         self._orphans: dict[int, float] = {}
         self._problem = False  # set by this pass when it paused or hit an error
         self._buffer: list[tuple[int | None, dict[str, Any]]] | None = None
+        self.reconciler = Reconciler(engine, w3, signer, self.config, clock)
+        self._final: int | None = None  # the final block number, looked up at most once per pass
+
+    def reset(self) -> None:
+        """Forget what this process knew (it may not have led for a while): the next pass starts like a restart."""
+        self._fresh = True
+        self._orphans.clear()
+        self.paused_until = 0.0
 
     # One pass --------------------------------------------------------------------------------------------------
     def step(self) -> bool:
         """One pass over this signer's rows; True when it should run again soon (work done or in flight)."""
         self._problem = False
+        self._final = None
+        self.status.awaiting_finality = 0
+        if self.reconciler.check():
+            self._fresh = True  # history was rewritten: rebroadcast what the node no longer holds
+            self.status.requeued = self.reconciler.requeued
         in_flight = self._rows(IN_FLIGHT, order_by_nonce=True)
         if in_flight:
             with self._batched():
@@ -186,7 +118,7 @@ class SignerWorker:
     # In-flight rows --------------------------------------------------------------------------------------------
     def _advance(self, rows: list[OutboxEntry]) -> None:
         mined_below = self.w3.eth.get_transaction_count(self.address, "latest")
-        receipts = self._batch_receipts([row for row in rows if row.nonce is not None and row.nonce < mined_below])
+        receipts = batch_receipts(self.w3, [row for row in rows if row.nonce is not None and row.nonce < mined_below])
         sent: list[int] = []
         for row in rows:
             assert row.nonce is not None and row.id is not None
@@ -199,7 +131,7 @@ class SignerWorker:
             elif row.status == OutboxStatus.SIGNED:
                 if not self._broadcast(row, sent):
                     break  # paused or refused: later nonces would only queue behind this one
-            elif self._fresh and not self._node_knows(row.tx_hash):
+            elif self._fresh and not node_knows(self.w3, row.tx_hash):
                 self._broadcast(row, sent)  # restarted and the node lost it (node restart, dropped): same bytes again
             elif row.sent_at is None or utcnow() - row.sent_at > timedelta(seconds=self.config.stuck_after):
                 self._bump(row, sent)
@@ -208,7 +140,7 @@ class SignerWorker:
     def _settle(self, row: OutboxEntry) -> None:
         """The row's nonce is used on chain: find which of its transactions was mined, or re-queue it."""
         for tx_hash in row.all_hashes():
-            receipt = self._receipt(tx_hash)
+            receipt = receipt_of(self.w3, tx_hash)
             if receipt is not None:
                 self._orphans.pop(row.id, None)
                 self._finish(row, tx_hash, receipt)
@@ -232,13 +164,26 @@ class SignerWorker:
             last_error=message,
         )
 
+    def _final_block(self) -> int:
+        if self._final is None:
+            self._final = self.config.finality.final_block(self.w3)
+        return self._final
+
     def _finish(self, row: OutboxEntry, tx_hash: str, receipt: Any) -> None:
-        done = {"tx_hash": tx_hash, "receipt_block": receipt["blockNumber"], "gas_used": receipt["gasUsed"]}
+        if receipt["blockNumber"] > self._final_block():
+            self.status.awaiting_finality += 1  # stays in flight; the next pass looks again
+            return
+        done = {
+            "tx_hash": tx_hash,
+            "receipt_block": receipt["blockNumber"],
+            "receipt_block_hash": hex0x(receipt["blockHash"]),
+            "gas_used": receipt["gasUsed"],
+        }
         if receipt["status"] == 1:
             self._save(row.id, status=OutboxStatus.CONFIRMED, confirmed_at=utcnow(), last_error=None, **done)
             self.status.confirmed += 1
             return
-        error = self._diagnose(row, tx_hash, receipt)
+        error = diagnose_revert(self.w3, self.address, row, tx_hash, receipt)
         if error.already_done:
             # A retried write that was already on chain (its first transaction, or someone else's): success.
             note = f"already on chain ({error.error_name}); transaction {tx_hash} reverted as a duplicate"
@@ -246,22 +191,6 @@ class SignerWorker:
             self.status.confirmed += 1
             return
         self._fail(row.id, error, **done)
-
-    def _diagnose(self, row: OutboxEntry, tx_hash: str, receipt: Any) -> ContractRevert:
-        """The revert's custom error: replayed on the state before its block, else after it (a write earlier in the
-        same block, e.g. the duplicate of this record, only shows there)."""
-        call = row.prepared_call()
-        if row.gas is not None and receipt["gasUsed"] >= row.gas:
-            return ContractRevert(call.contract, call.function, "OutOfGas", {"gasLimit": row.gas}, tx_hash=tx_hash)
-        params = call.call_params(self.address) | {"gas": row.gas}
-        for block in (receipt["blockNumber"] - 1, receipt["blockNumber"]):
-            try:
-                self.w3.eth.call(params, block_identifier=block)
-            except ContractLogicError as err:
-                return revert_from_exception(err, call, tx_hash)
-            except Web3RPCError:
-                continue  # e.g. a node without that block's state (pruned): no reason from this replay
-        return ContractRevert(call.contract, call.function, None, tx_hash=tx_hash)
 
     def _broadcast(self, row: OutboxEntry, sent: list[int], retry_underpriced: bool = True) -> bool:
         """Send the row's stored raw transaction; True when a node holds it now (appended to `sent`)."""
@@ -293,7 +222,7 @@ class SignerWorker:
         assert row.nonce is not None and row.gas is not None
         signed = self._sign(row.prepared_call(), row.nonce, row.gas, fees)
         earlier = ",".join(h for h in (row.previous_hashes, row.tx_hash) if h)
-        values = self._signed_values(signed, fees) | {"previous_hashes": earlier, "attempts": row.attempts + 1}
+        values = signed_values(signed, fees) | {"previous_hashes": earlier, "attempts": row.attempts + 1}
         self._write_now([(row.id, values)])  # stored before it is broadcast
         log.info("relay %s: outbox row %s: fee bump %d, nonce %s, %s", self.signer, row.id, bumps + 1, row.nonce, fees)
         for key, value in values.items():
@@ -312,17 +241,14 @@ class SignerWorker:
         self.status.set("running")
         prepared: list[tuple[OutboxEntry, int]] = []
         finished = False
-        estimates = self._batch_estimates(rows)
+        estimates = batch_estimates(self.w3, rows, self.address)
         for row in rows:
             call = row.prepared_call()
             try:
                 gas = estimates[row.id] if row.id in estimates else estimate_gas(self.w3, call, self.address)
             except ContractRevert as err:
                 if err.already_done:
-                    note = f"already on chain ({err.error_name}); no transaction sent"
-                    self._save(row.id, status=OutboxStatus.CONFIRMED, confirmed_at=utcnow(), last_error=note)
-                    self.status.confirmed += 1
-                    finished = True
+                    finished = self._confirm_already_done(row, err) or finished
                     continue
                 if in_flight or prepared:
                     break  # it may depend on a write still in flight (create, then publish): retry once mined
@@ -339,6 +265,25 @@ class SignerWorker:
         if not prepared:
             return finished
         return self._sign_and_send(prepared, in_flight) or finished
+
+    def _confirm_already_done(self, row: OutboxEntry, err: ContractRevert) -> bool:
+        """The write is on chain without a transaction of ours: confirmed once the head that shows it is final (the
+        block noted is re-checked by the reconciler: if it changes, the row is looked at again)."""
+        head = self.w3.eth.get_block("latest")
+        if head["number"] > self._final_block():
+            self.status.awaiting_finality += 1
+            return False
+        note = f"already on chain ({err.error_name}); no transaction sent"
+        self._save(
+            row.id,
+            status=OutboxStatus.CONFIRMED,
+            confirmed_at=utcnow(),
+            last_error=note,
+            receipt_block=head["number"],
+            receipt_block_hash=hex0x(head["hash"]),
+        )
+        self.status.confirmed += 1
+        return True
 
     def _sign_and_send(self, prepared: list[tuple[OutboxEntry, int]], in_flight: list[OutboxEntry]) -> bool:
         fees = suggest_fees(self.w3)
@@ -357,7 +302,7 @@ class SignerWorker:
         signed_rows: list[tuple[OutboxEntry, dict[str, Any]]] = []
         for offset, (row, gas) in enumerate(affordable):
             signed = self._sign(row.prepared_call(), nonce + offset, gas, fees)
-            values = self._signed_values(signed, fees) | {
+            values = signed_values(signed, fees) | {
                 "nonce": nonce + offset,
                 "gas": gas,
                 "chain_id": self.chain_id,
@@ -387,20 +332,6 @@ class SignerWorker:
         pending = self.w3.eth.get_transaction_count(self.address, "pending")
         return max(pending, held + 1 if held is not None else 0)
 
-    # JSON-RPC batches: one request for many rows (4x faster on anvil). A batch fails as a whole when one of its
-    # calls does; then the rows go one by one, which also tells which row failed and why.
-    def _batch_estimates(self, rows: list[OutboxEntry]) -> dict[int | None, int]:
-        if len(rows) < 2:
-            return {}
-        try:
-            with self.w3.batch_requests() as batch:
-                for row in rows:
-                    batch.add(self.w3.eth.estimate_gas(row.prepared_call().call_params(self.address)))
-                results = batch.execute()
-        except Exception:  # noqa: BLE001 - a revert (or anything else) in the batch: estimate one by one
-            return {}
-        return {row.id: int(gas * GAS_HEADROOM) for row, gas in zip(rows, results, strict=True)}
-
     def _batch_broadcast(self, rows: list[OutboxEntry]) -> list[int]:
         """Send the rows' raw transactions in one JSON-RPC batch (web3 allows no sends in its batches, the provider
         does); the ids a node now holds. A refused one is sent again alone, which handles its error; resending is
@@ -424,33 +355,10 @@ class SignerWorker:
                 break  # paused or refused: its error is noted; the rest waits for the next pass
         return sent
 
-    def _batch_receipts(self, rows: list[OutboxEntry]) -> dict[int | None, Any]:
-        if len(rows) < 2:
-            return {}
-        try:
-            with self.w3.batch_requests() as batch:
-                for row in rows:
-                    batch.add(self.w3.eth.get_transaction_receipt(str(row.tx_hash)))
-                results = batch.execute()
-        except Exception:  # noqa: BLE001 - e.g. a replaced transaction has no receipt under this hash
-            return {}
-        return {row.id: receipt for row, receipt in zip(rows, results, strict=True) if receipt is not None}
-
     # Helpers ---------------------------------------------------------------------------------------------------
     def _sign(self, call: PreparedCall, nonce: int, gas: int, fees: Fees) -> Any:
         tx = build_transaction(self.w3, call, self.address, nonce=nonce, gas=gas, fees=fees, chain_id=self.chain_id)
         return self.account.sign_transaction(tx)
-
-    @staticmethod
-    def _signed_values(signed: Any, fees: Fees) -> dict[str, Any]:
-        return {
-            "status": OutboxStatus.SIGNED,
-            "raw_tx": hex0x(signed.raw_transaction),
-            "tx_hash": hex0x(signed.hash),
-            "max_fee_per_gas": fees.max_fee_per_gas,
-            "max_priority_fee_per_gas": fees.max_priority_fee_per_gas,
-            "gas_price": fees.gas_price,
-        }
 
     def _unfunded_message(self, needed: int | None) -> str:
         balance = self.w3.eth.get_balance(self.address)
@@ -478,21 +386,6 @@ class SignerWorker:
         self._save(row_id, status=OutboxStatus.FAILED, last_error=str(error), error_name=error.error_name, **values)
         self.status.failed += 1
         log.warning("relay %s: outbox row %s failed: %s", self.signer, row_id, error)
-
-    def _receipt(self, tx_hash: str) -> Any | None:
-        try:
-            return self.w3.eth.get_transaction_receipt(tx_hash)
-        except TransactionNotFound:
-            return None
-
-    def _node_knows(self, tx_hash: str | None) -> bool:
-        if tx_hash is None:
-            return False
-        try:
-            self.w3.eth.get_transaction(tx_hash)
-        except TransactionNotFound:
-            return False
-        return True
 
     def _rows(
         self, statuses: Iterable[OutboxStatus], limit: int | None = None, order_by_nonce: bool = False

@@ -1,8 +1,7 @@
 """fee reservations: what priced OpenLoRA requests hold, and a lock row per payer (hub.rewards.reservations)
 
 Revision ID: 0003
-Revises: 0001 (the durability branch's 0002, outbox block hash, goes between: set down_revision = "0002"
-when both are merged)
+Revises: 0002
 Create Date: 2026-12-02
 """
 
@@ -13,7 +12,7 @@ from alembic import op
 from hub.rewards.models import Wei
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
