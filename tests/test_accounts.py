@@ -81,3 +81,17 @@ def test_limits_fall_back_to_rlimits_without_cgroups(monkeypatch: pytest.MonkeyP
     assert limits.memory_cgroup is None and limits.groups == ()
     assert limits.env() == {"OPENLEDGER_MEM_LIMIT": str(1 << 30)}
     assert oom_kills(tmp_path) == 0
+
+
+@pytest.mark.asyncio
+async def test_single_user_mode_refuses_a_second_user_with_one_line() -> None:
+    from tornado.web import HTTPError
+
+    from gpu_spawner.spawner import SharedUserGPUSpawner
+
+    spawner = SharedUserGPUSpawner(user=type("U", (), {"name": "mallory"})(), allowed_users=["demo", "admin"])
+    with pytest.raises(HTTPError) as refused:
+        await spawner.start()
+    assert refused.value.status_code == 403
+    assert "single-user developer mode" in refused.value.jupyterhub_message
+    assert "start it as root" in refused.value.jupyterhub_message
