@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import socket
 import tempfile
 import time
 import uuid
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +91,22 @@ class RunningHub:
             answer = admin.post(f"/hub/api/openledger/users/{name}/password")
             assert answer.status_code == 201, answer.text
             return answer.json()["password"]
+
+    @contextmanager
+    def as_service_account(self) -> Iterator[None]:
+        """Run platform code in this (root) test process with the services' rights, as the services do: files it
+        writes into the data dir stay theirs."""
+        if os.geteuid() != 0 or self.settings.isolation != "system":
+            yield
+            return
+        account = pwd.getpwnam(self.settings.services.run_as)
+        os.setegid(account.pw_gid)
+        os.seteuid(account.pw_uid)
+        try:
+            yield
+        finally:
+            os.seteuid(0)
+            os.setegid(0)
 
     def install_base_model(self, source: Path, name: str) -> Path:
         """Copy a model folder into the platform's base models, readable by every account (as an admin must)."""

@@ -360,13 +360,15 @@ def test_resolve_adapter_materialises_loadable_files(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    folder = resolve_adapter(platform.settings, published["name"])
+    with platform.as_service_account():  # as OpenLoRA does: the adapters folder is the services'
+        folder = resolve_adapter(platform.settings, published["name"])
     assert folder == platform.settings.data_dir / "adapters" / published["name"]
     for filename in (ADAPTER, CONFIG, MANIFEST_FILE):
         assert (folder / filename).read_bytes() == (trained.path / filename).read_bytes()
     assert not [p for p in folder.parent.iterdir() if p.name.startswith((".tmp-", ".stale-"))]
-    (folder / ".openledger-adapter").write_text("stale")  # a copy of something else: replaced, not trusted
-    assert resolve_adapter(platform.settings, published["name"]) == folder
+    with platform.as_service_account():
+        (folder / ".openledger-adapter").write_text("stale")  # a copy of something else: replaced, not trusted
+        assert resolve_adapter(platform.settings, published["name"]) == folder
     assert (folder / ".openledger-adapter").read_text() == published["adapter_sha256"]
 
     ids = torch.tensor([[1, 2, 3, 4, 5]])
