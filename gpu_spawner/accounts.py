@@ -145,6 +145,6 @@ def remove_accounts(instance: str) -> list[str]:
     removed = []
     for name in accounts_of(instance):
         end_processes(pwd.getpwnam(name).pw_uid)
-        _run(["userdel", name])
+        _run(["userdel", "--force", name])  # a zombie of the account (its parent gone) would block it
         removed.append(name)
     return removed
