@@ -17,7 +17,6 @@ import httpx
 import openai
 import pytest
 import torch
-import uvicorn
 from fastapi import Request
 from sqlmodel import Session, select
 
@@ -33,7 +32,7 @@ from hub.rewards.models import InferenceRecordRow, utcnow
 from hub.rewards.reservations import FeeReservation, NotEnoughFundsError, Reservations
 from hub.rewards.split import inference_fee
 from hub.settings import PathSettings, Settings
-from tests.hub_harness import free_port
+from tests.local_server import serving
 from tests.postgres import postgres_bin, temporary_postgres
 from tests.tiny_model import ADAPTER_SPECS, shared_assets
 
@@ -105,16 +104,9 @@ def served(engine: OpenLoRAEngine, database: str, tmp_path_factory: pytest.TempP
         return HubUser(name=name, admin=False, groups=(), scopes=frozenset({"access:services"}), kind="user")
 
     app.dependency_overrides[current_user] = payer
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
     most = inference_fee(len(PROMPT), 1, PRICE_WEI, PRICE_WEI, settings.rewards.platform_fee_wei)
-    yield {"url": f"http://127.0.0.1:{port}", "sql": sql, "funds": funds, "most": most, "metering": metering}
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as url:
+        yield {"url": url, "sql": sql, "funds": funds, "most": most, "metering": metering}
     sql.dispose()
 
 

@@ -12,13 +12,12 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 
 from hub.auth import HubUser
 from hub.db import make_engine, migrate
 from hub.platform.idempotency import idempotent
-from tests.hub_harness import free_port
+from tests.local_server import serving
 from tests.postgres import postgres_bin, temporary_postgres
 
 
@@ -64,15 +63,8 @@ def service(database: str) -> Iterator[dict]:
 
         return await idempotent(request, user(request), wait)
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    yield {"url": f"http://127.0.0.1:{port}", "state": state}
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as url:
+        yield {"url": url, "state": state}
     engine.dispose()
 
 

@@ -13,7 +13,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -21,7 +20,6 @@ import httpx
 import openai
 import pytest
 import torch
-import uvicorn
 from fastapi import HTTPException, Request
 
 from hub.auth import HubUser, current_user
@@ -29,6 +27,7 @@ from hub.openlora import EngineConfig, OpenLoRAEngine, SamplingParams
 from hub.openlora.api import create_app
 from hub.openlora.attribution import InferenceAttribution
 from hub.openlora.config import serving_dtype
+from tests.local_server import serving
 from tests.tiny_model import ADAPTER_SPECS, build_random_adapter, shared_assets
 
 torch.set_num_threads(2)
@@ -71,17 +70,8 @@ def server(tmp_path_factory):
         service_prefix="/services/openlora/",
     )
     app.dependency_overrides[current_user] = _fake_user
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.02)
-    assert srv.started
-    yield {"url": f"http://127.0.0.1:{port}", "engine": engine, "adapters_dir": adapters_dir}
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as url:
+        yield {"url": url, "engine": engine, "adapters_dir": adapters_dir}
     engine.close()
 
 

@@ -9,18 +9,16 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import Body, Request
 
 from hub.request_limits import BodyLimits, json_depth
 from hub.service_app import ServiceApp
-from tests.hub_harness import free_port
+from tests.local_server import serving
 
 DEEP = b"[" * 30_000 + b"]" * 30_000  # 60 kB: under the size limit, far over the depth limit
 
@@ -41,16 +39,8 @@ def service() -> Iterator[str]:
             size += len(chunk)
         return {"size": size}
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app.finish(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/services/limits-test"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(app.finish()) as url:
+        yield f"{url}/services/limits-test"
 
 
 def test_deeply_nested_json_is_refused_before_parsing(service: str) -> None:
