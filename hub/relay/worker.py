@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, func, select, update
+from sqlmodel import Session, func, select
 from web3 import Web3
 from web3.exceptions import Web3RPCError
 
-from hub.db import session_scope
 from hub.ledger.errors import ContractRevert, InsufficientFundsError, TransactionError
 from hub.ledger.tx import (
     Fees,
@@ -36,6 +34,7 @@ from hub.ledger.tx import (
     suggest_fees,
 )
 from hub.relay.outbox import IN_FLIGHT, OutboxEntry, OutboxStatus, utcnow
+from hub.relay.outbox_rows import OutboxRows
 from hub.relay.parts import (
     Failpoints,
     RelayConfig,
@@ -54,7 +53,7 @@ __all__ = ["Failpoints", "RelayConfig", "SignerWorker", "WorkerStatus", "classif
 log = logging.getLogger("hub.relay")
 
 
-class SignerWorker:
+class SignerWorker(OutboxRows):
     """Relays the outbox rows of one signer; call `step()` in a loop (hub.relay.service does)."""
 
     def __init__(
@@ -386,48 +385,3 @@ class SignerWorker:
         self._save(row_id, status=OutboxStatus.FAILED, last_error=str(error), error_name=error.error_name, **values)
         self.status.failed += 1
         log.warning("relay %s: outbox row %s failed: %s", self.signer, row_id, error)
-
-    def _rows(
-        self, statuses: Iterable[OutboxStatus], limit: int | None = None, order_by_nonce: bool = False
-    ) -> list[OutboxEntry]:
-        with Session(self.engine, expire_on_commit=False) as session:
-            query = select(OutboxEntry).where(
-                OutboxEntry.signer == self.signer,
-                OutboxEntry.status.in_(list(statuses)),  # type: ignore[attr-defined]
-            )
-            query = query.order_by(OutboxEntry.nonce if order_by_nonce else OutboxEntry.id).limit(limit)
-            rows = list(session.exec(query))
-            session.expunge_all()  # plain snapshots: no SQL (and no lock) is held while talking to the chain
-            return rows
-
-    def _mark_sent(self, ids: list[int]) -> None:
-        for row_id in ids:
-            self._save(row_id, status=OutboxStatus.SENT, sent_at=utcnow())
-
-    @contextmanager
-    def _batched(self) -> Iterator[None]:
-        """Collect the row updates of a phase into one SQL transaction (a commit per row costs more than the chain
-        calls on SQLite); what was learned before an exception is still written."""
-        self._buffer = []
-        try:
-            yield
-        finally:
-            changes, self._buffer = self._buffer, None
-            self._write_now(changes)
-
-    def _save(self, row_id: int | None, **values: Any) -> None:
-        if self._buffer is not None:
-            self._buffer.append((row_id, values))
-        else:
-            self._write_now([(row_id, values)])
-
-    def _write_now(self, changes: list[tuple[int | None, dict[str, Any]]]) -> None:
-        """Write `changes` (after whatever is buffered, to keep their order) in one transaction, now."""
-        if self._buffer:
-            changes, self._buffer[:] = [*self._buffer, *changes], []
-        if not changes:
-            return
-        with session_scope(self.engine) as session:
-            now = utcnow()
-            for row_id, values in changes:
-                session.exec(update(OutboxEntry).where(OutboxEntry.id == row_id).values(**values, updated_at=now))
