@@ -371,7 +371,7 @@ def test_nested_and_oversized_bodies_are_refused_in_openai_shape(server):
     assert answer.status_code == 400 and "deeper than" in answer.json()["error"]["message"]
     huge = {"model": "tiny-base", "prompt": "x" * (2 << 20)}
     answer = httpx.post(server["url"] + "/v1/completions", json=huge, headers=_auth())
-    assert answer.status_code == 413 and answer.json()["error"]["code"] == 413
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "request_too_large"
     assert httpx.get(server["url"] + "/health").json()["status"] == "ok"
 
 

@@ -26,11 +26,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.auth import HubUser, admin_user, current_user, metrics_reader
 from hub.openlora.attribution import InferenceAttribution, merge_attributions, unavailable
-from hub.openlora.bodies import AdapterBody, ChatBody, CompletionBody, GenerationBody, error_body
+from hub.openlora.bodies import (
+    HTTP_ERROR_CODES,
+    AdapterBody,
+    ChatBody,
+    CompletionBody,
+    GenerationBody,
+    error_body,
+    most_specific,
+    openai_param,
+    validation_message,
+)
 from hub.openlora.charging import FinishedInference, FlatMetering, Metering, PriceTable
 from hub.openlora.engine import OpenLoRAEngine
 from hub.openlora.errors import EngineError, InvalidRequestError
 from hub.openlora.request import Completion, RequestHandle, StreamEvent
+from hub.openlora.request_id import RequestIdMiddleware
 from hub.openlora.sampling import SamplingParams
 from hub.request_limits import BodyLimits, install
 
@@ -38,7 +49,7 @@ log = logging.getLogger(__name__)
 
 
 def _engine_error_response(exc: EngineError) -> JSONResponse:
-    body = error_body(str(exc), exc.error_type, exc.code)
+    body = error_body(str(exc), exc.error_type, exc.code, exc.param)
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
@@ -137,7 +148,13 @@ def create_app(
     # The schema lists the paths the hub's proxy reaches (under the prefix), where clients and the fuzzer find it.
     app = FastAPI(title="OpenLoRA", version="0.1.0", openapi_url=f"{prefix}/openapi.json", docs_url=f"{prefix}/docs")
     app.state.engine = engine
-    install(app, limits or BodyLimits(), lambda status, message: error_body(message, "invalid_request_error", status))
+    install(
+        app,
+        limits or BodyLimits(),
+        lambda status, message: error_body(message, "invalid_request_error", HTTP_ERROR_CODES.get(status)),
+    )
+
+    app.add_middleware(RequestIdMiddleware)
 
     @app.exception_handler(EngineError)
     async def _engine_error(_request: Request, exc: EngineError) -> JSONResponse:
@@ -146,16 +163,16 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         type_ = {401: "authentication_error", 403: "permission_error", 404: "not_found_error"}.get(exc.status_code)
-        body = error_body(str(exc.detail), type_ or "invalid_request_error", exc.status_code)
+        body = error_body(str(exc.detail), type_ or "invalid_request_error", HTTP_ERROR_CODES.get(exc.status_code))
         body["detail"] = exc.detail  # FastAPI's usual field, for non-OpenAI clients
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
-        message = f"invalid request: {param + ': ' if param else ''}{first.get('msg', 'bad body')}"
-        return JSONResponse(error_body(message, "invalid_request_error", None, param), status_code=400)
+        first = most_specific(list(exc.errors()))
+        param = openai_param(first.get("loc", ()))
+        message = validation_message(first, param)
+        return JSONResponse(error_body(message, "invalid_request_error", "invalid_value", param), status_code=400)
 
     router = APIRouter()
 
@@ -206,8 +223,10 @@ def create_app(
 
     @router.post("/v1/completions")
     async def completions(body: CompletionBody, request: Request, user: HubUser = Depends(current_user)):
-        if body.echo or body.logprobs:
-            raise InvalidRequestError("echo and logprobs are not supported")
+        if body.echo:
+            raise InvalidRequestError(
+                "echo is not supported by this server", code="unsupported_parameter", param="echo"
+            )
         params = body.sampling(body.max_tokens)
         prompts: list[str | list[int]]
         if isinstance(body.prompt, list) and body.prompt and all(isinstance(p, str) for p in body.prompt):
@@ -215,7 +234,7 @@ def create_app(
         else:
             prompts = [body.prompt]  # a string or one list of token ids
         if body.stream and len(prompts) != 1:
-            raise InvalidRequestError("streaming supports a single prompt")
+            raise InvalidRequestError("streaming supports a single prompt", param="prompt")
         engine.resolve_model(body.model)  # 404 before any tokenising work
         encoded = [await run_in_threadpool(engine.encode, p) for p in prompts]
         rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())

@@ -1,11 +1,16 @@
-"""Request bodies of the OpenLoRA API (OpenAI's fields; unknown OpenAI fields are accepted and ignored) and its
-error shape."""
+"""Request bodies of the OpenLoRA API and its error shape.
+
+Strict, as a client needs: a field this server does not know, or an OpenAI feature it does not implement (tools,
+structured output, penalties, logit bias, chat logprobs, images, n > 1), is a 400 whose `param` names the field,
+never silently ignored. A feature's neutral value (`presence_penalty: 0`, `tool_choice: "none"`, `logprobs: false`,
+`response_format: {"type": "text"}`) is accepted.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from hub.openlora.errors import InvalidRequestError
 from hub.openlora.sampling import SamplingParams
@@ -16,12 +21,56 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+def unsupported(param: str, what: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"{what} is not supported by this server (OpenLoRA): remove `{param}`",
+        code="unsupported_parameter",
+        param=param,
+    )
+
+
+# OpenAI fields this server does not implement, with the values that mean "not used" (accepted as no-ops).
+NEUTRAL_VALUES: dict[str, tuple[Any, ...]] = {
+    "presence_penalty": (None, 0, 0.0),
+    "frequency_penalty": (None, 0, 0.0),
+    "logit_bias": (None, {}),
+    "top_logprobs": (None, 0),
+    "tools": (None, []),
+    "tool_choice": (None, "none"),
+    "functions": (None, []),
+    "function_call": (None, "none"),
+    "parallel_tool_calls": (None, True, False),
+    "response_format": (None, {"type": "text"}),
+    "suffix": (None, ""),
+    "best_of": (None, 1),
+    "store": (None, False),
+    "metadata": (None, {}),
+    "service_tier": (None, "auto", "default"),
+    "modalities": (None, ["text"]),
+    "prediction": (None,),
+    "audio": (None,),
+    "reasoning_effort": (None,),
+    "web_search_options": (None,),
+}
+WHAT = {
+    "tools": "tool calling",
+    "tool_choice": "tool calling",
+    "functions": "function calling",
+    "function_call": "function calling",
+    "response_format": "structured output (response_format)",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
+    "logit_bias": "logit_bias",
+    "top_logprobs": "top_logprobs",
+}
+
+
 class GenerationBody(BaseModel):
-    model_config = ConfigDict(extra="allow")  # unknown OpenAI fields are accepted and ignored
+    model_config = ConfigDict(extra="forbid")  # an unknown field is a 400 naming it, not silently ignored
 
     model: str
     temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, gt=0, le=1)
+    top_p: float | None = Field(None, ge=0, le=1)  # 0: greedy, as OpenAI allows
     n: int = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -29,15 +78,44 @@ class GenerationBody(BaseModel):
     seed: int | None = None
     user: str | None = None
     attribution: bool = True  # ours: false skips Proof of Attribution (the contributors' pool goes unattributed)
+    # Declared so that a request using them gets a 400 naming them (see NEUTRAL_VALUES), not "unknown field".
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
+    top_logprobs: int | None = None
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+    functions: list[Any] | None = None
+    function_call: Any = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    suffix: str | None = None
+    best_of: int | None = None
+    store: bool | None = None
+    metadata: dict[str, Any] | None = None
+    service_tier: str | None = None
+    modalities: list[str] | None = None
+    prediction: Any = None
+    audio: Any = None
+    reasoning_effort: Any = None
+    web_search_options: Any = None
+
+    @model_validator(mode="after")
+    def _refuse_unimplemented(self) -> GenerationBody:
+        for name, neutral in NEUTRAL_VALUES.items():
+            if name in type(self).model_fields and getattr(self, name) not in neutral:
+                raise unsupported(name, WHAT.get(name, f"`{name}`"))
+        if self.n != 1:
+            raise unsupported("n", "n other than 1 (one choice per request)")
+        return self
 
     def sampling(self, max_tokens: int | None) -> SamplingParams:
-        if self.n != 1:
-            raise InvalidRequestError("only n=1 is supported")
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        greedy = self.top_p == 0  # OpenAI allows top_p 0: only the most likely token
         params = SamplingParams(
             max_tokens=max_tokens,
-            temperature=1.0 if self.temperature is None else self.temperature,
-            top_p=1.0 if self.top_p is None else self.top_p,
+            temperature=0.0 if greedy else (1.0 if self.temperature is None else self.temperature),
+            top_p=1.0 if self.top_p is None or greedy else self.top_p,
             stop=stop,
             seed=self.seed,
         )
@@ -47,9 +125,15 @@ class GenerationBody(BaseModel):
 
 class CompletionBody(GenerationBody):
     prompt: str | list[str] | list[int]
-    max_tokens: int | None = 16  # OpenAI's default for completions
+    max_tokens: int | None = Field(16, ge=1)  # OpenAI's default for completions
     echo: bool = False
     logprobs: int | None = None
+
+    @model_validator(mode="after")
+    def _refuse_logprobs(self) -> CompletionBody:
+        if self.logprobs:
+            raise unsupported("logprobs", "logprobs")
+        return self
 
 
 # OpenAI's chat roles that a chat template can render; anything else (a typo, "tool" without tools) is a 400.
@@ -59,7 +143,7 @@ ChatRole = Literal["system", "developer", "user", "assistant"]
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    type: str
+    type: Literal["text"]  # image_url / input_audio / file parts: this server serves text models only
     text: str | None = None
 
 
@@ -80,9 +164,15 @@ class ChatMessage(BaseModel):
 
 class ChatBody(GenerationBody):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool | None = None
+
+    @model_validator(mode="after")
+    def _refuse_logprobs(self) -> ChatBody:
+        if self.logprobs:
+            raise unsupported("logprobs", "logprobs")
+        return self
 
 
 class AdapterBody(BaseModel):
@@ -93,3 +183,42 @@ class AdapterBody(BaseModel):
 
 def error_body(message: str, type_: str, code: str | int | None = None, param: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+# OpenAI's string codes for the HTTP errors that do not come from the engine.
+HTTP_ERROR_CODES = {
+    400: "invalid_request",
+    401: "invalid_api_key",
+    403: "insufficient_permissions",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    429: "rate_limit_exceeded",
+}
+
+
+UNION_TAGS = {"str", "int", "float", "bool", "none", "dict"}
+
+
+def openai_param(loc: tuple | list) -> str | None:
+    """pydantic's error location ('body', 'messages', 0, 'content') as OpenAI writes it: messages[0].content.
+    Union branch tags pydantic adds ('str', 'list[ContentPart]') are not fields and are left out."""
+    text = ""
+    for part in list(loc)[1:]:
+        if isinstance(part, str) and (part in UNION_TAGS or "[" in part):
+            continue
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or None
+
+
+def most_specific(errors: list[dict]) -> dict:
+    """Of a union's errors, the one that went deepest into the body (the part of `content` at fault, say)."""
+    return max(errors, key=lambda error: len(error.get("loc", ())), default={})
+
+
+def validation_message(error: dict, param: str | None) -> str:
+    if error.get("type") == "extra_forbidden":
+        return f"Unrecognized request argument supplied: {param}"
+    if error.get("type") == "literal_error" and param and param.endswith(".type") and "content" in param:
+        return f"content part type {error.get('input')!r} is not supported: this server serves text models only"
+    return f"invalid request: {param + ': ' if param else ''}{error.get('msg', 'bad body')}"

@@ -9,6 +9,7 @@ class EngineError(Exception):
     status_code = 500
     error_type = "server_error"
     code: str | None = None
+    param: str | None = None  # the request field at fault, as OpenAI names it
     headers: dict[str, str] | None = None
 
 
@@ -28,6 +29,11 @@ class ModelNotFoundError(EngineError):
 class InvalidRequestError(EngineError):
     status_code = 400
     error_type = "invalid_request_error"
+
+    def __init__(self, message: str, code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code or self.code
+        self.param = param
 
 
 class ContextLengthError(InvalidRequestError):
