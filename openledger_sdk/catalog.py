@@ -38,9 +38,23 @@ CATALOG: dict[str, BaseModelSpec] = {
 }
 
 
+# Where `make run` / `make model` convert the catalog models when the SDK runs from the platform's checkout.
+CHECKOUT_MODELS_DIR = Path(__file__).resolve().parent.parent / ".openledger-data" / "models"
+
+
+def model_dirs() -> list[Path]:
+    """Where converted base models are looked for, in order: `$OPENLEDGER_MODELS_DIR` (set in hub kernels) alone
+    when set; else the platform's own (this checkout's data dir), then a user cache."""
+    configured = os.environ.get("OPENLEDGER_MODELS_DIR")
+    if configured:
+        return [Path(configured)]
+    return [CHECKOUT_MODELS_DIR, Path.home() / ".cache" / "openledger" / "models"]
+
+
 def models_dir() -> Path:
-    """Where converted base models live: `$OPENLEDGER_MODELS_DIR` (set in hub kernels) or a user cache."""
-    return Path(os.environ.get("OPENLEDGER_MODELS_DIR") or Path.home() / ".cache" / "openledger" / "models")
+    """The folder new conversions go to: the first of `model_dirs()` that exists, else the user cache."""
+    dirs = model_dirs()
+    return next((path for path in dirs if path.is_dir()), dirs[-1])
 
 
 def resolve_base_model(name_or_path: str, directory: Path | None = None) -> Path:
@@ -51,13 +65,16 @@ def resolve_base_model(name_or_path: str, directory: Path | None = None) -> Path
     if name_or_path not in CATALOG:
         known = ", ".join(sorted(CATALOG))
         raise OpenLedgerError(f"unknown base model {name_or_path!r}: choose one of {known} or a local model folder")
-    target = (directory or models_dir()) / name_or_path
-    if not (target / "model.safetensors").exists():
-        raise OpenLedgerError(
-            f"base model {name_or_path!r} is not converted yet in {target}: run `make model` "
-            f"(or `python -m openledger_sdk.catalog convert {name_or_path}`)"
-        )
-    return target
+    searched = [directory / name_or_path] if directory else [folder / name_or_path for folder in model_dirs()]
+    for target in searched:
+        if (target / "model.safetensors").exists():
+            return target
+    places = " or ".join(str(path) for path in searched)
+    raise OpenLedgerError(
+        f"base model {name_or_path!r} is not converted in {places}: run `make model` (or `python -m "
+        f"openledger_sdk.catalog convert {name_or_path}`), or pass models_dir=<the platform's data dir>/models "
+        "(or set OPENLEDGER_MODELS_DIR) if it was converted elsewhere"
+    )
 
 
 def weights_hash(model_dir: Path) -> str:
