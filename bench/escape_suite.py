@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import pwd
 import sys
 import textwrap
 import time
@@ -24,6 +25,7 @@ from typing import Any
 import httpx
 
 from bench.hub_bench import command_line, running_hub
+from gpu_spawner.accounts import processes_of
 from tests.hub_harness import RunningHub, run_in_kernel
 
 RESULTS = Path(__file__).parent / "results" / "security.json"
@@ -304,22 +306,13 @@ def memory_kill_attack(hub: RunningHub, token: str) -> dict[str, Any]:
 
 def victim_server_pid(hub: RunningHub) -> int:
     """The victim's single-user server process (root looks it up; the attacker gets only the number)."""
-    account = hub.home(VICTIM).name
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+    for pid in processes_of(pwd.getpwnam(hub.home(VICTIM).name).pw_uid):
         try:
-            owner = Path(f"/proc/{pid}").stat().st_uid
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"jupyterhub-singleuser" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
         except OSError:
             continue
-        if b"jupyterhub-singleuser" in cmdline and owner == _uid(account):
-            return int(pid)
     raise AssertionError(f"no server process of {VICTIM}")
-
-
-def _uid(account: str) -> int:
-    import pwd
-
-    return pwd.getpwnam(account).pw_uid
 
 
 def run_suite(hub: RunningHub) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ created it and for which hub user id, so that:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pwd
@@ -71,8 +72,9 @@ def _lookup(name: str) -> pwd.struct_passwd | None:
         return None
 
 
-def _run(command: list[str]) -> None:
-    tool = shutil.which(command[0]) or (f"/usr/sbin/{command[0]}" if os.path.exists(f"/usr/sbin/{command[0]}") else "")
+def run_account_tool(command: list[str]) -> None:
+    """Run useradd / usermod / userdel; a missing tool or a refusal is an AccountError saying what to do."""
+    tool = shutil.which(command[0], path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
     if not tool:
         raise AccountError(
             f"{command[0]} not found: install it (Debian: apt-get install -y passwd) or run the hub as a non-root "
@@ -108,7 +110,7 @@ def ensure_account(
     if entry is None:
         home_root.mkdir(parents=True, exist_ok=True)
         # -U: a group of its own; no supplementary groups; -M: the spawner creates and seeds the home itself.
-        _run(["useradd", "-M", "-U", "-d", str(home), "-s", shell, "-c", comment, name])
+        run_account_tool(["useradd", "-M", "-U", "-d", str(home), "-s", shell, "-c", comment, name])
         entry = pwd.getpwnam(name)
     else:
         owner = _parse_marker(entry.pw_gecos)
@@ -120,7 +122,7 @@ def ensure_account(
         if owner[1] != hub_user_id:
             # The account belonged to a deleted hub user of the same name: the newcomer must not inherit their files.
             archive_home(Path(entry.pw_dir), archive_root, name)
-            _run(["usermod", "-c", comment, name])
+            run_account_tool(["usermod", "-c", comment, name])
     return Account(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir, entry.pw_shell)
 
 
@@ -129,14 +131,23 @@ def accounts_of(instance: str) -> list[str]:
     return [entry.pw_name for entry in pwd.getpwall() if (_parse_marker(entry.pw_gecos) or ("",))[0] == instance]
 
 
-def end_processes(uid: int) -> None:
-    """SIGKILL every process of `uid` (servers the hub did not stop, their kernels, a student's `nohup` jobs)."""
+def processes_of(uid: int) -> list[int]:
+    """The pids of every process running as `uid`."""
+    pids = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             if os.stat(f"/proc/{pid}").st_uid == uid:
-                os.kill(int(pid), signal.SIGKILL)
-        except (FileNotFoundError, ProcessLookupError):
-            continue
+                pids.append(int(pid))
+        except FileNotFoundError:
+            continue  # ended meanwhile
+    return pids
+
+
+def end_processes(uid: int) -> None:
+    """SIGKILL every process of `uid` (servers the hub did not stop, their kernels, a student's `nohup` jobs)."""
+    for pid in processes_of(uid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def remove_accounts(instance: str) -> list[str]:
@@ -145,6 +156,6 @@ def remove_accounts(instance: str) -> list[str]:
     removed = []
     for name in accounts_of(instance):
         end_processes(pwd.getpwnam(name).pw_uid)
-        _run(["userdel", "--force", name])  # a zombie of the account (its parent gone) would block it
+        run_account_tool(["userdel", "--force", name])  # a zombie of the account (its parent gone) would block it
         removed.append(name)
     return removed

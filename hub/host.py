@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpu_spawner.accounts import AccountError, _run
+from gpu_spawner.accounts import AccountError, run_account_tool
 from hub.settings import REPO_ROOT, Settings
 
 SERVICE_MARKER = "openledger service account"
@@ -49,7 +49,7 @@ def ensure_service_account(name: str) -> ServiceAccount:
         entry = pwd.getpwnam(name)
     except KeyError:
         try:
-            _run(["useradd", "--system", "-U", "-M", "-d", "/nonexistent", "-s", "/usr/sbin/nologin", "-c",
+            run_account_tool(["useradd", "--system", "-U", "-M", "-d", "/nonexistent", "-s", "/usr/sbin/nologin", "-c",
                   SERVICE_MARKER, name])  # fmt: skip
         except AccountError as err:
             raise HostSetupError(str(err)) from None

@@ -31,6 +31,7 @@ def unsupported(param: str, what: str) -> InvalidRequestError:
 
 # OpenAI fields this server does not implement, with the values that mean "not used" (accepted as no-ops).
 NEUTRAL_VALUES: dict[str, tuple[Any, ...]] = {
+    "logprobs": (None, False, 0),  # a field of the chat (bool) and completions (int) bodies
     "presence_penalty": (None, 0, 0.0),
     "frequency_penalty": (None, 0, 0.0),
     "logit_bias": (None, {}),
@@ -62,6 +63,7 @@ WHAT = {
     "frequency_penalty": "frequency_penalty",
     "logit_bias": "logit_bias",
     "top_logprobs": "top_logprobs",
+    "logprobs": "logprobs",
 }
 
 
@@ -129,12 +131,6 @@ class CompletionBody(GenerationBody):
     echo: bool = False
     logprobs: int | None = None
 
-    @model_validator(mode="after")
-    def _refuse_logprobs(self) -> CompletionBody:
-        if self.logprobs:
-            raise unsupported("logprobs", "logprobs")
-        return self
-
 
 # OpenAI's chat roles that a chat template can render; anything else (a typo, "tool" without tools) is a 400.
 ChatRole = Literal["system", "developer", "user", "assistant"]
@@ -167,12 +163,6 @@ class ChatBody(GenerationBody):
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool | None = None
-
-    @model_validator(mode="after")
-    def _refuse_logprobs(self) -> ChatBody:
-        if self.logprobs:
-            raise unsupported("logprobs", "logprobs")
-        return self
 
 
 class AdapterBody(BaseModel):
