@@ -17,41 +17,22 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from hub.openlora.adapter_store import AdapterStore, DeviceSlots
 from hub.openlora.config import EngineConfig
+from hub.openlora.decode_step import RunningSequence, advance_sequences
 from hub.openlora.detokenize import TextStream
-from hub.openlora.errors import AdapterLoadError, EngineError, EngineOverloadedError, EngineStoppedError
+from hub.openlora.errors import EngineError, EngineOverloadedError, EngineStoppedError
 from hub.openlora.metrics import EngineMetrics
 from hub.openlora.request import GenerationRequest, RequestHandle, StreamEvent
 from hub.openlora.runner import ModelRunner, NewSequences
-from hub.openlora.sampling import make_generator, sample_next
+from hub.openlora.sampling import make_generator
+from hub.openlora.slot_assign import SlotAssigner
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Seq:
-    handle: RequestHandle
-    slot: int | None
-    stream: TextStream
-    generator: torch.Generator | None
-    submitted_at: float
-    output: list[int] = field(default_factory=list)
-    first_token_at: float | None = None
-
-    @property
-    def req(self) -> GenerationRequest:
-        return self.handle.request
-
-    @property
-    def kv_len(self) -> int:
-        """Tokens in the KV cache: the prompt and every output token except the last (not fed yet)."""
-        return len(self.req.prompt_ids) + len(self.output) - 1
 
 
 class Scheduler:
@@ -68,13 +49,14 @@ class Scheduler:
         self.slots = slots
         self.metrics = metrics
         self.config = config
+        self._slots_for_requests = SlotAssigner(store, slots, metrics)
         self._cv = threading.Condition()
         self._inbox: collections.deque[tuple[RequestHandle, float]] = collections.deque()
         self._cancels: set[int] = set()
         self._commands: collections.deque[tuple[Callable[[], Any], concurrent.futures.Future]] = collections.deque()
         self._waiting: collections.deque[tuple[RequestHandle, float]] = collections.deque()
         self._queued = 0  # submitted, not yet admitted or ended: what max_queue bounds (guarded by _cv)
-        self.running: list[_Seq] = []  # index = KV pool row
+        self.running: list[RunningSequence] = []  # index = KV pool row
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._default_gen = torch.Generator(device="cpu")
@@ -207,12 +189,12 @@ class Scheduler:
         return True
 
     # -- admission -----------------------------------------------------------------------------------------
-    def _admit(self) -> list[_Seq]:
+    def _admit(self) -> list[RunningSequence]:
         capacity = self.config.max_batch_size - len(self.running)
         if capacity <= 0 or not self._waiting:
             self._prefetch_head()
             return []
-        admitted: list[_Seq] = []
+        admitted: list[RunningSequence] = []
         kept: list[tuple[RequestHandle, float]] = []
         failed: dict[str, EngineError] = {}
         prompt_tokens = 0
@@ -227,7 +209,7 @@ class Scheduler:
             if admitted and prompt_tokens + len(req.prompt_ids) > self.config.max_prefill_tokens:
                 kept.append((handle, submitted))
                 continue
-            slot = self._slot_for(req, failed)
+            slot = self._slots_for_requests.slot_for(req, failed)
             if isinstance(slot, EngineError):  # its adapter failed to load: only its requests fail
                 self._fail_handle(handle, slot)
                 self._dequeued()
@@ -237,7 +219,7 @@ class Scheduler:
                 continue
             if slot is not None:
                 self.slots.pin(slot)
-            seq = _Seq(
+            seq = RunningSequence(
                 handle=handle,
                 slot=slot,
                 stream=TextStream(self.runner.tokenizer, req.params.stop),
@@ -253,43 +235,6 @@ class Scheduler:
             self._fail_waiting_for(adapter_id, error)
         self._prefetch_head()
         return admitted
-
-    def _slot_for(self, req: GenerationRequest, failed: dict[str, EngineError]) -> int | None | bool | EngineError:
-        """The device slot for the request's adapter (None: base model); True: not ready; an error: load failed."""
-        adapter = req.adapter_id
-        if adapter is None:
-            return None
-        failure = failed.get(adapter) or self.store.take_failure(adapter)
-        if failure is not None:
-            failed[adapter] = failure
-            return failure
-        slot = self.slots.lookup(adapter)
-        if slot is not None:
-            self._tier_hit("device")
-            return slot
-        if not self.slots.has_room():
-            return True
-        got = self.store.take(adapter)
-        if got is None:
-            self.store.prefetch(adapter)
-            return True
-        weights, tier = got
-        try:
-            slot = self.slots.install(weights)
-        except Exception as exc:  # e.g. device out of memory: fail this adapter's requests, not the engine
-            log.exception("copying adapter %s to a device slot failed", adapter)
-            failed[adapter] = AdapterLoadError(adapter, f"copy to the device failed: {type(exc).__name__}: {exc}")
-            return failed[adapter]
-        if slot is None:
-            return True
-        self._tier_hit(tier)
-        self.metrics.resident_adapters.set(len(self.slots.resident()))
-        return slot
-
-    def _tier_hit(self, tier: str) -> None:
-        if tier in ("device", "cpu"):
-            self.store.stats.add(f"{tier}_hits")
-        self.metrics.tier_hits.labels(tier).inc()
 
     def _prefetch_depth(self) -> int:
         """How many requests at the head of the queue get their adapters loaded ahead of admission."""
@@ -319,7 +264,7 @@ class Scheduler:
         self._waiting = keep
 
     # -- forward passes ------------------------------------------------------------------------------------
-    def _forward(self, admitted: list[_Seq]) -> int:
+    def _forward(self, admitted: list[RunningSequence]) -> int:
         """One forward: a token for every running sequence, and the first token of each admitted one."""
         decoding = list(self.running)
         admitted = sorted(admitted, key=self._prefill_order)
@@ -343,7 +288,7 @@ class Scheduler:
         self._count_forward(len(decoding), admitted)
         return self._advance(range(len(self.running)), logits)
 
-    def _prefill_order(self, seq: _Seq) -> tuple[int, int]:
+    def _prefill_order(self, seq: RunningSequence) -> tuple[int, int]:
         """Packed prefill: prompts of one adapter side by side (one LoRA segment each run); padded prefill: similar
         lengths side by side (little padding per chunk)."""
         length = len(seq.req.prompt_ids)
@@ -351,7 +296,7 @@ class Scheduler:
             return (-1 if seq.slot is None else seq.slot, length)
         return (length, 0)
 
-    def _count_forward(self, decoding: int, admitted: list[_Seq]) -> None:
+    def _count_forward(self, decoding: int, admitted: list[RunningSequence]) -> None:
         self.peak_batch = max(self.peak_batch, len(self.running))
         if decoding:
             self.decode_steps += 1
@@ -365,49 +310,17 @@ class Scheduler:
     def _advance(self, rows: range, logits: torch.Tensor) -> int:
         """Sample one token for each of `rows`, stream it, and retire the sequences that finished."""
         seqs = [self.running[r] for r in rows]
-        tokens = sample_next(
-            logits, [s.req.params for s in seqs], [s.generator for s in seqs], default_generator=self._default_gen
+        finished = advance_sequences(
+            seqs,
+            logits,
+            eos=self.runner.eos_token_ids,
+            max_seq_len=self.runner.max_seq_len,
+            default_generator=self._default_gen,
+            on_first_token=lambda seq, now: self.metrics.ttft.observe(now - seq.submitted_at),
         )
-        now = time.perf_counter()
-        finished: list[int] = []
-        eos = self.runner.eos_token_ids
-        for row, seq, tok in zip(rows, seqs, tokens, strict=True):
-            params = seq.req.params
-            if params.return_logits:
-                seq.handle.logits.append(logits[row - rows.start].detach().float().cpu().clone())
-            seq.output.append(tok)
-            if seq.first_token_at is None:
-                seq.first_token_at = now
-                self.metrics.ttft.observe(now - seq.submitted_at)
-            reason: str | None = None
-            if tok in eos and not params.ignore_eos:
-                reason = "stop"
-                text = ""
-            else:
-                text = seq.stream.add(tok)
-                if seq.stream.stopped:
-                    reason = "stop"
-            total = len(seq.req.prompt_ids) + len(seq.output)
-            if reason is None and (
-                (params.max_tokens is not None and len(seq.output) >= params.max_tokens)
-                or total >= self.runner.max_seq_len
-            ):
-                reason = "length"
-            if reason is not None:
-                text += seq.stream.flush()
-                finished.append(row)
-            seq.handle.push(
-                StreamEvent(
-                    text=text,
-                    token_ids=[tok],
-                    finish_reason=reason,
-                    prompt_tokens=len(seq.req.prompt_ids),
-                    completion_tokens=len(seq.output),
-                )
-            )
-            if reason is not None:
-                self._count_finished(seq, "ok")
-        self._retire(finished)
+        for i in finished:
+            self._count_finished(seqs[i], "ok")
+        self._retire([rows.start + i for i in finished])
         return len(seqs)
 
     # -- leaving the batch ---------------------------------------------------------------------------------
@@ -464,6 +377,6 @@ class Scheduler:
         handle.push(event)
         self.metrics.requests.labels(handle.request.model, status).inc()
 
-    def _count_finished(self, seq: _Seq, status: str) -> None:
+    def _count_finished(self, seq: RunningSequence, status: str) -> None:
         self.metrics.requests.labels(seq.req.model, status).inc()
         self.metrics.generated_tokens.labels(seq.req.model).inc(len(seq.output))

@@ -1,0 +1,89 @@
+"""One decode step's bookkeeping for the running rows: sample each row's next token from the step's logits,
+decide whether the row finished (end of sequence, a stop string, its token limit, the context end) and stream the
+token to the request's handle. Knows nothing about admission, slots or the KV pool."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from hub.openlora.detokenize import TextStream
+from hub.openlora.request import GenerationRequest, RequestHandle, StreamEvent
+from hub.openlora.sampling import sample_next
+
+
+@dataclass
+class RunningSequence:
+    """A request in the running batch: its device slot, output so far and streaming state."""
+
+    handle: RequestHandle
+    slot: int | None
+    stream: TextStream
+    generator: torch.Generator | None
+    submitted_at: float
+    output: list[int] = field(default_factory=list)
+    first_token_at: float | None = None
+
+    @property
+    def req(self) -> GenerationRequest:
+        return self.handle.request
+
+    @property
+    def kv_len(self) -> int:
+        """Tokens in the KV cache: the prompt and every output token except the last (not fed yet)."""
+        return len(self.req.prompt_ids) + len(self.output) - 1
+
+
+def advance_sequences(
+    seqs: Sequence[RunningSequence],
+    logits: torch.Tensor,
+    *,
+    eos: frozenset[int],
+    max_seq_len: int,
+    default_generator: torch.Generator,
+    on_first_token: Callable[[RunningSequence, float], None],
+) -> list[int]:
+    """Sample and stream one token for each sequence (row i of `logits` belongs to seqs[i]); return the indexes
+    of the sequences that finished."""
+    tokens = sample_next(
+        logits, [s.req.params for s in seqs], [s.generator for s in seqs], default_generator=default_generator
+    )
+    now = time.perf_counter()
+    finished: list[int] = []
+    for i, (seq, tok) in enumerate(zip(seqs, tokens, strict=True)):
+        params = seq.req.params
+        if params.return_logits:
+            seq.handle.logits.append(logits[i].detach().float().cpu().clone())
+        seq.output.append(tok)
+        if seq.first_token_at is None:
+            seq.first_token_at = now
+            on_first_token(seq, now)
+        reason: str | None = None
+        if tok in eos and not params.ignore_eos:
+            reason = "stop"
+            text = ""
+        else:
+            text = seq.stream.add(tok)
+            if seq.stream.stopped:
+                reason = "stop"
+        total = len(seq.req.prompt_ids) + len(seq.output)
+        if reason is None and (
+            (params.max_tokens is not None and len(seq.output) >= params.max_tokens) or total >= max_seq_len
+        ):
+            reason = "length"
+        if reason is not None:
+            text += seq.stream.flush()
+            finished.append(i)
+        seq.handle.push(
+            StreamEvent(
+                text=text,
+                token_ids=[tok],
+                finish_reason=reason,
+                prompt_tokens=len(seq.req.prompt_ids),
+                completion_tokens=len(seq.output),
+            )
+        )
+    return finished
