@@ -111,7 +111,7 @@ def run_trainer(args: argparse.Namespace, rows: list[dict], workdir: Path) -> di
 
     from openledger_sdk.catalog import resolve_base_model
     from openledger_sdk.modelfactory.data import collate, epoch_order, prepare
-    from openledger_sdk.modelfactory.trainer import resolve_device
+    from openledger_sdk.modelfactory.model_setup import resolve_device
 
     base_dir = resolve_base_model(args.base, args.models_dir)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)

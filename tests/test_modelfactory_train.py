@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import openledger_sdk.hardware as hardware_module
-import openledger_sdk.modelfactory.trainer as trainer_module
+import openledger_sdk.modelfactory.model_setup as model_setup
 from openledger_sdk.catalog import weights_hash
 from openledger_sdk.modelfactory import IndexSettings, LoraSettings, TrainedModel, finetune
 from openledger_sdk.modelfactory.attribution_index import (
@@ -227,7 +227,7 @@ def test_index_precision(
     precision: str, device: str, training: str, native: bool, expected: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(hardware_module, "native_bfloat16", lambda _device: native)
-    name = trainer_module.index_precision(precision, FakeAccelerator(device, training))
+    name = model_setup.index_precision(precision, FakeAccelerator(device, training))
     assert name == expected
     autocast = precision_autocast(name, device)
     if expected == "float32":
@@ -365,14 +365,14 @@ def test_out_of_memory_has_a_clear_message(base: Path, tmp_path: Path, monkeypat
     def explode(*args, **kwargs):
         raise oom
 
-    monkeypatch.setattr(trainer, "_train_loop", explode)
+    monkeypatch.setattr(trainer, "train_loop", explode)
     with pytest.raises(TrainingOutOfMemory, match=r"out of memory while training on cpu \(batch_size=4, max_len=64.*"
                        "use a smaller batch_size.*effective batch of 4.*smaller max_len") as info:  # fmt: skip
         finetune(str(base), rows=rows(8), output_dir=tmp_path / "oom", **SETTINGS)
     assert isinstance(info.value, MemoryError)
     monkeypatch.undo()
     # Other errors pass through unchanged.
-    monkeypatch.setattr(trainer, "_train_loop", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
+    monkeypatch.setattr(trainer, "train_loop", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
     with pytest.raises(RuntimeError, match="shape mismatch"):
         finetune(str(base), rows=rows(8), output_dir=tmp_path / "other", **SETTINGS)
 

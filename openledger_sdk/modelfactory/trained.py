@@ -171,7 +171,7 @@ class TrainedModel:
 
         Default: the held-out rows of training (`eval_split`). Or pass rows (same format as training).
         """
-        from openledger_sdk.modelfactory.trainer import eval_before_after
+        from openledger_sdk.modelfactory.evaluation import eval_before_after
 
         if rows is None:
             if not self.held_out:
@@ -235,7 +235,7 @@ class TrainedModel:
 
         from openledger_sdk.catalog import resolve_base_model
         from openledger_sdk.errors import OpenLedgerError
-        from openledger_sdk.modelfactory.trainer import _weights_hash, resolve_device
+        from openledger_sdk.modelfactory.model_setup import cached_weights_hash, resolve_device
 
         path = Path(path)
         manifest = read_manifest(path)
@@ -247,7 +247,7 @@ class TrainedModel:
             base_dir = resolve_base_model(base_id, Path(models_dir) if models_dir else None)
         except OpenLedgerError as err:
             raise FinetuneError(str(err)) from None
-        if _weights_hash(base_dir) != manifest["base_model"]["weights_sha256"]:
+        if cached_weights_hash(base_dir) != manifest["base_model"]["weights_sha256"]:
             raise FinetuneError(f"base model {base_id} at {base_dir} is not the one this adapter was trained on")
         device_kind, precision = resolve_device(device)
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
