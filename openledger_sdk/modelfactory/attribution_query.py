@@ -38,12 +38,11 @@ How one answer is scored (n training examples in the adapter's index):
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +50,11 @@ import numpy as np
 import torch
 
 from openledger_sdk.modelfactory.attribution_index import INDEX_FILE, INDEX_META, AttributionIndex, query_projection
+from openledger_sdk.modelfactory.attribution_null import NULL_FILE, NullThreshold, calibrate_null
+from openledger_sdk.modelfactory.attribution_result import AttributedExample, AttributionResult, contributor_shares
 from openledger_sdk.modelfactory.data import IGNORE
 from openledger_sdk.modelfactory.span_index import SPAN_META, SpanIndex
 
-NULL_FILE = "attribution_null.json"
-NULL_FORMAT = "openledger-attribution-null/1"
 __all__ = [
     "NULL_FILE",
     "AttributedExample",
@@ -78,94 +77,6 @@ class ScoringSettings:
     candidates: int = 64  # top examples by combined score examined for near-copies
     copy_cosine: float = 0.98  # feature cosine at or above which two rows sharing a span are one cluster
     dense_limit: int = 1 << 26  # keep float32 features in memory up to this many numbers (256 MB); chunked above
-
-
-@dataclass(frozen=True)
-class NullThreshold:
-    """Scores an answer must beat to be attributed (calibrated on answers to unrelated prompts)."""
-
-    gradient_z: float = 3.0  # max_j z_j; the uncalibrated default is a 3-sigma outlier
-    span: float = 0.05  # max_j S_j; a span must cover a few percent of the answer
-    quantile: float | None = None
-    samples: int = 0
-    observed: dict[str, Any] = field(default_factory=dict)
-
-    def save(self, directory: str | Path) -> Path:
-        path = Path(directory) / NULL_FILE
-        path.write_text(json.dumps({"format": NULL_FORMAT, **asdict(self)}, indent=1), encoding="utf-8")
-        return path
-
-    @classmethod
-    def load(cls, directory: str | Path) -> NullThreshold | None:
-        path = Path(directory) / NULL_FILE
-        if not path.is_file():
-            return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.pop("format", None) != NULL_FORMAT:
-            raise ValueError(f"{path} is not an {NULL_FORMAT} file")
-        return cls(**data)
-
-
-@dataclass(frozen=True)
-class AttributedExample:
-    """One training row in the top-k, with why it was credited."""
-
-    position: int  # row in the index
-    row_id: Any
-    contributor: str
-    datanet: str | None
-    version: Any
-    score: float  # combined c_i (after near-copy clustering)
-    gradient: float  # G_i
-    gradient_z: float  # z_i
-    span: float  # S_i
-    spans: tuple[tuple[int, int], ...] = ()  # (start, length) of the answer's verbatim spans found in this row
-    copies: tuple[Any, ...] = ()  # row ids of later near-copies whose credit this row received
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "row_id": self.row_id,
-            "contributor": self.contributor,
-            "datanet": self.datanet,
-            "version": self.version,
-            "score": round(self.score, 6),
-            "gradient": round(self.gradient, 6),
-            "gradient_z": round(self.gradient_z, 4),
-            "span": round(self.span, 6),
-            "spans": [list(s) for s in self.spans],
-            **({"copies": list(self.copies)} if self.copies else {}),
-        }
-
-
-@dataclass
-class AttributionResult:
-    """Top examples and contributor shares of one answer; `shares` is empty when `attributed` is False."""
-
-    attributed: bool
-    examples: list[AttributedExample]
-    shares: dict[str, float]  # contributor → share, non-negative, summing to 1 (empty: unattributed)
-    max_gradient_z: float
-    max_span: float
-    threshold: NullThreshold
-    timings: dict[str, float] = field(default_factory=dict)  # seconds: backward, matvec, spans, total
-
-    @property
-    def top(self) -> AttributedExample | None:
-        return self.examples[0] if self.examples else None
-
-    def top_examples(self, limit: int = 10) -> list[dict[str, Any]]:
-        """JSON objects for `record_inference(top_examples=...)` and the API response."""
-        return [example.to_dict() for example in self.examples[:limit]]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "attributed": self.attributed,
-            "shares": self.shares,
-            "top_examples": self.top_examples(),
-            "max_gradient_z": round(self.max_gradient_z, 4),
-            "max_span": round(self.max_span, 6),
-            "threshold": {"gradient_z": self.threshold.gradient_z, "span": self.threshold.span},
-        }
 
 
 _CACHE: dict[tuple[str, int, str], Attributor] = {}
@@ -385,53 +296,3 @@ class Attributor:
                 claimed.add(b)
             copies[top[a]] = [top[b] for b in members]
         return credited, copies
-
-
-def contributor_shares(examples: Sequence[AttributedExample]) -> dict[str, float]:
-    """Σ combined score per contributor over the top-k, normalised to sum to 1 (rows without a contributor skipped)."""
-    totals: dict[str, float] = {}
-    for example in examples:
-        if example.contributor and example.score > 0:
-            totals[example.contributor] = totals.get(example.contributor, 0.0) + example.score
-    total = sum(totals.values())
-    return {who: value / total for who, value in sorted(totals.items())} if total > 0 else {}
-
-
-def calibrate_null(
-    attributor: Attributor,
-    unrelated: Sequence[tuple[Sequence[int], Sequence[int]]],
-    *,
-    quantile: float = 0.95,
-    model: Any = None,
-    save: bool = True,
-) -> NullThreshold:
-    """Set the null thresholds at the `quantile` of max z and max S over answers to unrelated prompts.
-
-    `unrelated`: (prompt_ids, output_ids) pairs — prompts the datanet says nothing about, with the adapter's own
-    answers to them. The floors (z ≥ 2, S ≥ 0.02) keep a handful of samples from setting an absurdly low bar. Saved
-    as `attribution_null.json` beside the index (when the attributor came from a folder and `save`).
-    """
-    if not unrelated:
-        raise ValueError("calibration needs at least one unrelated (prompt, output) pair")
-    if not 0 < quantile < 1:
-        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
-    max_z, max_s = [], []
-    for prompt_ids, output_ids in unrelated:
-        stats = attributor.statistics(prompt_ids, output_ids, model)
-        max_z.append(float(stats["z"].max()))
-        max_s.append(float(stats["span"].max()))
-    threshold = NullThreshold(
-        gradient_z=max(float(np.quantile(max_z, quantile)), 2.0),
-        span=max(float(np.quantile(max_s, quantile)), 0.02),
-        quantile=quantile,
-        samples=len(unrelated),
-        observed={
-            "gradient_z": [round(v, 4) for v in np.quantile(max_z, [0.5, 0.9, 0.95, 1.0]).tolist()],
-            "span": [round(v, 4) for v in np.quantile(max_s, [0.5, 0.9, 0.95, 1.0]).tolist()],
-            "quantiles": [0.5, 0.9, 0.95, 1.0],
-        },
-    )
-    attributor.threshold = threshold
-    if save and attributor.directory is not None:
-        threshold.save(attributor.directory)
-    return threshold
