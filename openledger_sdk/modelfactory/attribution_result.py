@@ -65,11 +65,13 @@ class AttributionResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "attributed": self.attributed,
+            # unattributed: nothing cleared the null threshold (uncalibrated: the threshold's `calibrated` is false)
+            "status": "attributed" if self.attributed else "unattributed",
             "shares": self.shares,
             "top_examples": self.top_examples(),
             "max_gradient_z": round(self.max_gradient_z, 4),
             "max_span": round(self.max_span, 6),
-            "threshold": {"gradient_z": self.threshold.gradient_z, "span": self.threshold.span},
+            "threshold": self.threshold.summary(),
         }
 
 
