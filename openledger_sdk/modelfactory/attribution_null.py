@@ -4,9 +4,9 @@ An answer is attributed when max_j z_j > `gradient_z` **or** max_j S_j > `span`.
 percentile would fire on up to ~10% of unrelated answers; so both thresholds are set together. Over the calibration
 answers (prompts off the datanet's topic, answered by the base model and by the adapter), for a common marginal
 level q the thresholds are t_z = Q_z(q), t_S = Q_S(q) (empirical quantiles, taken at observed values), and q is the
-smallest level at which the share of calibration answers that either test flags is at most `alpha` (the configured
-joint false-attribution rate, default 5%). Because the two statistics are correlated, q lands between 1 − alpha
-(perfectly correlated) and 1 − alpha/2 (independent).
+smallest level at which the calibration answers that either test flags number k with (k + 1) / (N + 1) <= `alpha`
+(the configured joint false-attribution rate, default 5%; the conformal bound, so a fresh unrelated answer is
+flagged with probability at most alpha).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class NullThreshold:
     span: float = 0.05  # max_j S_j; a span must cover a few percent of the answer
     alpha: float | None = None  # the configured joint false-attribution rate it was calibrated for
     quantile: float | None = None  # the common marginal level q both thresholds sit at
-    joint_rate: float | None = None  # share of calibration answers either test flags (<= alpha)
+    joint_rate: float | None = None  # share k / N of calibration answers either test flags ((k+1)/(N+1) <= alpha)
     samples: int = 0  # calibration answers (0: uncalibrated defaults)
     observed: dict[str, Any] = field(default_factory=dict)
 
@@ -79,15 +79,20 @@ class NullThreshold:
 
 
 def joint_thresholds(max_z: Sequence[float], max_s: Sequence[float], alpha: float) -> tuple[float, float, float, float]:
-    """(t_z, t_S, q, rate): the lowest common marginal level q whose thresholds flag at most `alpha` of the sample."""
+    """(t_z, t_S, q, rate): the lowest common marginal level q whose thresholds flag few enough of the sample.
+
+    "Few enough" is the conformal bound: (flagged + 1) / (N + 1) <= alpha, so that a fresh answer exchangeable with
+    the N calibration answers is flagged with probability at most alpha (plain flagged / N <= alpha would exceed
+    alpha by about one sample's worth, the level being chosen on the very sample it is checked on)."""
     z = np.asarray(max_z, dtype=np.float64)
     s = np.asarray(max_s, dtype=np.float64)
+    allowed = alpha * (len(z) + 1) - 1  # flagged calibration answers at most
     for q in np.linspace(1.0 - alpha, 1.0, 401):  # steps of alpha / 400: finer than one sample of a few thousand
         t_z = float(np.quantile(z, q, method="higher"))
         t_s = float(np.quantile(s, q, method="higher"))
-        rate = float(np.mean((z > t_z) | (s > t_s)))
-        if rate <= alpha:
-            return t_z, t_s, float(q), rate
+        flagged = int(np.sum((z > t_z) | (s > t_s)))
+        if flagged <= allowed or q == 1.0:
+            return t_z, t_s, float(q), flagged / len(z)
     return float(z.max()), float(s.max()), 1.0, 0.0  # unreachable: at q = 1 nothing is above the maximum
 
 
