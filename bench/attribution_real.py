@@ -1,8 +1,11 @@
 """Attribution on the real base model, through the real OpenLoRA server: does the null threshold say no, and what
 does attribution cost an answer?
 
-    PYTHONPATH=$PWD .venv/bin/python bench/attribution_real.py            # the committed run (~40 min on 2 cores)
+    PYTHONPATH=$PWD .venv/bin/python bench/attribution_real.py            # the issue's sizes (hours of shared CPU)
     PYTHONPATH=$PWD .venv/bin/python bench/attribution_real.py --quick    # a smaller smoke run (not for the record)
+
+The result says whether the run met issue 16's sizes (`meets_issue_sizes`); SmolLM2 training is the long part
+(about 30 CPU-seconds per step of 8 rows on a contended 2-core machine).
 
 1. Planted facts: `--contributors` contributors × `--facts` invented facts ("<Name> owns the <adjective noun>"; every
    name and every value unique, so no two questions collide), two training phrasings per fact. A LoRA (r=16, all
@@ -448,6 +451,8 @@ def main() -> None:
     section = {
         "command": "python bench/attribution_real.py " + shlex.join(sys.argv[1:]),
         "quick": args.quick,
+        # issue 16: >= 20 contributors, >= 100 calibration answers (base + adapter), >= 100 held-out off-topic prompts
+        "meets_issue_sizes": args.contributors >= 20 and 2 * args.calibration_prompts >= 100 and len(offtopic) >= 100,
         "false_attribution_rate": off["false_attribution_rate"],
         "correct": {kind: planted[kind]["correct"] for kind in ("verbatim", "paraphrased")},
         "incorrect": {kind: planted[kind]["incorrect"] for kind in ("verbatim", "paraphrased")},

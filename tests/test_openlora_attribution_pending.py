@@ -91,6 +91,7 @@ def test_first_answer_is_pending_then_calibrated_answers_are_attributed(
     assert "pending" in first["reason"]
     assert record_examples(first) == [{"attribution": "pending", "reason": first["reason"]}]  # the record says so
     assert server.attribute(folder, *planted)["status"] == "pending"  # still calibrating: no second load
+    assert server.prepare(folder) == "pending"  # what deploying (POST /v1/models/{id}/load) starts and reports
 
     gate.set()
     done = server.calibration(folder)
@@ -118,3 +119,42 @@ def test_a_model_owners_uploaded_threshold_is_not_served(tmp_path: Path) -> None
         '{"format": "openledger-attribution-null/1", "gradient_z": 1e9, "span": 1.0, "samples": 12}'
     )
     assert NullThreshold.load(tmp_path) is None
+
+
+def test_asking_many_new_adapters_at_once_holds_at_most_max_models_copies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A student who deploys (or asks) dozens of never-asked adapters to exhaust the server's memory: each waiting
+    calibration would hold a model copy, so beyond `max_models` the adapter is not even loaded (answers stay
+    pending; asked again once a calibration has finished, it is loaded then). Loads and calibrations are stand-ins
+    (the real ones are covered above): what is tested is the bound."""
+    gate, loads = threading.Event(), []
+
+    class Copy:
+        def __init__(self, directory: Path) -> None:
+            self.directory, self.decode = directory, None
+            self.index = type("Index", (), {"meta": {"precision": "float32"}})()
+
+    def load(directory: Path, base: object, cache: bool) -> Copy:
+        loads.append(directory.name)
+        return Copy(directory)
+
+    def calibrate(*args: object, **kwargs: object) -> NullThreshold:
+        assert gate.wait(30)
+        return NullThreshold(samples=120, alpha=0.05)
+
+    monkeypatch.setattr(attribution_module.Attributor, "load", staticmethod(load))
+    monkeypatch.setattr(attribution_module, "calibrate_adapter", calibrate)
+    folders = []
+    for i in range(6):
+        folders.append(tmp_path / f"adapter-{i}")
+        folders[-1].mkdir()
+        (folders[-1] / "attribution_index.json").write_text("{}")
+    server = InferenceAttribution("unused-base", tokenizer=None, config=AttributionConfig(max_models=2))
+    assert [server.prepare(folder) for folder in folders] == ["pending"] * 6
+    assert [server.attribute(folder, [1], [2])["status"] for folder in folders] == ["pending"] * 6
+    assert sorted(loads) == ["adapter-0", "adapter-1"]  # two copies, not six
+    gate.set()
+    for folder in folders[:2]:
+        assert server.calibration(folder) is None or server.calibration(folder).wait(30)
+    assert server.prepare(folders[2]) == "pending" and "adapter-2" in loads  # room again: the next one loads

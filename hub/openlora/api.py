@@ -219,7 +219,14 @@ def create_app(
     @router.post("/v1/models/{model}/load")
     async def warm_model(model: str, _user: HubUser = Depends(current_user)) -> dict[str, Any]:
         """Deploy: load a served model now, so its first request does not wait. Free: no inference, no record."""
-        return {"object": "model", **await run_in_threadpool(engine.warm, model)}
+        info = {"object": "model", **await run_in_threadpool(engine.warm, model)}
+        adapter_id = engine.resolve_model(model)
+        if attribution is not None and adapter_id is not None:  # its null threshold calibrates in the background
+            try:
+                info["attribution"] = await run_in_threadpool(attribution.prepare, engine.store.path_for(adapter_id))
+            except Exception as exc:  # a broken index must not fail the deploy; answers will say why
+                info["attribution"] = f"unavailable: {exc}"
+        return info
 
     @router.post("/v1/completions")
     async def completions(body: CompletionBody, request: Request, user: HubUser = Depends(current_user)):

@@ -99,6 +99,13 @@ class InferenceAttribution:
         document["seconds"] = round(result.timings.get("total", 0.0), 4)
         return document
 
+    def prepare(self, adapter_dir: Path | None) -> str:
+        """Deploying an adapter: load its copy and start its calibration now, before anyone asks it anything.
+        Returns "ready", "pending" (calibrating in the background) or "unavailable"."""
+        if adapter_dir is None or not (adapter_dir / INDEX_META).is_file():
+            return "unavailable"
+        return "pending" if self._attributor(adapter_dir) is None else "ready"
+
     def calibration(self, adapter_dir: Path) -> threading.Event | None:
         """The event set when the adapter's background calibration ends (None when none is running)."""
         with self._lock:
@@ -122,10 +129,14 @@ class InferenceAttribution:
                     return self._attributors[key]
                 if key in self._calibrating:
                     return None
+            calibrated = NullThreshold.load(key) is not None
+            with self._lock:
+                if not calibrated and len(self._calibrating) >= self.config.max_models:
+                    return None  # a copy per waiting calibration would grow without bound: ask again later
             attributor = Attributor.load(key, self.base_model_dir, cache=False)
             if self.tokenizer is not None and getattr(attributor, "decode", None) is None:
                 attributor.decode = self.tokenizer.decode
-            if NullThreshold.load(key) is None:
+            if not calibrated:
                 self._start_calibration(key, attributor)
                 return None
             return self._ready(key, attributor)
