@@ -417,6 +417,7 @@ def main() -> None:
                         help="bf16 runs only where the CPU computes it natively")  # fmt: skip
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--reuse", help="an adapter folder an earlier run trained with the same facts flags")
     args = parser.parse_args()
     if args.quick:
         args.contributors, args.facts, args.epochs = 20, 1, 2
@@ -432,13 +433,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="attribution-real-") as work:
         work_dir = Path(work)
         t0 = time.perf_counter()
-        note(f"training on {2 * len(facts)} rows, {args.epochs} epochs")
-        trained = train_adapter(base, training_rows(facts), work_dir / "trained", args)
-        train_seconds = time.perf_counter() - t0
-        note(f"trained in {train_seconds:.0f} s")
         adapters_dir = work_dir / "adapters"
-        folders = adapter_folders(trained, adapters_dir, "bfloat16" in dtypes)
-        del trained
+        reused = None
+        if args.reuse:  # an adapter trained by an earlier run with the same facts flags (float32 only)
+            reused = json.loads((Path(args.reuse) / "manifest.json").read_text(encoding="utf-8"))
+            shutil.copytree(args.reuse, adapters_dir / "facts-float32", ignore=shutil.ignore_patterns(NULL_FILE))
+            folders, dtypes, train_seconds = {"float32": adapters_dir / "facts-float32"}, ["float32"], None
+        else:
+            note(f"training on {2 * len(facts)} rows, {args.epochs} epochs")
+            trained = train_adapter(base, training_rows(facts), work_dir / "trained", args)
+            train_seconds = round(time.perf_counter() - t0, 1)
+            note(f"trained in {train_seconds:.0f} s")
+            folders = adapter_folders(trained, adapters_dir, "bfloat16" in dtypes)
+            del trained
         runs = {}
         for i, dtype in enumerate(dtypes):
             if i > 0:  # the bf16 server only measures latency: it reuses the float32 null file (same adapter)
@@ -476,7 +483,8 @@ def main() -> None:
             "lora": {"r": args.rank, "alpha": 2 * args.rank, "targets": "all-linear"},
             "epochs": args.epochs,
             "lr": args.lr,
-            "train_seconds": round(train_seconds, 1),
+            "train_seconds": train_seconds,
+            "reused_adapter": {"path": args.reuse, "adapter_sha256": reused.get("adapter_sha256")} if reused else None,
             "answer_tokens": args.max_tokens,
             "calibration_prompts": args.calibration_prompts,
             "offtopic_prompts": len(offtopic),
