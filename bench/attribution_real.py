@@ -45,8 +45,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,23 +55,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fastapi import HTTPException, Request  # noqa: E402
 
-from hub.auth import HubUser, current_user  # noqa: E402
-from hub.openlora import EngineConfig, OpenLoRAEngine  # noqa: E402
-from hub.openlora.api import create_app  # noqa: E402
-from hub.openlora.attribution import AttributionConfig, InferenceAttribution  # noqa: E402
 from openledger_sdk.catalog import resolve_base_model  # noqa: E402
 from openledger_sdk.hardware import native_bfloat16  # noqa: E402
 from openledger_sdk.modelfactory import IndexSettings, LoraSettings, finetune  # noqa: E402
 from openledger_sdk.modelfactory.attribution_calibration import null_prompts  # noqa: E402
 from openledger_sdk.modelfactory.attribution_index import build_index  # noqa: E402
 from openledger_sdk.modelfactory.attribution_null import NULL_FILE  # noqa: E402
-from tests.local_server import serving  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "attribution_eval.json"
 OFFTOPIC = ROOT / "bench" / "offtopic_prompts.json"
-TOKEN = "bench-token"
 NAME_PARTS = "zor blat quen vik pel runa tos gard dru vessa kran och ysel hal vorn bris quet fer indel gas koyne lu mor"
 NAME_PARTS += " dax phel ivo"
 ADJECTIVES = ["copper", "frozen", "amber", "silent", "crimson", "hollow", "tidal", "golden", "rusty", "velvet", "iron",
@@ -148,74 +139,7 @@ def adapter_folders(trained: Any, adapters_dir: Path, bf16: bool) -> dict[str, P
     return folders
 
 
-# --- the server --------------------------------------------------------------------------------------------------
-
-
-def _bench_user(request: Request) -> HubUser:
-    if request.headers.get("Authorization", "").partition(" ")[2].strip() != TOKEN:
-        raise HTTPException(401, "invalid token")
-    return HubUser(name="bench", admin=False, groups=(), scopes=frozenset({"access:services"}), kind="user")
-
-
-@contextmanager
-def openlora(base: Path, adapters_dir: Path, dtype: str, prompts: int) -> Iterator[dict[str, Any]]:
-    engine = OpenLoRAEngine(
-        base, adapters_dir=adapters_dir, config=EngineConfig(max_batch_size=4, max_slots=4, dtype=dtype),
-        model_name="smollm2",
-    )  # fmt: skip
-    attribution = InferenceAttribution(
-        base, engine.tokenizer, AttributionConfig(calibration_prompts=tuple(null_prompts()[:prompts]))
-    )
-    app = create_app(engine, price_per_1k=lambda _m: 0.0, attribution=attribution)
-    app.dependency_overrides[current_user] = _bench_user
-    try:
-        with serving(app) as url:
-            yield {"url": url, "attribution": attribution}
-    finally:
-        engine.close()
-
-
-def ask(http: httpx.Client, model: str, prompt: str, args: argparse.Namespace, attribution: bool) -> dict[str, Any]:
-    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": args.max_tokens,
-            "temperature": 0, "attribution": attribution}  # fmt: skip
-    started = time.perf_counter()
-    reply = http.post("/v1/chat/completions", json=body)
-    wall = time.perf_counter() - started
-    reply.raise_for_status()
-    data = reply.json()
-    return {"text": data["choices"][0]["message"]["content"], "attribution": data.get("attribution"), "wall": wall,
-            "tokens": data["usage"]["completion_tokens"]}  # fmt: skip
-
-
-def ask_streamed(http: httpx.Client, model: str, prompt: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Time to the last content token (what the user reads) and to the final chunk (which carries attribution)."""
-    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": args.max_tokens,
-            "temperature": 0, "stream": True}  # fmt: skip
-    started = time.perf_counter()
-    last_text = final = None
-    attribution = None
-    with http.stream("POST", "/v1/chat/completions", json=body) as reply:
-        reply.raise_for_status()
-        for line in reply.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[len("data: ") :])
-            choice = (chunk.get("choices") or [{}])[0]
-            if choice.get("delta", {}).get("content"):
-                last_text = time.perf_counter() - started
-            if choice.get("finish_reason"):
-                final = time.perf_counter() - started
-                attribution = chunk.get("attribution")
-    return {"last_token": last_text or final, "final": final, "attribution": attribution}
-
-
-def wait_calibrated(server: dict[str, Any], folder: Path, timeout: float) -> float:
-    started = time.perf_counter()
-    event = server["attribution"].calibration(folder)
-    if event is not None and not event.wait(timeout):
-        raise TimeoutError(f"calibration of {folder.name} took more than {timeout:.0f} s")
-    return time.perf_counter() - started
-
+from bench.attribution_real_server import TOKEN, ask, ask_streamed, openlora, wait_calibrated  # noqa: E402
 
 # --- quality -----------------------------------------------------------------------------------------------------
 
