@@ -56,6 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+from bench.attribution_real_server import TOKEN, ask, ask_streamed, openlora, wait_calibrated  # noqa: E402
 from openledger_sdk.catalog import resolve_base_model  # noqa: E402
 from openledger_sdk.hardware import native_bfloat16  # noqa: E402
 from openledger_sdk.modelfactory import IndexSettings, LoraSettings, finetune  # noqa: E402
@@ -138,8 +139,6 @@ def adapter_folders(trained: Any, adapters_dir: Path, bf16: bool) -> dict[str, P
         folders["bfloat16"] = folder
     return folders
 
-
-from bench.attribution_real_server import TOKEN, ask, ask_streamed, openlora, wait_calibrated  # noqa: E402
 
 # --- quality -----------------------------------------------------------------------------------------------------
 
