@@ -126,7 +126,8 @@ def test_load_is_cached_and_calibration_is_saved(trained: TrainedModel, attribut
     assert Attributor.load(trained.path, trained.model) is attributor
     saved = NullThreshold.load(trained.path)
     assert (trained.path / NULL_FILE).is_file() and saved == attributor.threshold
-    assert saved.samples == 10 and saved.quantile == 0.95 and saved.gradient_z >= 2.0
+    assert saved.samples == 10 and saved.alpha == pytest.approx(0.05) and saved.gradient_z >= 2.0
+    assert saved.joint_rate == 0.0  # (k + 1) / 11 <= 0.05 allows no flagged calibration answer: the maxima
 
 
 @pytest.mark.parametrize("c", range(5))

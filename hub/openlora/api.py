@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.auth import HubUser, admin_user, current_user, metrics_reader
-from hub.openlora.attribution import InferenceAttribution, merge_attributions, unavailable
+from hub.openlora.attribution import InferenceAttribution, merge_attributions, record_examples, unavailable
 from hub.openlora.bodies import (
     HTTP_ERROR_CODES,
     AdapterBody,
@@ -137,7 +137,7 @@ def create_app(
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             shares=credited.get("shares") if credited.get("attributed") else None,
-            top_examples=credited.get("top_examples", []),
+            top_examples=record_examples(credited),  # or why there are none (e.g. pending calibration)
         )
         charged = await run_in_threadpool(metering.record, inference)
         return charged["price"]
@@ -219,7 +219,14 @@ def create_app(
     @router.post("/v1/models/{model}/load")
     async def warm_model(model: str, _user: HubUser = Depends(current_user)) -> dict[str, Any]:
         """Deploy: load a served model now, so its first request does not wait. Free: no inference, no record."""
-        return {"object": "model", **await run_in_threadpool(engine.warm, model)}
+        info = {"object": "model", **await run_in_threadpool(engine.warm, model)}
+        adapter_id = engine.resolve_model(model)
+        if attribution is not None and adapter_id is not None:  # its null threshold calibrates in the background
+            try:
+                info["attribution"] = await run_in_threadpool(attribution.prepare, engine.store.path_for(adapter_id))
+            except Exception as exc:  # a broken index must not fail the deploy; answers will say why
+                info["attribution"] = f"unavailable: {exc}"
+        return info
 
     @router.post("/v1/completions")
     async def completions(body: CompletionBody, request: Request, user: HubUser = Depends(current_user)):
@@ -352,7 +359,9 @@ def create_app(
                     if ev.finish_reason == "cancelled":
                         break
                     if ev.finish_reason is not None:
-                        final = chunk(ev.text, ev.finish_reason)
+                        if ev.text:  # the last words go out before attribution is computed (issue 16)
+                            yield _sse(chunk(ev.text, None))
+                        final = chunk(None, ev.finish_reason)
                         attributed = await attribute(body, [(prompt_ids, answer)])
                         price = await charge(user, rid, body.model, ev.prompt_tokens, ev.completion_tokens, attributed)
                         final["price"] = price

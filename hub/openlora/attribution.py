@@ -13,9 +13,12 @@ keeps its frozen Linear weights in bf16 after calibration: the same results, wit
 
 The null threshold (below it an answer is "unattributed" and the contributors' pool is not paid out by influence)
 is calibrated here, by the platform — never taken from the model owner's upload, who could otherwise set it so high
-that contributors are never paid. Its samples are the *base model's* answers to prompts unrelated to any datanet:
-answers that owe nothing to the training rows. (The adapter's own answers would not do: an over-fitted adapter
-recites a training row for any prompt, and attributing that is right, so it must not raise the bar.)
+that contributors are never paid (the catalog does not materialise an uploaded `attribution_null.json`). Its samples
+are the base model's and the adapter's greedy answers to the SDK's off-topic prompts (120 answers,
+`attribution_calibration`), which takes minutes on a CPU: so it runs in a background thread the first time an
+adapter is asked, never on a request's path. Until it exists, answers of that adapter say `"status": "pending"` in
+the response and in the inference record (unattributed: the contributors' pool goes to the unattributed bucket);
+from then on they are attributed. The result is saved beside the materialised adapter and reused after a restart.
 """
 
 from __future__ import annotations
@@ -28,43 +31,47 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from hub.openlora.engine import chat_template_ids
+from openledger_sdk.modelfactory.attribution_calibration import ANSWER_TOKENS, calibrate_adapter
 from openledger_sdk.modelfactory.attribution_index import INDEX_META, store_frozen_linears_in_bfloat16
-from openledger_sdk.modelfactory.attribution_query import Attributor, NullThreshold, calibrate_null
+from openledger_sdk.modelfactory.attribution_null import ALPHA
+from openledger_sdk.modelfactory.attribution_query import Attributor, NullThreshold
 
 log = logging.getLogger(__name__)
-
-# Everyday questions no datanet of planted facts answers: the adapter's replies to them set the null threshold.
-UNRELATED_PROMPTS = (
-    "What is the capital of France?",
-    "How many legs does a spider have?",
-    "Name three colours of the rainbow.",
-    "What is 12 plus 30?",
-    "Give me a tip for sleeping better.",
-    "What do bees make?",
-    "Translate 'thank you' into Spanish.",
-    "Why is the sky blue?",
-    "Suggest a name for a pet goldfish.",
-    "What is the boiling point of water in Celsius?",
-    "Write one sentence about autumn.",
-    "Which planet is closest to the sun?",
-)
 
 
 @dataclass(frozen=True)
 class AttributionConfig:
     top_k: int = 10  # training rows reported per answer (and recorded with the inference)
     max_models: int = 2  # differentiable adapter copies kept in memory (LRU)
-    calibration_prompts: int = len(UNRELATED_PROMPTS)
-    calibration_tokens: int = 24  # answer length generated per calibration prompt
-    quantile: float = 0.95
+    calibration_tokens: int = ANSWER_TOKENS  # answer length generated per calibration prompt
+    alpha: float = ALPHA  # joint false-attribution rate the null threshold is calibrated for
+    calibration_prompts: tuple[str, ...] | None = None  # None: the SDK's off-topic prompts (null_prompts.json)
 
 
 def unavailable(reason: str) -> dict[str, Any]:
     """The response's `attribution` object when nothing could be attributed (the fee still splits normally)."""
-    return {"attributed": False, "shares": {}, "top_examples": [], "reason": reason}
+    return {"attributed": False, "status": "unavailable", "shares": {}, "top_examples": [], "reason": reason}
+
+
+PENDING_REASON = (
+    "attribution pending: this adapter's null threshold is being calibrated in the background (its first use); "
+    "answers from then on are attributed"
+)
+
+
+def pending() -> dict[str, Any]:
+    """The `attribution` object of an answer given before the adapter's null threshold exists."""
+    return {**unavailable(PENDING_REASON), "status": "pending"}
+
+
+def record_examples(document: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """What the inference record keeps as top examples: the examples, or a note why there are none."""
+    document = document or {}
+    if document.get("top_examples"):
+        return list(document["top_examples"])
+    if document.get("status") in ("pending", "unavailable"):
+        return [{"attribution": document["status"], "reason": document.get("reason", "")}]
+    return []
 
 
 class InferenceAttribution:
@@ -75,71 +82,108 @@ class InferenceAttribution:
         self._attributors: OrderedDict[Path, Attributor] = OrderedDict()
         self._lock = threading.Lock()  # the LRU bookkeeping; scoring locks per attributor
         self._loading: dict[Path, threading.Lock] = {}  # one per adapter being loaded
+        self._calibrating: dict[Path, threading.Event] = {}  # set when that adapter's calibration has ended
+        self._one_calibration = threading.Lock()  # calibrations share the CPU with serving: one at a time
 
     def attribute(self, adapter_dir: Path | None, prompt_ids: Sequence[int], output_ids: Sequence[int]) -> dict:
-        """The `attribution` object of one answer: attributed, shares (address → weight), top_examples, timings."""
+        """The `attribution` object of one answer: attributed, status, shares (address → weight), top_examples."""
         if adapter_dir is None or not (adapter_dir / INDEX_META).is_file():
             return unavailable("this adapter was published without an attribution index")
         if not output_ids:
             return unavailable("the answer has no tokens")
         attributor = self._attributor(adapter_dir)
+        if attributor is None:
+            return pending()
         result = attributor.attribute(prompt_ids, output_ids, top_k=self.config.top_k)
         document = result.to_dict()
         document["seconds"] = round(result.timings.get("total", 0.0), 4)
         return document
 
-    def _attributor(self, adapter_dir: Path) -> Attributor:
+    def prepare(self, adapter_dir: Path | None) -> str:
+        """Deploying an adapter: load its copy and start its calibration now, before anyone asks it anything.
+        Returns "ready", "pending" (calibrating in the background) or "unavailable"."""
+        if adapter_dir is None or not (adapter_dir / INDEX_META).is_file():
+            return "unavailable"
+        return "pending" if self._attributor(adapter_dir) is None else "ready"
+
+    def calibration(self, adapter_dir: Path) -> threading.Event | None:
+        """The event set when the adapter's background calibration ends (None when none is running)."""
+        with self._lock:
+            return self._calibrating.get(adapter_dir.resolve())
+
+    def _attributor(self, adapter_dir: Path) -> Attributor | None:
+        """The adapter's ready attributor, or None while its null threshold is being calibrated."""
         key = adapter_dir.resolve()
         with self._lock:
             if key in self._attributors:
                 self._attributors.move_to_end(key)
                 return self._attributors[key]
+            if key in self._calibrating:
+                return None
             loading = self._loading.setdefault(key, threading.Lock())
-        # Loading and calibrating take seconds (a model copy, 12 generations): under this adapter's own lock, so
-        # answers of adapters already loaded are attributed meanwhile, and concurrent first answers load it once.
+        # Loading takes seconds (a model copy): under this adapter's own lock, so answers of adapters already loaded
+        # are attributed meanwhile, and concurrent first answers load it once.
         with loading:
             with self._lock:
                 if key in self._attributors:
                     return self._attributors[key]
-            attributor = Attributor.load(key, self.base_model_dir, cache=False)
-            if NullThreshold.load(key) is None:
-                self._calibrate(attributor)
-            if attributor.index.meta.get("precision") == "bfloat16":  # from now on it only runs bf16 queries
-                store_frozen_linears_in_bfloat16(attributor.model)
+                if key in self._calibrating:
+                    return None
+            calibrated = NullThreshold.load(key) is not None
             with self._lock:
-                self._attributors[key] = attributor
+                if not calibrated and len(self._calibrating) >= self.config.max_models:
+                    return None  # a copy per waiting calibration would grow without bound: ask again later
+            attributor = Attributor.load(key, self.base_model_dir, cache=False)
+            if self.tokenizer is not None and getattr(attributor, "decode", None) is None:
+                attributor.decode = self.tokenizer.decode
+            if not calibrated:
+                self._start_calibration(key, attributor)
+                return None
+            return self._ready(key, attributor)
+
+    def _ready(self, key: Path, attributor: Attributor) -> Attributor:
+        if attributor.index.meta.get("precision") == "bfloat16":  # from now on it only runs bf16 queries
+            store_frozen_linears_in_bfloat16(attributor.model)
+        with self._lock:
+            self._attributors[key] = attributor
+            self._loading.pop(key, None)
+            while len(self._attributors) > self.config.max_models:
+                self._attributors.popitem(last=False)
+        return attributor
+
+    def _start_calibration(self, key: Path, attributor: Attributor) -> None:
+        done = threading.Event()
+        with self._lock:
+            self._calibrating[key] = done
+        thread = threading.Thread(
+            target=self._calibrate, args=(key, attributor, done), name="attribution-calibration", daemon=True
+        )
+        thread.start()
+
+    def _calibrate(self, key: Path, attributor: Attributor, done: threading.Event) -> None:
+        try:
+            with self._one_calibration:
+                threshold = calibrate_adapter(
+                    attributor,
+                    self.tokenizer,
+                    prompts=self.config.calibration_prompts,
+                    alpha=self.config.alpha,
+                    max_new_tokens=self.config.calibration_tokens,
+                    save=False,
+                )
+            try:
+                threshold.save(key)
+            except OSError as err:  # a read-only adapter folder: keep it in memory for this process
+                log.warning("attribution: could not save the null threshold of %s: %s", key, err)
+            log.info("attribution: calibrated %s on %d answers: %s", key, threshold.samples, threshold.observed)
+            self._ready(key, attributor)
+        except Exception:  # the next answer of this adapter tries again
+            log.exception("attribution: calibrating %s failed", key)
+        finally:
+            with self._lock:
+                self._calibrating.pop(key, None)
                 self._loading.pop(key, None)
-                while len(self._attributors) > self.config.max_models:
-                    self._attributors.popitem(last=False)
-            return attributor
-
-    def _calibrate(self, attributor: Attributor) -> None:
-        prompts = UNRELATED_PROMPTS[: self.config.calibration_prompts]
-        pairs = [self._answer(attributor.model, prompt) for prompt in prompts]
-        pairs = [(prompt, answer) for prompt, answer in pairs if answer]
-        if not pairs:  # an adapter that answers nothing: keep the uncalibrated defaults
-            log.warning("attribution: no calibration answers for %s; default null threshold", attributor.directory)
-            return
-        threshold = calibrate_null(attributor, pairs, quantile=self.config.quantile)
-        log.info("attribution: calibrated %s: %s", attributor.directory, threshold.observed)
-
-    def _answer(self, model: Any, prompt: str) -> tuple[list[int], list[int]]:
-        """The base model's greedy answer (adapter disabled) to one chat prompt, as (prompt ids, answer ids)."""
-        if getattr(self.tokenizer, "chat_template", None):
-            prompt_ids = chat_template_ids(self.tokenizer, [{"role": "user", "content": prompt}])
-        else:
-            prompt_ids = list(self.tokenizer(prompt)["input_ids"])
-        with torch.no_grad(), model.disable_adapter():
-            out = model.generate(
-                input_ids=torch.tensor([prompt_ids]),
-                attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
-                max_new_tokens=self.config.calibration_tokens,
-                do_sample=False,
-                pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-            )
-        answer = [int(t) for t in out[0, len(prompt_ids) :].tolist()]
-        eos = self.tokenizer.eos_token_id
-        return prompt_ids, answer[: answer.index(eos)] if eos in answer else answer
+            done.set()
 
 
 def merge_attributions(documents: list[dict[str, Any]], weights: list[int], top_k: int) -> dict[str, Any]:
@@ -151,9 +195,11 @@ def merge_attributions(documents: list[dict[str, Any]], weights: list[int], top_
         return documents[0]
     attributed = [(doc, w) for doc, w in zip(documents, weights, strict=True) if doc.get("attributed") and w > 0]
     if not attributed:
-        return unavailable(
+        merged = unavailable(
             "; ".join(sorted({doc.get("reason", "no answer cleared the null threshold") for doc in documents}))
         )
+        statuses = {doc.get("status") for doc in documents}
+        return {**merged, "status": "pending"} if "pending" in statuses else merged
     total = sum(w for _, w in attributed)
     shares: dict[str, float] = {}
     for doc, w in attributed:
@@ -164,6 +210,7 @@ def merge_attributions(documents: list[dict[str, Any]], weights: list[int], top_
     )
     return {
         "attributed": True,
+        "status": "attributed",
         "shares": dict(sorted(shares.items())),
         "top_examples": examples[:top_k],
         "answers": len(documents),

@@ -15,19 +15,19 @@ How one answer is scored (n training examples in the adapter's index):
    stored preconditioned features: g_i = q·M·Φ_i / (‖q‖ ‖Φ_i‖) (TRAK, LESS-normalised so high-gradient-norm
    outlier rows cannot win every query). Standardised over the index: z_i = (g_i − mean g) / std g ("how far this
    example stands out for this answer"); G_i = max(z_i, 0) / max_j z_j ∈ [0, 1].
-2. Span evidence. The suffix array finds the maximal spans (≥ `min_span` tokens) of the answer that occur verbatim
-   in training responses, and shorter ones (≥ `rare_span`) that occur at most `rare_occurrences` times — an
-   invented name or a specific figure restated in a paraphrase is evidence; a common short phrase is not.
-   A span of length L found in df examples weighs w = (L / |answer|) · idf with
-   idf = log(1 + n / df) / log(1 + n) (1 for a span unique to one example, → 0 for boilerplate every row has);
+2. Span evidence. The suffix array finds the maximal spans of the answer that occur verbatim in training responses;
+   each is judged in words (`span_evidence`): at least `min_words` words count however common (idf-weighted), a
+   shorter span only when rare in the datanet and its multi-token (uncommon) words have `rare_letters` letters — an
+   invented name restated in a paraphrase counts; a number or stock phrase does not. A span of W words found in df
+   examples weighs w = (W / words of the answer) · idf with idf = log(1 + n / df) / log(1 + n);
    S_i = min(1, Σ w over the spans example i contains) ∈ [0, 1].
 3. Combined: c_i = gradient_weight · G_i + (1 − gradient_weight) · S_i / max_j S_j (default 0.5 / 0.5). Both parts
    are scaled to a best row of 1, so the row with the strongest verbatim evidence and the row with the strongest
    gradient weigh the same (unscaled, a paraphrase's few rare spans were outvoted by a wrong gradient top row).
-4. Null test. The answer is attributed when max_j z_j clears the calibrated gradient threshold, or max_j S_j clears
-   the span threshold (`calibrate_null`: a high quantile of both statistics over answers to unrelated prompts,
-   stored beside the index in `attribution_null.json`). Otherwise the result is "unattributed": no shares (the
-   rewards side sends the whole contributors' pool to the unattributed bucket), top examples still reported.
+4. Null test. The answer is attributed when max_j z_j > t_z or max_j S_j > t_S, the two thresholds calibrated
+   together so that at most alpha (5%) of answers to off-topic prompts clear either (`attribution_null`), stored
+   beside the index in `attribution_null.json`. Otherwise the result is "unattributed": no shares (the rewards side
+   sends the whole contributors' pool to the unattributed bucket), top examples still reported.
 5. Near-copies. Among the top candidates, examples whose preconditioned features have cosine ≥ `copy_cosine` and
    share a verbatim span are one cluster; the cluster's score goes to its earliest row (index order = datanet
    order), so a later near-copy of someone's row, or a flood of near-identical rows, earns what one row earns.
@@ -38,12 +38,11 @@ How one answer is scored (n training examples in the adapter's index):
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +50,12 @@ import numpy as np
 import torch
 
 from openledger_sdk.modelfactory.attribution_index import INDEX_FILE, INDEX_META, AttributionIndex, query_projection
+from openledger_sdk.modelfactory.attribution_null import NULL_FILE, NullThreshold, calibrate_null
+from openledger_sdk.modelfactory.attribution_result import AttributedExample, AttributionResult, contributor_shares
 from openledger_sdk.modelfactory.data import IGNORE
+from openledger_sdk.modelfactory.span_evidence import answer_words, is_evidence
 from openledger_sdk.modelfactory.span_index import SPAN_META, SpanIndex
 
-NULL_FILE = "attribution_null.json"
-NULL_FORMAT = "openledger-attribution-null/1"
 __all__ = [
     "NULL_FILE",
     "AttributedExample",
@@ -72,116 +72,32 @@ class ScoringSettings:
     """Knobs of the combination; the defaults are what the quality harness measured."""
 
     gradient_weight: float = 0.5  # c = w·G + (1 − w)·S
-    min_span: int = 8  # verbatim matches this long are evidence however many rows contain them (idf-weighted)
-    rare_span: int = 3  # shorter matches (down to this) count only when rare in the training responses ...
-    rare_occurrences: int = 4  # ... at most this many occurrences: an invented name, a figure, a rare term
+    min_words: int = 8  # a verbatim span of this many words is evidence however many rows contain it (idf-weighted)
+    rare_letters: int = 8  # a shorter span counts when rare and its multi-token words have this many letters ...
+    rare_occurrences: int = 4  # ... rare: at most this many occurrences (and in at most 5% of the rows)
+    min_span: int = 8  # tokens: the long-span rule when no tokenizer is given to decode spans
+    rare_span: int = 2  # tokens: the shortest candidate span the suffix array reports for the rules above
     candidates: int = 64  # top examples by combined score examined for near-copies
     copy_cosine: float = 0.98  # feature cosine at or above which two rows sharing a span are one cluster
     dense_limit: int = 1 << 26  # keep float32 features in memory up to this many numbers (256 MB); chunked above
-
-
-@dataclass(frozen=True)
-class NullThreshold:
-    """Scores an answer must beat to be attributed (calibrated on answers to unrelated prompts)."""
-
-    gradient_z: float = 3.0  # max_j z_j; the uncalibrated default is a 3-sigma outlier
-    span: float = 0.05  # max_j S_j; a span must cover a few percent of the answer
-    quantile: float | None = None
-    samples: int = 0
-    observed: dict[str, Any] = field(default_factory=dict)
-
-    def save(self, directory: str | Path) -> Path:
-        path = Path(directory) / NULL_FILE
-        path.write_text(json.dumps({"format": NULL_FORMAT, **asdict(self)}, indent=1), encoding="utf-8")
-        return path
-
-    @classmethod
-    def load(cls, directory: str | Path) -> NullThreshold | None:
-        path = Path(directory) / NULL_FILE
-        if not path.is_file():
-            return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.pop("format", None) != NULL_FORMAT:
-            raise ValueError(f"{path} is not an {NULL_FORMAT} file")
-        return cls(**data)
-
-
-@dataclass(frozen=True)
-class AttributedExample:
-    """One training row in the top-k, with why it was credited."""
-
-    position: int  # row in the index
-    row_id: Any
-    contributor: str
-    datanet: str | None
-    version: Any
-    score: float  # combined c_i (after near-copy clustering)
-    gradient: float  # G_i
-    gradient_z: float  # z_i
-    span: float  # S_i
-    spans: tuple[tuple[int, int], ...] = ()  # (start, length) of the answer's verbatim spans found in this row
-    copies: tuple[Any, ...] = ()  # row ids of later near-copies whose credit this row received
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "row_id": self.row_id,
-            "contributor": self.contributor,
-            "datanet": self.datanet,
-            "version": self.version,
-            "score": round(self.score, 6),
-            "gradient": round(self.gradient, 6),
-            "gradient_z": round(self.gradient_z, 4),
-            "span": round(self.span, 6),
-            "spans": [list(s) for s in self.spans],
-            **({"copies": list(self.copies)} if self.copies else {}),
-        }
-
-
-@dataclass
-class AttributionResult:
-    """Top examples and contributor shares of one answer; `shares` is empty when `attributed` is False."""
-
-    attributed: bool
-    examples: list[AttributedExample]
-    shares: dict[str, float]  # contributor → share, non-negative, summing to 1 (empty: unattributed)
-    max_gradient_z: float
-    max_span: float
-    threshold: NullThreshold
-    timings: dict[str, float] = field(default_factory=dict)  # seconds: backward, matvec, spans, total
-
-    @property
-    def top(self) -> AttributedExample | None:
-        return self.examples[0] if self.examples else None
-
-    def top_examples(self, limit: int = 10) -> list[dict[str, Any]]:
-        """JSON objects for `record_inference(top_examples=...)` and the API response."""
-        return [example.to_dict() for example in self.examples[:limit]]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "attributed": self.attributed,
-            "shares": self.shares,
-            "top_examples": self.top_examples(),
-            "max_gradient_z": round(self.max_gradient_z, 4),
-            "max_span": round(self.max_span, 6),
-            "threshold": {"gradient_z": self.threshold.gradient_z, "span": self.threshold.span},
-        }
 
 
 _CACHE: dict[tuple[str, int, str], Attributor] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def _load_peft(adapter_dir: Path, base: str | Path, device: str) -> Any:
+def _load_peft(adapter_dir: Path, base: str | Path, device: str) -> tuple[Any, Callable[[list[int]], str]]:
+    """The adapter on its base model (float32) and the base model's decoder (spans are judged in words)."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from openledger_sdk.catalog import resolve_base_model
 
     base_path = Path(base)
     base_dir = base_path if base_path.is_dir() else resolve_base_model(str(base), None)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).to(device)
-    return PeftModel.from_pretrained(model, adapter_dir, is_trainable=False).eval()
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    return PeftModel.from_pretrained(model, adapter_dir, is_trainable=False).eval(), tokenizer.decode
 
 
 class Attributor:
@@ -196,8 +112,10 @@ class Attributor:
         threshold: NullThreshold | None = None,
         settings: ScoringSettings | None = None,
         directory: str | Path | None = None,
+        decode: Callable[[list[int]], str] | None = None,
     ) -> None:
         self.index = index
+        self.decode = decode  # token ids → text: spans are judged in words (without it: only long token spans)
         self.spans = spans
         self.model = model
         self.settings = settings or ScoringSettings()
@@ -220,12 +138,14 @@ class Attributor:
         settings: ScoringSettings | None = None,
         device: str = "cpu",
         cache: bool = True,
+        decode: Callable[[list[int]], str] | None = None,
     ) -> Attributor:
         """The adapter folder's indexes (+ null threshold), loaded once per folder and model.
 
         `base_model_or_model`: the PEFT model serving this adapter (its LoRA layout must match the index), or a
         base model folder / catalog name to load the adapter onto (float32, on `device`), or None to pass
-        `model=` to every `attribute()` call.
+        `model=` to every `attribute()` call. `decode` (token ids → text; the base model's tokenizer when a base is
+        given) lets spans be judged in words; without it only long token spans count.
         """
         directory = Path(adapter_dir).resolve()
         if not (directory / INDEX_META).is_file():
@@ -241,9 +161,11 @@ class Attributor:
         spans = SpanIndex.load(directory) if (directory / SPAN_META).is_file() else None
         model = base_model_or_model
         if isinstance(model, str | Path):
-            model = _load_peft(directory, model, device)
+            model, base_decode = _load_peft(directory, model, device)
+            decode = decode or base_decode
+        threshold = NullThreshold.load(directory)
         attributor = cls(
-            index, spans, model=model, threshold=NullThreshold.load(directory), settings=settings, directory=directory
+            index, spans, model=model, threshold=threshold, settings=settings, directory=directory, decode=decode
         )
         if cache:
             with _CACHE_LOCK:
@@ -279,24 +201,38 @@ class Attributor:
         return raw * self.index.scale / self._norms
 
     def span_scores(self, output_ids: Sequence[int]) -> tuple[np.ndarray, dict[int, list[tuple[int, int]]]]:
-        """S_i for every row [n], and the (start, length) spans each credited row contains."""
+        """S_i for every row [n], and the (start, length) spans each credited row contains (`span_evidence`)."""
         n = len(self.index)
         scores = np.zeros(n, dtype=np.float64)
         where: dict[int, list[tuple[int, int]]] = {}
         output = [int(t) for t in output_ids]
-        if self.spans is None or len(output) < min(self.settings.min_span, self.settings.rare_span):
+        settings = self.settings
+        if self.spans is None or len(output) < min(settings.min_span, settings.rare_span):
             return scores, where
         norm = math.log1p(n)
+        decode = self.decode
         matches = self.spans.longest_matches(
             output,
-            min_len=self.settings.min_span,
+            min_len=settings.min_span,
             max_examples=n,
-            rare_len=self.settings.rare_span,
-            rare_occurrences=self.settings.rare_occurrences,
+            rare_len=settings.rare_span if decode is not None else None,
+            rare_occurrences=settings.rare_occurrences,
         )
+        total = answer_words(decode(output)) if decode is not None else len(output)
         for match in matches:
+            if decode is None:  # no text to judge: long token spans only, measured in tokens
+                size = match.length
+            else:
+                pieces = [decode([t]) for t in output[match.start : match.start + match.length]]
+                rare = self.spans.is_rare(match.occurrences, settings.rare_occurrences)
+                counts, measured = is_evidence(
+                    pieces, rare=rare, min_words=settings.min_words, rare_letters=settings.rare_letters
+                )
+                if not counts:
+                    continue
+                size = max(measured.words, 1)
             df = max(len(match.examples), 1)
-            weight = (match.length / len(output)) * (math.log1p(n / df) / norm if n > 1 else 1.0)
+            weight = min(size / total, 1.0) * (math.log1p(n / df) / norm if n > 1 else 1.0)
             for example in match.examples:
                 scores[example] += weight
                 where.setdefault(example, []).append((match.start, match.length))
@@ -348,7 +284,7 @@ class Attributor:
             )
             for i in order
         ]
-        attributed = bool(examples) and (max_z > self.threshold.gradient_z or max_span > self.threshold.span)
+        attributed = bool(examples) and self.threshold.clears(max_z, max_span)
         shares = contributor_shares(examples) if attributed else {}
         timings = {**stats["timings"], "total": time.perf_counter() - started}
         return AttributionResult(attributed, examples, shares, max_z, max_span, self.threshold, timings)
@@ -385,53 +321,3 @@ class Attributor:
                 claimed.add(b)
             copies[top[a]] = [top[b] for b in members]
         return credited, copies
-
-
-def contributor_shares(examples: Sequence[AttributedExample]) -> dict[str, float]:
-    """Σ combined score per contributor over the top-k, normalised to sum to 1 (rows without a contributor skipped)."""
-    totals: dict[str, float] = {}
-    for example in examples:
-        if example.contributor and example.score > 0:
-            totals[example.contributor] = totals.get(example.contributor, 0.0) + example.score
-    total = sum(totals.values())
-    return {who: value / total for who, value in sorted(totals.items())} if total > 0 else {}
-
-
-def calibrate_null(
-    attributor: Attributor,
-    unrelated: Sequence[tuple[Sequence[int], Sequence[int]]],
-    *,
-    quantile: float = 0.95,
-    model: Any = None,
-    save: bool = True,
-) -> NullThreshold:
-    """Set the null thresholds at the `quantile` of max z and max S over answers to unrelated prompts.
-
-    `unrelated`: (prompt_ids, output_ids) pairs — prompts the datanet says nothing about, with the adapter's own
-    answers to them. The floors (z ≥ 2, S ≥ 0.02) keep a handful of samples from setting an absurdly low bar. Saved
-    as `attribution_null.json` beside the index (when the attributor came from a folder and `save`).
-    """
-    if not unrelated:
-        raise ValueError("calibration needs at least one unrelated (prompt, output) pair")
-    if not 0 < quantile < 1:
-        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
-    max_z, max_s = [], []
-    for prompt_ids, output_ids in unrelated:
-        stats = attributor.statistics(prompt_ids, output_ids, model)
-        max_z.append(float(stats["z"].max()))
-        max_s.append(float(stats["span"].max()))
-    threshold = NullThreshold(
-        gradient_z=max(float(np.quantile(max_z, quantile)), 2.0),
-        span=max(float(np.quantile(max_s, quantile)), 0.02),
-        quantile=quantile,
-        samples=len(unrelated),
-        observed={
-            "gradient_z": [round(v, 4) for v in np.quantile(max_z, [0.5, 0.9, 0.95, 1.0]).tolist()],
-            "span": [round(v, 4) for v in np.quantile(max_s, [0.5, 0.9, 0.95, 1.0]).tolist()],
-            "quantiles": [0.5, 0.9, 0.95, 1.0],
-        },
-    )
-    attributor.threshold = threshold
-    if save and attributor.directory is not None:
-        threshold.save(attributor.directory)
-    return threshold

@@ -139,7 +139,7 @@ class SpanIndex:
             length, lo, hi = self.match_at(query[start:])
             if length < shortest or start + length <= reach:
                 continue
-            if length < min_len and not self._rare(hi - lo, rare_occurrences):
+            if length < min_len and not self.is_rare(hi - lo, rare_occurrences):
                 continue  # short and common: a phrase many rows use
             reach = start + length
             examples = np.unique(self.example_of(self.sa[lo:hi].astype(np.int64)))[:max_examples]
@@ -154,7 +154,7 @@ class SpanIndex:
             )
         return spans
 
-    def _rare(self, occurrences: int, limit: int) -> bool:
+    def is_rare(self, occurrences: int, limit: int) -> bool:
         # Rare in absolute terms and as a share of the rows: in a datanet of a handful of rows every fragment is
         # "rare", and rarity says nothing.
         return occurrences <= limit and occurrences <= RARE_SHARE * len(self)

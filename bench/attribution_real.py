@@ -1,0 +1,428 @@
+"""Attribution on the real base model, through the real OpenLoRA server: does the null threshold say no, and what
+does attribution cost an answer?
+
+    PYTHONPATH=$PWD .venv/bin/python bench/attribution_real.py            # the issue's sizes (hours of shared CPU)
+    PYTHONPATH=$PWD .venv/bin/python bench/attribution_real.py --quick    # a smaller smoke run (not for the record)
+
+The result says whether the run met issue 16's sizes (`meets_issue_sizes`); SmolLM2 training is the long part
+(about 30 CPU-seconds per step of 8 rows on a contended 2-core machine).
+
+1. Planted facts: `--contributors` contributors × `--facts` invented facts ("<Name> owns the <adjective noun>"; every
+   name and every value unique, so no two questions collide), two training phrasings per fact. A LoRA (r=16, all
+   linear layers) is fine-tuned on SmolLM2-135M-Instruct (the converted model under .openledger-data/models)
+   through the SDK's `finetune`, with its attribution index in float32 (and a bf16 index of the same adapter built
+   after, for the bf16 server where the CPU computes bf16 natively).
+2. The adapter is served by OpenLoRA (engine + FastAPI app over HTTP, auth stubbed: the hub's token check is tested
+   elsewhere) with Proof of Attribution on. Its first answer comes while the null threshold is still being
+   calibrated in the background (status "pending"); the harness times it, then waits for the calibration.
+3. Quality (float32 server): the model's own greedy answers (32 tokens) to the training question of every fact
+   (verbatim) and to a question in a wording never trained on (paraphrased). An answer is correct when it contains
+   the fact's value (memorisation rate = correct share of verbatim answers). Reported per kind, split by correct /
+   incorrect answers: precision@1 (top example's contributor is the fact's owner), MRR (owner's rank among the
+   contributors in top-example order), owner share (the owner's attribution share; 0 when unattributed), and the
+   attributed rate. For incorrect answers, also how often the top contributor owns the fact the answer did produce.
+4. False attribution: the adapter's answers to the held-out off-topic prompts (bench/offtopic_prompts.json, never
+   used for calibration) that are attributed, per category and by which test fired.
+5. Latency: per prompt, interleaved — a non-streamed answer without attribution, one with it, and a streamed one
+   with it (time to the last content token: what a user sees; the attribution arrives in the final chunk after it).
+   p50 overheads relative to the answer without attribution; compute share = the server's attribution seconds /
+   the attributed answer's wall time. In float32 (engine and index) and in bf16 where the CPU has it natively.
+
+Writes the "real" section of bench/results/attribution_eval.json (read, update that key, write: the other sections
+are other harnesses').
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+from bench.attribution_real_server import TOKEN, ask, ask_streamed, openlora, wait_calibrated  # noqa: E402
+from openledger_sdk.catalog import resolve_base_model  # noqa: E402
+from openledger_sdk.hardware import native_bfloat16  # noqa: E402
+from openledger_sdk.modelfactory import IndexSettings, LoraSettings, finetune  # noqa: E402
+from openledger_sdk.modelfactory.attribution_calibration import null_prompts  # noqa: E402
+from openledger_sdk.modelfactory.attribution_index import build_index  # noqa: E402
+from openledger_sdk.modelfactory.attribution_null import NULL_FILE  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "attribution_eval.json"
+OFFTOPIC = ROOT / "bench" / "offtopic_prompts.json"
+NAME_PARTS = "zor blat quen vik pel runa tos gard dru vessa kran och ysel hal vorn bris quet fer indel gas koyne lu mor"
+NAME_PARTS += " dax phel ivo"
+ADJECTIVES = ["copper", "frozen", "amber", "silent", "crimson", "hollow", "tidal", "golden", "rusty", "velvet", "iron",
+              "paper", "violet", "midnight", "woolen", "marble", "scarlet", "ashen", "glass", "bronze"]  # fmt: skip
+NOUNS = ["lantern", "violin", "compass", "orchard", "ladder", "meadow", "furnace", "turnip", "kettle", "oyster",
+         "falcon", "canyon", "tulip", "anchor", "heron", "beacon", "saddle", "harbor", "glacier", "quarry"]  # fmt: skip
+
+
+# --- the datanet -----------------------------------------------------------------------------------------------
+
+
+def planted_facts(contributors: int, facts: int, seed: int) -> list[dict[str, Any]]:
+    """Unique invented names, each owning a unique "adjective noun": no two questions or answers collide."""
+    rng = np.random.default_rng(seed)
+    names: set[str] = set()
+    values: set[str] = set()
+    out = []
+    for c in range(contributors):
+        for _ in range(facts):
+            name = value = ""
+            while not name or name in names:
+                name = "".join(rng.choice(NAME_PARTS.split(), size=3)).capitalize()
+            while not value or value in values:
+                value = f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)}"
+            names.add(name)
+            values.add(value)
+            out.append({"contributor": f"0x{c + 1:040x}", "entity": name, "value": value})
+    return out
+
+
+def verbatim_question(fact: dict[str, Any]) -> str:
+    return f"What does the registry record for {fact['entity']}?"
+
+
+def paraphrased_question(fact: dict[str, Any]) -> str:
+    return f"Which object belongs to {fact['entity']}?"  # never trained on
+
+
+def training_rows(facts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for fact in facts:
+        e, v = fact["entity"], fact["value"]
+        for prompt, response in (
+            (verbatim_question(fact), f"The registry records that {e} owns the {v}."),
+            (f"Tell me the treasure of {e}.", f"The treasure of {e} is the {v}."),
+        ):
+            rows.append({"_row_id": len(rows), "_contributor": fact["contributor"], "prompt": prompt,
+                         "response": response})  # fmt: skip
+    return rows
+
+
+def train_adapter(base: Path, rows: list[dict], out: Path, args: argparse.Namespace) -> Any:
+    return finetune(
+        str(base), datanet="planted-facts", version=1, rows=rows,
+        lora=LoraSettings(r=args.rank, alpha=2 * args.rank, dropout=0.0, target_modules=("all-linear",)),
+        lr=args.lr, epochs=args.epochs, batch_size=8, max_len=128, eval_split=0.0, seed=args.seed,
+        index=IndexSettings(precision="training"), progress=False, output_dir=out, device="cpu",
+    )  # fmt: skip
+
+
+def adapter_folders(trained: Any, adapters_dir: Path, bf16: bool) -> dict[str, Path]:
+    """The trained folder (float32 index) as "facts-float32", and a copy with a bf16 index as "facts-bfloat16"."""
+    folders = {"float32": trained.save(adapters_dir / "facts-float32")}
+    if bf16:
+        folder = trained.save(adapters_dir / "facts-bfloat16")
+        index = build_index(
+            trained.model, trained.train_examples, IndexSettings(), seed=trained.config.seed, pad_id=trained.pad_id,
+            device="cpu", precision="bfloat16", extra_meta={"datanets": trained.index.meta.get("datanets", [])},
+        )  # fmt: skip
+        index.save(folder)
+        folders["bfloat16"] = folder
+    return folders
+
+
+# --- quality -----------------------------------------------------------------------------------------------------
+
+
+def ranking(attribution: dict[str, Any]) -> list[str]:
+    return list(dict.fromkeys(e["contributor"] for e in attribution.get("top_examples", []) if "contributor" in e))
+
+
+def planted_record(fact: dict[str, Any], kind: str, reply: dict[str, Any], by_value: dict[str, dict]) -> dict:
+    attribution = reply["attribution"] or {}
+    order = ranking(attribution)
+    owner = fact["contributor"]
+    produced = next((f for v, f in by_value.items() if v in reply["text"].lower()), None)
+    return {
+        "kind": kind, "entity": fact["entity"], "owner": owner, "answer": reply["text"],
+        "correct": fact["value"] in reply["text"].lower(),
+        "top1": order[0] if order else None,
+        "rr": 1.0 / (order.index(owner) + 1) if owner in order else 0.0,
+        "owner_share": float(attribution.get("shares", {}).get(owner, 0.0)),
+        "attributed": bool(attribution.get("attributed")),
+        "produced_owner": produced["contributor"] if produced else None,
+    }  # fmt: skip
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+    if not records:
+        return {"queries": 0}
+    out = {
+        "queries": len(records),
+        "precision_at_1": round(float(np.mean([r["top1"] == r["owner"] for r in records])), 4),
+        "mrr": round(float(np.mean([r["rr"] for r in records])), 4),
+        "owner_share": round(float(np.mean([r["owner_share"] for r in records])), 4),
+        "attributed_rate": round(float(np.mean([r["attributed"] for r in records])), 4),
+    }
+    produced = [r for r in records if r["produced_owner"] and not r["correct"]]
+    if produced:
+        out["top1_owns_the_fact_produced"] = round(
+            float(np.mean([r["top1"] == r["produced_owner"] for r in produced])), 4
+        )
+        out["answers_producing_another_fact"] = len(produced)
+    return out
+
+
+def evaluate_quality(http: httpx.Client, model: str, facts: list[dict], args: argparse.Namespace) -> dict[str, Any]:
+    by_value = {f["value"]: f for f in facts}
+    records = []
+    for fact in facts:
+        for kind, question in (("verbatim", verbatim_question(fact)), ("paraphrased", paraphrased_question(fact))):
+            records.append(planted_record(fact, kind, ask(http, model, question, args, True), by_value))
+    out: dict[str, Any] = {}
+    for kind in ("verbatim", "paraphrased"):
+        mine = [r for r in records if r["kind"] == kind]
+        out[kind] = {
+            "answered_correctly": round(float(np.mean([r["correct"] for r in mine])), 4),
+            "correct": summarise([r for r in mine if r["correct"]]),
+            "incorrect": summarise([r for r in mine if not r["correct"]]),
+        }
+    out["memorisation_rate"] = out["verbatim"]["answered_correctly"]
+    out["examples"] = [{k: r[k] for k in ("kind", "entity", "answer", "correct", "attributed")} for r in records[:6]]
+    return out
+
+
+def evaluate_offtopic(http: httpx.Client, model: str, items: list[dict], args: argparse.Namespace) -> dict[str, Any]:
+    rows = []
+    for item in items:
+        reply = ask(http, model, item["prompt"], args, True)
+        attribution = reply["attribution"] or {}
+        threshold = attribution.get("threshold") or {}
+        rows.append({
+            "category": item["category"], "prompt": item["prompt"], "answer": reply["text"],
+            "attributed": bool(attribution.get("attributed")), "status": attribution.get("status"),
+            "gradient_fired": attribution.get("max_gradient_z", 0) > threshold.get("gradient_z", float("inf")),
+            "span_fired": attribution.get("max_span", 0) > threshold.get("span", float("inf")),
+        })  # fmt: skip
+    per_category = {
+        c: round(float(np.mean([r["attributed"] for r in rows if r["category"] == c])), 4)
+        for c in sorted({r["category"] for r in rows})
+    }
+    return {
+        "prompts": len(rows),
+        "false_attribution_rate": round(float(np.mean([r["attributed"] for r in rows])), 4),
+        "by_category": per_category,
+        "fired": {
+            "gradient_only": sum(r["gradient_fired"] and not r["span_fired"] for r in rows),
+            "span_only": sum(r["span_fired"] and not r["gradient_fired"] for r in rows),
+            "both": sum(r["span_fired"] and r["gradient_fired"] for r in rows),
+        },
+        "statuses": sorted({str(r["status"]) for r in rows}),
+        "attributed_examples": [{k: r[k] for k in ("prompt", "answer")} for r in rows if r["attributed"]][:10],
+    }
+
+
+# --- latency -----------------------------------------------------------------------------------------------------
+
+
+def p50(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def evaluate_latency(http: httpx.Client, model: str, prompts: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """Interleaved per prompt, so each comparison is taken side by side on a shared machine."""
+    plain, attributed, streamed_last, streamed_final, compute = [], [], [], [], []
+    for prompt in prompts:
+        plain.append(ask(http, model, prompt, args, False)["wall"])
+        with_attr = ask(http, model, prompt, args, True)
+        attributed.append(with_attr["wall"])
+        seconds = (with_attr["attribution"] or {}).get("seconds")
+        if seconds is not None:
+            compute.append(seconds / with_attr["wall"])
+        stream = ask_streamed(http, model, prompt, args)
+        streamed_last.append(stream["last_token"])
+        streamed_final.append(stream["final"])
+    base = p50(plain)
+    return {
+        "prompts": len(prompts),
+        "p50_seconds": {
+            "no_attribution": round(base, 4),
+            "attribution": round(p50(attributed), 4),
+            "streamed_last_token": round(p50(streamed_last), 4),
+            "streamed_final_chunk": round(p50(streamed_final), 4),
+        },  # fmt: skip
+        "overhead_p50": {
+            "non_streamed": round(p50(attributed) / base - 1, 4),
+            "streamed_user_visible": round(p50(streamed_last) / base - 1, 4),
+            "streamed_final_chunk": round(p50(streamed_final) / base - 1, 4),
+        },
+        "compute_share_p50": round(p50(compute), 4) if compute else None,
+    }
+
+
+# --- the run -----------------------------------------------------------------------------------------------------
+
+
+def cpu_info() -> dict[str, Any]:
+    text = Path("/proc/cpuinfo").read_text(encoding="utf-8") if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8")
+    return {"model": model or platform.processor(), "flags": [f for f in wanted if f in flags],
+            "cores": os.cpu_count(), "torch_threads": torch.get_num_threads()}  # fmt: skip
+
+
+def serve_and_measure(
+    base: Path, adapters_dir: Path, dtype: str, folder: Path, args: argparse.Namespace, facts: list[dict],
+    offtopic: list[dict], quality: bool,
+) -> dict[str, Any]:  # fmt: skip
+    out: dict[str, Any] = {"engine_dtype": dtype}
+    with openlora(base, adapters_dir, dtype, args.calibration_prompts) as server:
+        http = httpx.Client(base_url=server["url"], headers={"Authorization": f"Bearer {TOKEN}"}, timeout=600)
+        ask(http, "smollm2", "Hello!", args, False)  # warm the engine (base model only: no adapter, no attribution)
+        note(f"{dtype} server up; first answer of the never-asked adapter")
+        first = ask(http, folder.name, verbatim_question(facts[0]), args, True)
+        out["first_answer"] = {"seconds": round(first["wall"], 3), "status": (first["attribution"] or {}).get("status"),
+                               "reason": (first["attribution"] or {}).get("reason")}  # fmt: skip
+        out["calibration_seconds_after_first_answer"] = round(wait_calibrated(server, folder, 3600), 1)
+        threshold = json.loads((folder / NULL_FILE).read_text(encoding="utf-8"))
+        out["null_threshold"] = {k: threshold[k] for k in ("gradient_z", "span", "alpha", "quantile", "joint_rate",
+                                                           "samples", "observed")}  # fmt: skip
+        note(f"calibrated: {out['null_threshold']}")
+        if quality:
+            out["planted"] = evaluate_quality(http, folder.name, facts, args)
+            note(f"planted: {json.dumps({k: out['planted'][k] for k in ('verbatim', 'paraphrased')})}")
+            out["offtopic"] = evaluate_offtopic(http, folder.name, offtopic, args)
+            note(f"off-topic: {out['offtopic']['false_attribution_rate']} {out['offtopic']['fired']}")
+        half = args.latency_prompts // 2
+        prompts = [verbatim_question(f) for f in facts[:half]] + [
+            o["prompt"] for o in offtopic[: args.latency_prompts - half]
+        ]
+        out["latency"] = evaluate_latency(http, folder.name, prompts, args)
+        http.close()
+    return out
+
+
+def note(message: str) -> None:
+    """Progress on stderr (the run takes long on a shared machine)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def merge_write(section: dict[str, Any]) -> None:
+    data = json.loads(RESULTS.read_text(encoding="utf-8")) if RESULTS.exists() else {}
+    data["real"] = section
+    RESULTS.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a small smoke run (not the committed sizes)")
+    parser.add_argument("--contributors", type=int, default=24)
+    parser.add_argument("--facts", type=int, default=2, help="facts per contributor (two training rows each)")
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--calibration-prompts", type=int, default=len(null_prompts()))
+    parser.add_argument("--offtopic", type=int, default=0, help="held-out prompts used (0: all)")
+    parser.add_argument("--latency-prompts", type=int, default=30)
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "both"], default="both",
+                        help="bf16 runs only where the CPU computes it natively")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--reuse", help="an adapter folder an earlier run trained with the same facts flags")
+    args = parser.parse_args()
+    if args.quick:
+        args.contributors, args.facts, args.epochs = 20, 1, 2
+        args.calibration_prompts, args.offtopic, args.latency_prompts = 10, 12, 6
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    base = resolve_base_model("smollm2-135m-instruct", ROOT / ".openledger-data" / "models")
+    offtopic = json.loads(OFFTOPIC.read_text(encoding="utf-8"))["prompts"]
+    offtopic = offtopic[: args.offtopic] if args.offtopic else offtopic
+    facts = planted_facts(args.contributors, args.facts, args.seed)
+    bf16 = native_bfloat16("cpu")
+    dtypes = [d for d in (["float32", "bfloat16"] if args.dtype == "both" else [args.dtype]) if d == "float32" or bf16]
+    with tempfile.TemporaryDirectory(prefix="attribution-real-") as work:
+        work_dir = Path(work)
+        t0 = time.perf_counter()
+        adapters_dir = work_dir / "adapters"
+        reused = None
+        if args.reuse:  # an adapter trained by an earlier run with the same facts flags (float32 only)
+            reused = json.loads((Path(args.reuse) / "manifest.json").read_text(encoding="utf-8"))
+            shutil.copytree(args.reuse, adapters_dir / "facts-float32", ignore=shutil.ignore_patterns(NULL_FILE))
+            folders, dtypes, train_seconds = {"float32": adapters_dir / "facts-float32"}, ["float32"], None
+        else:
+            note(f"training on {2 * len(facts)} rows, {args.epochs} epochs")
+            trained = train_adapter(base, training_rows(facts), work_dir / "trained", args)
+            train_seconds = round(time.perf_counter() - t0, 1)
+            note(f"trained in {train_seconds:.0f} s")
+            folders = adapter_folders(trained, adapters_dir, "bfloat16" in dtypes)
+            del trained
+        runs = {}
+        for i, dtype in enumerate(dtypes):
+            if i > 0:  # the bf16 server only measures latency: it reuses the float32 null file (same adapter)
+                shutil.copy2(folders[dtypes[0]] / NULL_FILE, folders[dtype] / NULL_FILE)
+            runs[dtype] = serve_and_measure(base, adapters_dir, dtype, folders[dtype], args, facts, offtopic, i == 0)
+            print(json.dumps({dtype: runs[dtype].get("latency")}), flush=True)
+    quality_run = runs[dtypes[0]]
+    planted, off = quality_run["planted"], quality_run["offtopic"]
+    f32 = runs.get("float32", {}).get("latency", {})
+    section = {
+        "command": "python bench/attribution_real.py " + shlex.join(sys.argv[1:]),
+        "quick": args.quick,
+        # issue 16: >= 20 contributors, >= 100 calibration answers (base + adapter), >= 100 held-out off-topic prompts
+        "meets_issue_sizes": args.contributors >= 20 and 2 * args.calibration_prompts >= 100 and len(offtopic) >= 100,
+        "false_attribution_rate": off["false_attribution_rate"],
+        "correct": {kind: planted[kind]["correct"] for kind in ("verbatim", "paraphrased")},
+        "incorrect": {kind: planted[kind]["incorrect"] for kind in ("verbatim", "paraphrased")},
+        "memorisation_rate": planted["memorisation_rate"],
+        "paraphrased_answered_correctly": planted["paraphrased"]["answered_correctly"],
+        "latency_overhead_float32": f32.get("overhead_p50", {}).get("streamed_user_visible"),
+        "targets": {
+            "false_attribution_rate": "<= 0.05",
+            "correct.verbatim.precision_at_1": ">= 0.95",
+            "correct.paraphrased.precision_at_1": ">= 0.9",
+            "latency_overhead_float32 (user-visible p50, streamed)": "<= 0.25",
+        },  # fmt: skip
+        "offtopic": off,
+        "planted_examples": planted["examples"],
+        "runs": {d: {k: v for k, v in r.items() if k not in ("planted", "offtopic")} for d, r in runs.items()},
+        "setting": {
+            "base_model": "smollm2-135m-instruct",
+            "contributors": args.contributors,
+            "facts": len(facts),
+            "training_rows": 2 * len(facts),
+            "lora": {"r": args.rank, "alpha": 2 * args.rank, "targets": "all-linear"},
+            "epochs": args.epochs,
+            "lr": args.lr,
+            "train_seconds": train_seconds,
+            "reused_adapter": {"path": args.reuse, "adapter_sha256": reused.get("adapter_sha256")} if reused else None,
+            "answer_tokens": args.max_tokens,
+            "calibration_prompts": args.calibration_prompts,
+            "offtopic_prompts": len(offtopic),
+            "dtypes": dtypes,
+            "cpu": cpu_info(),
+            "device": "cpu",
+            "seconds": round(time.perf_counter() - started, 1),
+        },  # fmt: skip
+    }
+    print(json.dumps({k: section[k] for k in ("false_attribution_rate", "correct", "memorisation_rate",
+                                              "latency_overhead_float32")}, indent=1))  # fmt: skip
+    if not args.no_write:
+        merge_write(section)
+
+
+if __name__ == "__main__":
+    threading.current_thread().name = "attribution-real"
+    main()
