@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import tempfile
 import time
@@ -62,7 +61,9 @@ from bench.attribution_facts import (  # noqa: E402
     trained_modes,
     training_rows,
 )
+from bench.attribution_farming import evaluate_farming  # noqa: E402
 from bench.attribution_lds import evaluate_lds  # noqa: E402
+from bench.attribution_results import merge_write, run_record  # noqa: E402
 from bench.attribution_speed import evaluate_speed  # noqa: E402
 from bench.attribution_stats import (  # noqa: E402
     compare_rankings,
@@ -173,6 +174,10 @@ def compare_modes(reference: dict, mode: dict, args: argparse.Namespace) -> dict
     return out
 
 
+DTYPE = "training and retrains float32; indexes as index_modes.settings say (default: bf16 where native)"
+SECTIONS = ("quality", "lds", "farming", "short", "speed")
+
+
 def evaluate_quality(
     args: argparse.Namespace, base: str, work: Path, epochs: int | None = None, dropout: float | None = None
 ) -> dict[str, Any]:
@@ -251,7 +256,7 @@ def evaluate_short(args: argparse.Namespace, base: str, work: Path) -> dict[str,
     return out
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--contributors", type=int, default=20)
     parser.add_argument("--facts", type=int, default=2, help="facts per contributor")
@@ -262,9 +267,14 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--hidden", type=int, default=128, help="hidden size of the random Llama quality model")
     parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--lds-contributors", type=int, default=4)
-    parser.add_argument("--lds-retrains", type=int, default=32)
-    parser.add_argument("--lds-epochs", type=int, default=25)
+    parser.add_argument("--lds-contributors", type=int, default=16, help="LDS datanet: contributors (x facts x 2 rows)")
+    parser.add_argument("--lds-retrains", type=int, default=50)
+    parser.add_argument("--lds-fraction", type=float, default=0.5, help="share of the rows each LDS retrain keeps")
+    parser.add_argument("--lds-epochs", type=int, default=5)
+    parser.add_argument("--lds-lr", type=float, default=2e-2)
+    parser.add_argument("--lds-hidden", type=int, default=64, help="hidden size of the LDS model (retrains dominate)")
+    parser.add_argument("--farming-contributors", type=int, default=12, help="honest contributors beside the farmer")
+    parser.add_argument("--flood-rows", type=int, default=48, help="generic rows the flooding farmer uploads")
     parser.add_argument("--speed-base", default=".openledger-data/models/smollm2-135m-instruct",
                         help="model folder for the speed test ('tiny' = the quality model)")  # fmt: skip
     parser.add_argument("--speed-rows", type=int, nargs="+", default=[1000, 10000, 100000])
@@ -290,27 +300,40 @@ def main() -> None:
     )
     parser.add_argument("--short-dropout", type=float, default=LoraSettings().dropout,
                         help="LoRA dropout of the short runs (default: the library's)")  # fmt: skip
-    parser.add_argument("--skip", nargs="*", default=[], choices=["quality", "lds", "short", "speed"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=SECTIONS)
+    parser.add_argument("--only", nargs="*", default=None, choices=SECTIONS, help="run only these sections")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(ROOT / "bench/results/attribution_eval.json"))
     args = parser.parse_args()
+    if args.only is not None:
+        args.skip = [section for section in SECTIONS if section not in args.only]
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_num_threads(args.threads)
-    results: dict[str, Any] = {
-        "command": " ".join(["python bench/attribution_eval.py", *(shlex.quote(a) for a in sys.argv[1:])]),
-        "torch": torch.__version__, "device": "cpu",
-    }  # fmt: skip
+    results: dict[str, Any] = {}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="attribution-eval-") as tmp:
         work = Path(tmp)
         base = str(build_base(work / "base", args.hidden, args.layers))
-        results["quality_model"] = f"random Llama hidden={args.hidden} layers={args.layers}, GPT-2 tokenizer"
         if "quality" not in args.skip:
             results["quality"] = evaluate_quality(args, base, work)
             print(json.dumps(results["quality"], indent=1), flush=True)
         if "lds" not in args.skip:
-            results["lds"] = evaluate_lds(args, base, work)
+            lds_base = str(build_base(work / "lds-base", args.lds_hidden, args.layers))
+            model = f"random Llama hidden={args.lds_hidden} layers={args.layers}, GPT-2 tokenizer"
+            results["lds"] = {**evaluate_lds(args, lds_base, work), "model": model, "run": run_record(DTYPE)}
             print(json.dumps(results["lds"], indent=1), flush=True)
+        if "farming" not in args.skip:
+            results["farming"] = {
+                **evaluate_farming(args, base, work),
+                "run": run_record(DTYPE),
+                "model": f"random Llama hidden={args.hidden} layers={args.layers}, GPT-2 tokenizer",
+            }
+            print(json.dumps(results["farming"], indent=1), flush=True)
         if "short" not in args.skip and args.short_epochs:
             results["short_training"] = evaluate_short(args, base, work)
         if "speed" not in args.skip:
@@ -320,10 +343,12 @@ def main() -> None:
             label = "quality model" if speed_base == base else Path(speed_base).name
             results["speed"] = evaluate_speed(args, speed_base, label)
             print(json.dumps(results["speed"], indent=1), flush=True)
-    results["seconds"] = round(time.perf_counter() - started, 1)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {args.out} in {results['seconds']} s")
+    if not args.skip:  # a full run also renews the file's top-level record
+        results.update(command=run_record()["command"], torch=torch.__version__, device="cpu", seconds=round(
+            time.perf_counter() - started, 1), quality_model=f"random Llama hidden={args.hidden} layers={args.layers}, "
+            "GPT-2 tokenizer")  # fmt: skip
+    merge_write(args.out, results)
+    print(f"wrote {', '.join(results)} into {args.out} in {time.perf_counter() - started:.1f} s")
 
 
 if __name__ == "__main__":

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from bench.attribution_facts import (
     MODES,
@@ -23,10 +26,7 @@ from bench.attribution_facts import (
     training_rows,
 )
 from bench.attribution_stats import lds_per_query, lds_summary, paired_bootstrap, verdict
-from openledger_sdk.modelfactory.attribution_index import (
-    example_losses,
-    score,
-)
+from openledger_sdk.modelfactory.attribution_index import AttributionIndex, example_losses, project_gradients, score
 from openledger_sdk.modelfactory.attribution_query import Attributor
 from openledger_sdk.modelfactory.data import IGNORE, Example, collate
 
@@ -37,15 +37,84 @@ def query_losses(model: Any, examples: list[Example], pad_id: int) -> np.ndarray
         return example_losses(model, collate(examples, pad_id)).numpy()
 
 
-def query_scores(attributor: Attributor, queries: list[Example]) -> dict[str, np.ndarray]:
-    """τ(q, i) for every query and training row [queries, n]: raw TRAK scores and normalised gradient scores."""
-    raw, normalised = [], []
+def lds_queries(trained: Any, facts: list[dict[str, Any]]) -> list[Example]:
+    """One query per fact: its paraphrased question and answer (never trained on), the answer teacher-forced."""
+    queries = []
+    for fact in facts:
+        prompt, answer = paraphrase(fact)
+        p, o, _ = tokens(trained, prompt, answer)
+        queries.append(Example(None, "", p + o, [IGNORE] * len(p) + o, o))
+    return queries
+
+
+def query_projections(attributor: Attributor, queries: list[Example]) -> list[torch.Tensor]:
+    out = []
     for q in queries:
         n_prompt = sum(1 for label in q.labels if label == IGNORE)
-        proj = attributor.projection(q.input_ids[:n_prompt], q.response_ids)
-        raw.append(score(attributor.index, proj).numpy())
-        normalised.append(attributor.gradient_scores(proj).numpy())
-    return {"trak_raw": np.stack(raw), "normalised_gradient": np.stack(normalised)}
+        out.append(attributor.projection(q.input_ids[:n_prompt], q.response_ids))
+    return out
+
+
+def query_scores(attributor: Attributor, queries: list[Example]) -> dict[str, np.ndarray]:
+    """τ(q, i) for every query and training row [queries, n]: raw TRAK scores and normalised gradient scores."""
+    projections = query_projections(attributor, queries)
+    return {
+        "trak_raw": np.stack([score(attributor.index, q).numpy() for q in projections]),
+        "normalised_gradient": np.stack([attributor.gradient_scores(q).numpy() for q in projections]),
+    }
+
+
+def training_gradients(trained: Any, index: AttributionIndex, batch_size: int = 8) -> torch.Tensor:
+    """Φ [n, dim]: every training row's projected LoRA gradient at the final adapter, float32, not preconditioned
+    (the same projection as `index`, so Φ_i · q is the plain gradient dot product)."""
+    examples, model = trained.train_examples, trained.model
+    layout, projector = index.meta["layout"], index.projector()
+    model.eval()
+    rows = []
+    with torch.enable_grad():
+        for start in range(0, len(examples), batch_size):
+            batch = collate(examples[start : start + batch_size], trained.pad_id)
+            rows.append(project_gradients(model, batch, layout, projector).detach())
+    return torch.cat(rows)
+
+
+def tracin_scores(trained: Any, reference: Attributor, queries: list[Example]) -> np.ndarray:
+    """The gradient-dot baseline (TracIn at the final checkpoint): τ(q, i) = g_q · g_i, no preconditioner [q, n]."""
+    phi = training_gradients(trained, reference.index)
+    return np.stack([(phi @ q.to(torch.float32)).numpy() for q in query_projections(reference, queries)])
+
+
+def random_subsets(n: int, count: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """`count` boolean masks [count, n], each keeping round(fraction · n) rows drawn without replacement."""
+    size = round(fraction * n)
+    if not 0 < size < n:
+        raise ValueError(f"a {fraction} subset of {n} rows must keep some rows and leave some out")
+    masks = np.zeros((count, n), dtype=bool)
+    for r in range(count):
+        masks[r, rng.choice(n, size, replace=False)] = True
+    return masks
+
+
+def retrain_losses(
+    base: str,
+    rows: list[dict],
+    masks: np.ndarray,
+    queries: list[Example],
+    work: Path,
+    args: argparse.Namespace,
+    epochs: int,
+    dropout: float,
+) -> np.ndarray:
+    """The query losses [retrains, queries] of a model retrained from scratch on each subset (no index built)."""
+    losses = []
+    for r, keep in enumerate(tqdm(masks, desc="LDS retrains", disable=not sys.stderr.isatty())):
+        subset = [row for row, k in zip(rows, keep, strict=True) if k]
+        model = train(base, subset, work / f"lds-{epochs}-{dropout}-{r}", args, index=False, epochs=epochs,
+                      dropout=dropout)  # fmt: skip
+        losses.append(query_losses(model.model, queries, model.pad_id))
+        shutil.rmtree(model.path, ignore_errors=True)
+        del model
+    return np.stack(losses)
 
 
 def evaluate_lds(
@@ -53,41 +122,44 @@ def evaluate_lds(
 ) -> dict[str, Any]:
     epochs = epochs or args.lds_epochs
     dropout = args.lora_dropout if dropout is None else dropout
+    args = argparse.Namespace(**{**vars(args), "lr": args.lds_lr})
     facts = planted_facts(args.lds_contributors, args.facts, args.seed + 1)
     rows = training_rows(facts)
     full, indexes = trained_modes(base, rows, work / f"lds-full-{epochs}-{dropout}", args, epochs, dropout)
-    queries = []
-    for fact in facts:
-        prompt, answer = paraphrase(fact)
-        p, o, _ = tokens(full, prompt, answer)
-        queries.append(Example(None, "", p + o, [IGNORE] * len(p) + o, o))
-    taus = {mode: query_scores(a, queries) for mode, a in mode_attributors(full, indexes).items()}
+    queries = lds_queries(full, facts)
+    attributors = mode_attributors(full, indexes)
+    taus = {mode: query_scores(a, queries) for mode, a in attributors.items()}
+    tracin = tracin_scores(full, attributors[REFERENCE], queries)
     rng = np.random.default_rng(args.seed)
-    n = len(rows)
-    masks, losses = [], []
+    masks = random_subsets(len(rows), args.lds_retrains, args.lds_fraction, rng)
     started = time.perf_counter()
-    for r in range(args.lds_retrains):
-        keep = np.zeros(n, dtype=bool)
-        keep[rng.choice(n, n // 2, replace=False)] = True
-        subset = [row for row, k in zip(rows, keep, strict=True) if k]
-        model = train(base, subset, work / f"lds-{epochs}-{dropout}-{r}", args, index=False, epochs=epochs,
-                      dropout=dropout)  # fmt: skip
-        losses.append(query_losses(model.model, queries, model.pad_id))
-        masks.append(keep)
-        del model
+    losses = retrain_losses(base, rows, masks, queries, work, args, epochs, dropout)
     retrain_seconds = time.perf_counter() - started
-    masks_m, losses_m = np.stack(masks).astype(np.float64), np.stack(losses)  # [retrains, n], [retrains, queries]
-    per_query = {mode: {name: lds_per_query(tau, masks_m, losses_m) for name, tau in by_name.items()}
+    masks_f = masks.astype(np.float64)
+    per_query = {mode: {name: lds_per_query(tau, masks_f, losses) for name, tau in by_name.items()}
                  for mode, by_name in taus.items()}  # fmt: skip
-    modes = {mode: {name: lds_summary(v, rng) for name, v in by_name.items()} for mode, by_name in per_query.items()}
+    modes = {mode: {name: lds_summary(v, args.seed) for name, v in by_name.items()}
+             for mode, by_name in per_query.items()}  # fmt: skip
     comparison: dict[str, Any] = {}
     for mode in (m for m in MODES if m != REFERENCE):
         for name in ("trak_raw", "normalised_gradient"):
             pair = paired_bootstrap(per_query[REFERENCE][name], per_query[mode][name], args.seed)
             comparison.setdefault(mode, {})[name] = {**pair, **verdict([pair["ci95"]], args.margin)}
+    tracin_per_query = lds_per_query(tracin, masks_f, losses)
+    reported = per_query[args.report_mode]["trak_raw"]
+    versus = paired_bootstrap(tracin_per_query, reported, args.seed)
     return {
-        "training_rows": n, "queries": len(queries), "retrains": args.lds_retrains, "subset": "random 50%",
-        "retrain_seconds": round(retrain_seconds, 1), "epochs": epochs, "lora_dropout": dropout,
-        "reported_index": args.report_mode, **modes[args.report_mode],
+        "training_rows": len(rows), "contributors": args.lds_contributors, "queries": len(queries),
+        "query": "the paraphrased question and answer of each fact (never trained on), answer teacher-forced",
+        "retrains": args.lds_retrains, "subset": f"random {args.lds_fraction:.0%} of the rows",
+        "retrain_seconds": round(retrain_seconds, 1), "epochs": epochs, "lr": args.lr, "lora_dropout": dropout,
+        "final_epoch_loss": full.metrics["epoch_losses"][-1], "reported_index": args.report_mode,
+        **modes[args.report_mode],
+        "tracin": {**lds_summary(tracin_per_query, args.seed),
+                   "what": "gradient dot product g_q · g_i at the final adapter, float32, same projection, "
+                   "no preconditioner (TracIn with one checkpoint)"},
+        "trak_raw_minus_tracin": versus,
+        "targets": {"trak_raw ci95 above 0": modes[args.report_mode]["trak_raw"]["ci95"][0] > 0,
+                    "trak_raw above tracin (paired ci95 above 0)": versus["ci95"][0] > 0},
         "index_modes": {"modes": modes, "settings": modes_setting(indexes), f"vs_{REFERENCE}": comparison},
     }  # fmt: skip

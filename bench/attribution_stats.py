@@ -24,10 +24,7 @@ def reciprocal_rank(record: dict[str, Any]) -> float:
 def paired_bootstrap(a: Sequence[float], b: Sequence[float], seed: int, rounds: int = 4000) -> dict[str, Any]:
     """Mean of b − a over paired items, with a bootstrap 95% interval (items resampled)."""
     diff = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(rounds, len(diff)))].mean(axis=1)
-    low, high = np.quantile(means, [0.025, 0.975])
-    return {"diff": round(float(diff.mean()), 4), "ci95": [round(float(low), 4), round(float(high), 4)]}
+    return {"diff": round(float(diff.mean()), 4), "ci95": bootstrap_ci(diff, seed, rounds)}
 
 
 def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> dict[str, Any]:
@@ -69,9 +66,17 @@ def lds_per_query(tau: np.ndarray, masks: np.ndarray, losses: np.ndarray) -> np.
     return np.array([spearman(predicted[:, j], -losses[:, j]) for j in range(tau.shape[0])])
 
 
-def lds_summary(per_query: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
-    boot = [float(np.mean(rng.choice(per_query, len(per_query)))) for _ in range(2000)]
-    return {
-        "lds": round(float(per_query.mean()), 4),
-        "ci95": [round(float(np.quantile(boot, 0.025)), 4), round(float(np.quantile(boot, 0.975)), 4)],
-    }
+def bootstrap_ci(values: Sequence[float], seed: int, rounds: int = 4000) -> list[float]:
+    """95% percentile-bootstrap interval of the mean of `values` (items resampled with replacement)."""
+    data = np.asarray(values, dtype=np.float64)
+    if data.size == 0:
+        raise ValueError("a bootstrap interval needs at least one value")
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, data.size, size=(rounds, data.size))].mean(axis=1)
+    low, high = np.quantile(means, [0.025, 0.975])
+    return [round(float(low), 4), round(float(high), 4)]
+
+
+def lds_summary(per_query: np.ndarray, seed: int) -> dict[str, Any]:
+    """Mean LDS over queries with its bootstrap 95% interval (queries resampled)."""
+    return {"lds": round(float(np.mean(per_query)), 4), "ci95": bootstrap_ci(per_query, seed)}
