@@ -1,6 +1,10 @@
 """Quality and speed of tier-1 attribution (openledger_sdk.modelfactory.attribution_query).
 
-    .venv/bin/python bench/attribution_eval.py            # writes bench/results/attribution_eval.json
+    .venv/bin/python bench/attribution_eval.py              # every section, into bench/results/attribution_eval.json
+    .venv/bin/python bench/attribution_eval.py --only lds   # one section (quality, lds, farming, short, speed)
+
+Each run merge-writes its sections into the JSON file (other sections are kept); the LDS and farming sections carry
+their own `run` record (command, CPU model and flags, dtype, threads).
 
 Quality: a datanet of planted facts — `--contributors` contributors, each owning `--facts` invented entities with an
 invented attribute value, each fact written in two training phrasings — a LoRA trained on it, then
@@ -12,9 +16,16 @@ Reported: contributor-level precision@1 (owner of the top example), MRR (contrib
 the fee's contributor pool paid to the right owner through `hub.rewards.split` (default RewardSettings: 50% cap).
 Baseline in the same run: gradient-only and span-only rankings.
 
-LDS (linear datamodeling score, TRAK): `--lds-retrains` retrains on random 50% subsets of a smaller datanet;
-for each held-out query, Spearman between the predicted Σ_{i∈S} τ(q, i) and the actual −loss of the model trained
-on S; mean over queries with a bootstrap 95% interval (queries resampled).
+LDS (linear datamodeling score, TRAK): `--lds-contributors` × `--facts` facts × 2 phrasings (default 64 rows) on a
+smaller random Llama (`--lds-hidden`); `--lds-retrains` retrains from scratch on random `--lds-fraction` subsets
+(default 50 × 50%, `--lds-epochs` each); for each paraphrased query (one per fact, never trained on), Spearman
+between the predicted Σ_{i∈S} τ(q, i) and the actual −loss of the model trained on S; mean over queries with a
+bootstrap 95% interval (queries resampled). Baseline in the same run: TracIn-style gradient dot product g_q · g_i at
+the final adapter (no preconditioner), and the paired interval of TRAK minus it (bench/attribution_lds.py).
+
+Farming (bench/attribution_farming.py): a farmer who uploads paraphrased copies of everyone's facts, and one who
+floods generic rows, against the same farmer contributing honestly; the extra share of the contributors' pool each
+earns, through the real datanet service and the platform's fee split.
 
 Index modes (`index_modes` in every quality / LDS section): three attribution indexes of the *same* adapter are
 scored on the same queries — "float32" (the exact final-weights pass: TRAK as specified), "default" (the library's
@@ -272,6 +283,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lds-fraction", type=float, default=0.5, help="share of the rows each LDS retrain keeps")
     parser.add_argument("--lds-epochs", type=int, default=5)
     parser.add_argument("--lds-lr", type=float, default=2e-2)
+    parser.add_argument("--lds-dampings", type=float, nargs="*", default=[1e-3, 1e-2, 0.1, 1.0, 10.0],
+                        help="also score raw TRAK at these dampings on the same retrains")  # fmt: skip
     parser.add_argument("--lds-hidden", type=int, default=64, help="hidden size of the LDS model (retrains dominate)")
     parser.add_argument("--farming-contributors", type=int, default=12, help="honest contributors beside the farmer")
     parser.add_argument("--flood-rows", type=int, default=48, help="generic rows the flooding farmer uploads")

@@ -78,10 +78,25 @@ def training_gradients(trained: Any, index: AttributionIndex, batch_size: int = 
     return torch.cat(rows)
 
 
-def tracin_scores(trained: Any, reference: Attributor, queries: list[Example]) -> np.ndarray:
-    """The gradient-dot baseline (TracIn at the final checkpoint): τ(q, i) = g_q · g_i, no preconditioner [q, n]."""
+def gradient_features(trained: Any, reference: Attributor, queries: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Φ [n, dim], Q [queries, dim]): raw projected gradients of the training rows and of the queries, float32."""
     phi = training_gradients(trained, reference.index)
-    return np.stack([(phi @ q.to(torch.float32)).numpy() for q in query_projections(reference, queries)])
+    return phi, torch.stack(query_projections(reference, queries)).to(torch.float32)
+
+
+def tracin_scores(phi: torch.Tensor, queries: torch.Tensor) -> np.ndarray:
+    """The gradient-dot baseline (TracIn at the final checkpoint): τ(q, i) = g_q · g_i, no preconditioner [q, n]."""
+    return (queries @ phi.T).numpy()
+
+
+def trak_scores(phi: torch.Tensor, queries: torch.Tensor, damping: float) -> np.ndarray:
+    """τ(q, i) = q (ΦᵀΦ + λI)⁻¹ Φ_i with λ = damping · trace(ΦᵀΦ) / min(n, dim): the index's preconditioner, derived
+    again here so that other dampings are scored on the same retrains (large damping tends to TracIn) [q, n]."""
+    phi64 = phi.to(torch.float64)
+    gram = phi64.T @ phi64
+    lam = damping * float(torch.trace(gram)) / min(phi.shape)
+    solved = torch.linalg.solve(gram + lam * torch.eye(gram.shape[0], dtype=torch.float64), queries.to(torch.float64).T)
+    return (phi64 @ solved).T.numpy()
 
 
 def random_subsets(n: int, count: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -129,7 +144,8 @@ def evaluate_lds(
     queries = lds_queries(full, facts)
     attributors = mode_attributors(full, indexes)
     taus = {mode: query_scores(a, queries) for mode, a in attributors.items()}
-    tracin = tracin_scores(full, attributors[REFERENCE], queries)
+    phi, projected = gradient_features(full, attributors[REFERENCE], queries)
+    tracin = tracin_scores(phi, projected)
     rng = np.random.default_rng(args.seed)
     masks = random_subsets(len(rows), args.lds_retrains, args.lds_fraction, rng)
     started = time.perf_counter()
@@ -146,6 +162,8 @@ def evaluate_lds(
             pair = paired_bootstrap(per_query[REFERENCE][name], per_query[mode][name], args.seed)
             comparison.setdefault(mode, {})[name] = {**pair, **verdict([pair["ci95"]], args.margin)}
     tracin_per_query = lds_per_query(tracin, masks_f, losses)
+    sweep = {str(d): lds_summary(lds_per_query(trak_scores(phi, projected, d), masks_f, losses), args.seed)
+             for d in args.lds_dampings}  # fmt: skip
     reported = per_query[args.report_mode]["trak_raw"]
     versus = paired_bootstrap(tracin_per_query, reported, args.seed)
     return {
@@ -159,6 +177,8 @@ def evaluate_lds(
                    "what": "gradient dot product g_q · g_i at the final adapter, float32, same projection, "
                    "no preconditioner (TracIn with one checkpoint)"},
         "trak_raw_minus_tracin": versus,
+        "damping_sweep": {"what": f"raw TRAK (float32) at other dampings; the index uses {full.index.meta['damping']}",
+                          **sweep},
         "targets": {"trak_raw ci95 above 0": modes[args.report_mode]["trak_raw"]["ci95"][0] > 0,
                     "trak_raw above tracin (paired ci95 above 0)": versus["ci95"][0] > 0},
         "index_modes": {"modes": modes, "settings": modes_setting(indexes), f"vs_{REFERENCE}": comparison},

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from bench.attribution_farming import (
     FARMER,
@@ -25,7 +26,7 @@ from bench.attribution_farming import (
     share_of_pool,
     uploads,
 )
-from bench.attribution_lds import random_subsets
+from bench.attribution_lds import random_subsets, tracin_scores, trak_scores
 from bench.attribution_results import cpu_description, merge_write
 from bench.attribution_stats import bootstrap_ci, lds_per_query, lds_summary, paired_bootstrap
 from hub.rewards.config import RewardSettings
@@ -74,6 +75,24 @@ def test_random_subsets_keep_the_fraction() -> None:
     assert masks.mean(axis=0).min() > 0.3 and masks.mean(axis=0).max() < 0.7  # every row in and out
     with pytest.raises(ValueError, match="keep some rows"):
         random_subsets(4, 3, 1.0, np.random.default_rng(0))
+
+
+def test_trak_scores_match_the_preconditioner_and_tend_to_tracin() -> None:
+    gen = torch.Generator().manual_seed(0)
+    phi, queries = torch.randn(10, 6, generator=gen), torch.randn(3, 6, generator=gen)
+    gram = phi.double().T @ phi.double()
+    lam = 0.1 * float(torch.trace(gram)) / 6  # the index's λ: damping × mean eigenvalue over min(n, dim)
+    expected = queries.double() @ torch.linalg.inv(gram + lam * torch.eye(6, dtype=torch.float64)) @ phi.double().T
+    assert np.allclose(trak_scores(phi, queries, 0.1), expected.numpy())
+    assert np.allclose(tracin_scores(phi, queries), (queries @ phi.T).numpy(), atol=1e-6)
+
+    # With a huge damping the preconditioner is ≈ I/λ: the same ranking as the plain gradient dot product.
+    def same_order(x: np.ndarray, y: np.ndarray) -> bool:
+        return all((np.argsort(a) == np.argsort(b)).all() for a, b in zip(x, y, strict=True))
+
+    far = trak_scores(phi, queries, 1e9)
+    assert same_order(far, tracin_scores(phi, queries))
+    assert not same_order(trak_scores(phi, queries, 1e-3), far)  # a small damping really changes the ranking
 
 
 # --- farming accounting ---------------------------------------------------------------------------------------------
