@@ -68,15 +68,21 @@ def test_fallback_template_without_chat_template(tok) -> None:
     assert plain.decode(data.train[0].input_ids).startswith("### Prompt:\nquestion 0?\n### Response:\n")
 
 
+def shared_rows(n: int) -> list[dict]:
+    """Rows from three contributors (the held-out split never takes a contributor's last training row)."""
+    return [{**row, "_contributor": f"0x{i % 3 + 1:040x}"} for i, row in enumerate(chat_rows(n))]
+
+
 def test_eval_split_and_order_are_seeded(tok) -> None:
-    a = prepare(chat_rows(10), tok, max_len=64, eval_split=0.2, seed=3)
-    b = prepare(chat_rows(10), tok, max_len=64, eval_split=0.2, seed=3)
+    a = prepare(shared_rows(10), tok, max_len=64, eval_split=0.2, seed=3)
+    b = prepare(shared_rows(10), tok, max_len=64, eval_split=0.2, seed=3)
     assert [e.row_id for e in a.eval] == [e.row_id for e in b.eval] and len(a.eval) == 2 and len(a.train) == 8
     assert epoch_order(8, 3, 0) == epoch_order(8, 3, 0) != epoch_order(8, 3, 1)
     assert order_hash([[1, 2], [2, 1]]) == order_hash([[1, 2], [2, 1]]) != order_hash([[2, 1], [1, 2]])
     assert a.rows_sha256 == b.rows_sha256 != prepare(chat_rows(9), tok, max_len=64, eval_split=0, seed=3).rows_sha256
     # Tiny sets still keep one training and one held-out row.
-    two = prepare(chat_rows(2), tok, max_len=64, eval_split=0.1, seed=0)
+    two = prepare([{**row, "_contributor": "0x" + "1" * 40} for row in chat_rows(2)], tok, max_len=64, eval_split=0.1,
+                  seed=0)  # fmt: skip
     assert len(two.train) == 1 and len(two.eval) == 1
 
 

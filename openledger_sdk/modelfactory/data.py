@@ -11,6 +11,7 @@ Row ids and contributors come from the datanet snapshot's `_row_id` / `_contribu
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -208,14 +209,45 @@ def prepare(
 
 
 def split(examples: list[Example], eval_split: float, seed: int) -> tuple[list[Example], list[Example]]:
-    """Seeded held-out split; at least one training example, and one held-out example when eval_split > 0."""
+    """Seeded held-out split; at least one training example, and one held-out example when eval_split > 0 and some
+    row can be spared.
+
+    A contributor's last training row is never held out: held-out rows are neither trained on nor in the attribution
+    index, so a contributor with every row held out could never be credited for this model. Rows are drawn in a
+    seeded random order and a row is skipped when holding it out would leave its contributor without a training
+    row; a datanet where every contributor has one row therefore gets no held-out rows (the manifest says so).
+    Rows without a contributor can always be held out.
+    """
     if eval_split <= 0 or len(examples) < 2:
         return list(examples), []
     n_eval = min(max(1, round(len(examples) * eval_split)), len(examples) - 1)
     order = np.random.default_rng([seed, 0xE7A1]).permutation(len(examples))
-    held = set(order[:n_eval].tolist())
+    training_rows_left = Counter(ex.contributor for ex in examples if ex.contributor)
+    held: set[int] = set()
+    for i in order.tolist():
+        if len(held) == n_eval:
+            break
+        contributor = examples[i].contributor
+        if contributor and training_rows_left[contributor] <= 1:
+            continue
+        held.add(i)
+        if contributor:
+            training_rows_left[contributor] -= 1
     train = [ex for i, ex in enumerate(examples) if i not in held]
     return train, [ex for i, ex in enumerate(examples) if i in held]
+
+
+def held_out_record(prepared: PreparedData) -> dict[str, Any]:
+    """Which rows (and whose) the held-out split kept out of training and the attribution index."""
+    trained = {ex.contributor for ex in prepared.train if ex.contributor}
+    per_contributor = Counter(ex.contributor for ex in prepared.eval if ex.contributor)
+    return {
+        "eval_row_ids": [_jsonable(ex.row_id) for ex in prepared.eval],
+        "eval_contributors": dict(sorted(per_contributor.items())),
+        "contributors_left_out_entirely": sorted(set(per_contributor) - trained),
+        "eval_rule": "held-out rows are not trained on and not in the attribution index (their contributors earn "
+        "nothing for them from this model); a contributor's last training row is never held out",
+    }
 
 
 # --- order and batches ---------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from openledger_sdk.modelfactory.config import TrainConfig
-from openledger_sdk.modelfactory.data import PreparedData
+from openledger_sdk.modelfactory.data import PreparedData, held_out_record
 from openledger_sdk.modelfactory.model_setup import cached_weights_hash
 from openledger_sdk.modelfactory.train_loop import TrainingPlan
 
@@ -69,6 +69,7 @@ def run_manifest(
             "rows_sha256": prepared.rows_sha256,
             "train_rows": len(prepared.train),
             "eval_rows": len(prepared.eval),
+            **held_out_record(prepared),
             "skipped_rows": prepared.skipped,
             "order_hash": plan.order_hash,
         },

@@ -91,7 +91,11 @@ class TrainedModel:
 
     def __repr__(self) -> str:
         state = "complete" if self.complete else "INCOMPLETE"
-        return f"<TrainedModel {self.manifest['base_model']['id']} + LoRA r={self.config.lora.r}, {state}, {self.path}>"
+        held = self.manifest.get("data", {}).get("eval_rows", 0)
+        return (
+            f"<TrainedModel {self.manifest['base_model']['id']} + LoRA r={self.config.lora.r}, {state}, "
+            f"{held} rows held out, {self.path}>"
+        )
 
     @property
     def complete(self) -> bool:
@@ -117,6 +121,23 @@ class TrainedModel:
             "epoch_losses": training.get("epoch_losses", []),
             "tokens_per_second": training.get("tokens_per_second"),
             "train_seconds": training.get("seconds"),
+            "eval": self.manifest.get("eval"),
+        }
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The run at a glance, including which rows the held-out split kept out of training and the index (and so
+        out of attribution): their row ids and, per contributor, how many."""
+        data, training = self.manifest.get("data", {}), self.manifest.get("training", {})
+        return {
+            "complete": self.complete,
+            "train_rows": data.get("train_rows"),
+            "eval_rows": data.get("eval_rows"),
+            "eval_row_ids": data.get("eval_row_ids", []),
+            "eval_contributors": data.get("eval_contributors", {}),
+            "contributors_left_out_entirely": data.get("contributors_left_out_entirely", []),
+            "skipped_rows": data.get("skipped_rows", []),
+            "final_epoch_loss": (training.get("epoch_losses") or [None])[-1],
             "eval": self.manifest.get("eval"),
         }
 
