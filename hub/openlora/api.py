@@ -24,11 +24,10 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub.auth import HubUser, admin_user, current_user, metrics_reader
+from hub.auth import HubUser, current_user, metrics_reader
 from hub.openlora.attribution import InferenceAttribution, merge_attributions, unavailable
 from hub.openlora.bodies import (
     HTTP_ERROR_CODES,
-    AdapterBody,
     ChatBody,
     CompletionBody,
     GenerationBody,
@@ -40,6 +39,7 @@ from hub.openlora.bodies import (
 from hub.openlora.charging import FinishedInference, FlatMetering, Metering, PriceTable
 from hub.openlora.engine import OpenLoRAEngine
 from hub.openlora.errors import EngineError, InvalidRequestError
+from hub.openlora.model_routes import add_model_routes
 from hub.openlora.request import Completion, RequestHandle, StreamEvent
 from hub.openlora.request_id import RequestIdMiddleware
 from hub.openlora.sampling import SamplingParams
@@ -191,35 +191,7 @@ def create_app(
     async def metrics() -> Response:
         return Response(engine.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    @router.get("/v1/models")
-    async def list_models(_user: HubUser = Depends(current_user)) -> dict[str, Any]:
-        data = [
-            {
-                "id": m["id"],
-                "object": "model",
-                "created": engine.created,
-                "owned_by": owned_by,
-                "root": engine.base_model_id,
-                "parent": m["parent"],
-                "max_model_len": m["max_model_len"],
-                "tier": m["tier"],
-                "price_per_1k_tokens": metering.price_per_1k(m["id"]),
-            }
-            for m in await run_in_threadpool(engine.list_models)
-        ]
-        return {"object": "list", "data": data}
-
-    @router.get("/v1/models/{model}")
-    async def retrieve_model(model: str, _user: HubUser = Depends(current_user)) -> dict[str, Any]:
-        """OpenAI's model retrieval; ours also says where the model is (`tier`). No side effects."""
-        engine.resolve_model(model)  # 404 for a model this server does not serve
-        found = next(m for m in await run_in_threadpool(engine.list_models) if m["id"] == model)
-        return {"id": model, "object": "model", "owned_by": owned_by, **found}
-
-    @router.post("/v1/models/{model}/load")
-    async def warm_model(model: str, _user: HubUser = Depends(current_user)) -> dict[str, Any]:
-        """Deploy: load a served model now, so its first request does not wait. Free: no inference, no record."""
-        return {"object": "model", **await run_in_threadpool(engine.warm, model)}
+    add_model_routes(router, engine, metering, owned_by)
 
     @router.post("/v1/completions")
     async def completions(body: CompletionBody, request: Request, user: HubUser = Depends(current_user)):
@@ -373,16 +345,6 @@ def create_app(
                 metering.release(rid)  # not charged (cancelled, failed): the whole reservation back; else a no-op
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-
-    @router.post("/v1/adapters/load")
-    async def load_adapter(body: AdapterBody, _admin: HubUser = Depends(admin_user)) -> dict[str, Any]:
-        info = await run_in_threadpool(engine.load_adapter, body.model, body.path)
-        return {"object": "adapter", **info}
-
-    @router.post("/v1/adapters/unload")
-    async def unload_adapter(body: AdapterBody, _admin: HubUser = Depends(admin_user)) -> dict[str, Any]:
-        info = await run_in_threadpool(engine.unload_adapter, body.model)
-        return {"object": "adapter", **info}
 
     app.include_router(router, include_in_schema=not prefix)
     if prefix:
