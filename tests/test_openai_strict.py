@@ -21,17 +21,20 @@ TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type"
         ({"tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "lookup"}}}, "tools"),
         ({"response_format": {"type": "json_object"}}, "response_format"),
         ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}}, "response_format"),
-        ({"logprobs": True}, "logprobs"),
-        ({"top_logprobs": 3}, "top_logprobs"),
+        # Implemented sampling controls: out-of-range values are refused the same way (issue 17, item 1).
+        ({"top_logprobs": 3}, "top_logprobs"),  # without logprobs: true
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
         ({"presence_penalty": 5}, "presence_penalty"),
-        ({"frequency_penalty": 0.5}, "frequency_penalty"),
-        ({"logit_bias": {"42": 100}}, "logit_bias"),
+        ({"frequency_penalty": -2.5}, "frequency_penalty"),
+        ({"logit_bias": {"42": 101}}, "logit_bias"),
+        ({"logit_bias": {"hello": 1}}, "logit_bias"),
+        ({"logit_bias": {"99999999": 1}}, "logit_bias"),
         ({"n": 2}, "n"),
         ({"max_completion_tokens": 0}, "max_completion_tokens"),
         ({"max_tokens": -1}, "max_tokens"),
     ],
 )
-def test_unimplemented_chat_parameters_are_refused_and_named(client, extra: dict, param: str) -> None:  # noqa: F811
+def test_unimplemented_or_invalid_chat_parameters_are_refused_and_named(client, extra: dict, param: str) -> None:  # noqa: F811
     with pytest.raises(openai.BadRequestError) as refused:
         client.chat.completions.create(model=ADAPTERS[0], messages=MESSAGES, **{"max_tokens": 2, **extra})
     error = refused.value.body

@@ -39,10 +39,12 @@ from hub.openlora.bodies import (
 from hub.openlora.charging import FinishedInference, FlatMetering, Metering, PriceTable
 from hub.openlora.engine import OpenLoRAEngine
 from hub.openlora.errors import EngineError, InvalidRequestError
+from hub.openlora.logprobs_format import TokenTexts, chat_logprobs, completion_logprobs
 from hub.openlora.model_routes import add_model_routes
 from hub.openlora.request import Completion, RequestHandle, StreamEvent
 from hub.openlora.request_id import RequestIdMiddleware
 from hub.openlora.sampling import SamplingParams
+from hub.openlora.token_logprobs import TokenLogprob
 from hub.request_limits import BodyLimits, install
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,7 @@ def create_app(
 
     `attribution`: Proof of Attribution for adapter requests (None: the `attribution` field says it is off)."""
     metering = metering or FlatMetering(price_per_1k or (lambda _model: 0.0))
+    token_texts = TokenTexts(engine.tokenizer)
 
     async def authorize(user: HubUser, model: str, prompts: list[list[int]], params: SamplingParams, rid: str) -> None:
         """Before any generation: reserve what these prompts may cost at their longest answers (or refuse)."""
@@ -236,7 +239,12 @@ def create_app(
             "created": created,
             "model": body.model,
             "choices": [
-                {"index": i, "text": r.text, "logprobs": None, "finish_reason": r.finish_reason}
+                {
+                    "index": i,
+                    "text": r.text,
+                    "logprobs": None if r.logprobs is None else completion_logprobs(r.logprobs, token_texts)[0],
+                    "finish_reason": r.finish_reason,
+                }
                 for i, r in enumerate(results)
             ],
             "usage": counted,
@@ -275,7 +283,7 @@ def create_app(
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": result.text},
-                    "logprobs": None,
+                    "logprobs": None if result.logprobs is None else chat_logprobs(result.logprobs, token_texts),
                     "finish_reason": result.finish_reason,
                 }
             ],
@@ -296,15 +304,31 @@ def create_app(
     ) -> StreamingResponse:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         obj = "chat.completion.chunk" if chat else "text_completion"
+        with_logprobs = body.top_logprobs_wanted() is not None
+        pending: list[TokenLogprob] = []  # logprobs of tokens whose text has not been sent yet (held back)
+        text_offset = 0
+
+        def chunk_logprobs() -> dict[str, Any] | None:
+            """The logprobs of the tokens since the last chunk, in this chunk (OpenAI's streaming shape)."""
+            nonlocal text_offset
+            if not with_logprobs:
+                return None
+            entries = list(pending)
+            pending.clear()
+            if chat:
+                return chat_logprobs(entries, token_texts)
+            shaped, text_offset = completion_logprobs(entries, token_texts, text_offset)
+            return shaped
 
         def chunk(text: str | None, finish: str | None, first: bool = False) -> dict[str, Any]:
+            logprobs = None if first else chunk_logprobs()
             if chat:
                 delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else {}
                 if text:
                     delta["content"] = text
-                choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
             else:
-                choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+                choice = {"index": 0, "text": text or "", "logprobs": logprobs, "finish_reason": finish}
             return {"id": rid, "object": obj, "created": created, "model": body.model, "choices": [choice]}
 
         async def events() -> AsyncIterator[str]:
@@ -318,6 +342,7 @@ def create_app(
                 async for ev in handle:
                     last = ev
                     answer.extend(ev.token_ids)
+                    pending.extend(ev.logprobs or ())
                     if ev.error is not None:
                         yield _sse(error_body(str(ev.error), ev.error.error_type, ev.error.code))
                         break

@@ -12,33 +12,36 @@ from hub.auth import HubUser, admin_user, current_user
 from hub.openlora.bodies import AdapterBody
 from hub.openlora.charging import Metering
 from hub.openlora.engine import OpenLoRAEngine
+from hub.openlora.errors import ModelNotFoundError
 
 
 def add_model_routes(router: APIRouter, engine: OpenLoRAEngine, metering: Metering, owned_by: str) -> None:
+    def described(m: dict[str, Any]) -> dict[str, Any]:
+        """One model as OpenAI's Model object (id, object, created, owned_by), plus where it is and its price."""
+        return {
+            "id": m["id"],
+            "object": "model",
+            "created": engine.created,
+            "owned_by": owned_by,
+            "root": engine.base_model_id,
+            "parent": m["parent"],
+            "max_model_len": m["max_model_len"],
+            "tier": m["tier"],
+            "price_per_1k_tokens": metering.price_per_1k(m["id"]),
+        }
+
     @router.get("/v1/models")
     async def list_models(_user: HubUser = Depends(current_user)) -> dict[str, Any]:
-        data = [
-            {
-                "id": m["id"],
-                "object": "model",
-                "created": engine.created,
-                "owned_by": owned_by,
-                "root": engine.base_model_id,
-                "parent": m["parent"],
-                "max_model_len": m["max_model_len"],
-                "tier": m["tier"],
-                "price_per_1k_tokens": metering.price_per_1k(m["id"]),
-            }
-            for m in await run_in_threadpool(engine.list_models)
-        ]
-        return {"object": "list", "data": data}
+        return {"object": "list", "data": [described(m) for m in await run_in_threadpool(engine.list_models)]}
 
     @router.get("/v1/models/{model}")
     async def retrieve_model(model: str, _user: HubUser = Depends(current_user)) -> dict[str, Any]:
-        """OpenAI's model retrieval; ours also says where the model is (`tier`). No side effects."""
+        """OpenAI's model retrieval: the same object as in the list. No side effects (nothing is loaded)."""
         engine.resolve_model(model)  # 404 for a model this server does not serve
-        found = next(m for m in await run_in_threadpool(engine.list_models) if m["id"] == model)
-        return {"id": model, "object": "model", "owned_by": owned_by, **found}
+        found = [m for m in await run_in_threadpool(engine.list_models) if m["id"] == model]
+        if not found:  # served (resolvable) but not listed, e.g. unlisted between the two calls
+            raise ModelNotFoundError(model)
+        return described(found[0])
 
     @router.post("/v1/models/{model}/load")
     async def warm_model(model: str, _user: HubUser = Depends(current_user)) -> dict[str, Any]:

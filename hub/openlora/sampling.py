@@ -38,11 +38,13 @@ class SamplingParams:
             raise InvalidRequestError("top_p must be in (0, 1]")
         for name, value in (("presence_penalty", self.presence_penalty), ("frequency_penalty", self.frequency_penalty)):
             if not -2.0 <= value <= 2.0:
-                raise InvalidRequestError(f"{name} must be between -2 and 2", param=name)
+                raise InvalidRequestError(f"{name} must be between -2 and 2", "invalid_value", name)
         if any(not -100.0 <= bias <= 100.0 for _, bias in self.logit_bias):
-            raise InvalidRequestError("logit_bias values must be between -100 and 100", param="logit_bias")
+            raise InvalidRequestError("logit_bias values must be between -100 and 100", "invalid_value", "logit_bias")
         if self.logprobs is not None and not 0 <= self.logprobs <= MAX_TOP_LOGPROBS:
-            raise InvalidRequestError(f"top logprobs must be between 0 and {MAX_TOP_LOGPROBS}", param="logprobs")
+            raise InvalidRequestError(
+                f"top logprobs must be between 0 and {MAX_TOP_LOGPROBS}", "invalid_value", "logprobs"
+            )
         if len(self.stop) > 4 or any(not isinstance(s, str) or not s for s in self.stop):
             raise InvalidRequestError("stop must be up to 4 non-empty strings")
 
