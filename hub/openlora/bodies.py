@@ -56,6 +56,9 @@ WHAT = {
 }
 
 
+MAX_LOGIT_BIAS = 1024
+
+
 class GenerationBody(BaseModel):
     model_config = ConfigDict(extra="forbid")  # an unknown field is a 400 naming it, not silently ignored
 
@@ -93,6 +96,8 @@ class GenerationBody(BaseModel):
     @field_validator("logit_bias")
     @classmethod
     def _token_ids_and_bounds(cls, bias: dict[str, float] | None) -> dict[str, float] | None:
+        if bias and len(bias) > MAX_LOGIT_BIAS:  # each entry is work on every decode step of the request
+            raise ValueError(f"at most {MAX_LOGIT_BIAS} tokens may be biased, got {len(bias)}")
         for key, value in (bias or {}).items():
             if not key.strip().isdigit():
                 raise ValueError(f"keys must be token ids, got {key!r}")

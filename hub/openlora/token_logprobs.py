@@ -33,7 +33,7 @@ def token_logprobs(
     logp = torch.log_softmax(logits.index_select(0, torch.tensor(wanted, device=device)).float(), dim=-1)
     chosen_ids = torch.tensor([tokens[i] for i in wanted], device=device)
     chosen = logp.gather(1, chosen_ids[:, None]).squeeze(1).tolist()
-    k = max(params[i].logprobs or 0 for i in wanted)
+    k = min(max(params[i].logprobs or 0 for i in wanted), logp.shape[1])
     top_values, top_ids = logp.topk(k, dim=-1) if k else (logp[:, :0], logp[:, :0].long())
     top_values, top_ids = top_values.tolist(), top_ids.tolist()
     for row, i in enumerate(wanted):
