@@ -260,6 +260,21 @@ def _(t: Target) -> None:
     assert len(answers) >= 3
 
 
+@check("chat: top_p nucleus sampling with a seed reproduces; a tiny top_p is greedy")
+def _(t: Target) -> None:
+    nucleus = [chat(t, temperature=1, top_p=0.5, seed=3, max_tokens=10).choices[0].message.content for _ in range(2)]
+    assert nucleus[0] == nucleus[1]
+    greedy = chat(t, max_tokens=10).choices[0].message.content
+    assert chat(t, temperature=1, top_p=1e-6, seed=4, max_tokens=10).choices[0].message.content == greedy
+
+
+@check("chat: our fields price and attribution; attribution false (extra_body) turns it off")
+def _(t: Target) -> None:
+    out = chat(t)
+    assert out.model_extra["price"] == 0 and out.model_extra["attribution"]["attributed"] is False
+    assert chat(t, extra_body={"attribution": False}).model_extra["attribution"] is None
+
+
 # -- chat streaming ---------------------------------------------------------------------------------------------------
 @check("chat stream: deltas join to the answer; role first; one finish chunk")
 def _(t: Target) -> None:
@@ -431,6 +446,12 @@ def _(t: Target) -> None:
     assert complete(t, max_tokens=16, stop=[stop]).choices[0].text == full[: full.index(stop)]
     sampled = [complete(t, temperature=1.2, seed=s).choices[0].text for s in (5, 5, 6)]
     assert sampled[0] == sampled[1]
+
+
+@check("completions: user accepted, n=2 refused naming n")
+def _(t: Target) -> None:
+    assert complete(t, user="student-7").choices[0].text == complete(t).choices[0].text
+    refused(lambda: complete(t, n=2), "n")
 
 
 @check("completions stream: text joins; include_usage; finish reason")
