@@ -134,11 +134,16 @@ def test_processing_is_a_no_op_without_settings_and_counts_only_the_answer() -> 
     logits = torch.randn(3, 11)
     plain = [SamplingParams(), SamplingParams(temperature=0), SamplingParams(logprobs=2)]
     assert process_logits(logits, plain, [[1, 2], [], [3]]) is logits  # nothing to do: no copy, no change
-    params = [SamplingParams(presence_penalty=0.5, frequency_penalty=0.25), SamplingParams(), plain[0]]
-    out = process_logits(logits, params, [[4, 4, 4, 9], [4], [4]])
+    params = [
+        SamplingParams(presence_penalty=0.5, frequency_penalty=0.25),
+        SamplingParams(frequency_penalty=1),
+        plain[0],
+    ]
+    out = process_logits(logits, params, [[4, 4, 4, 9], [7], [4]])  # row 1 is shorter: padded, counted once
     expected = logits.clone()
     expected[0, 4] -= 3 * 0.25 + 0.5
     expected[0, 9] -= 0.25 + 0.5
+    expected[1, 7] -= 1
     assert torch.equal(out, expected) and not torch.equal(out, logits)
 
 

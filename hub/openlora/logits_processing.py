@@ -17,18 +17,14 @@ from torch.nn.utils.rnn import pad_sequence
 from hub.openlora.sampling import SamplingParams
 
 
-def needs_processing(params: SamplingParams) -> bool:
-    return bool(params.presence_penalty or params.frequency_penalty or params.logit_bias)
-
-
-def token_counts(outputs: Sequence[Sequence[int]], vocab_size: int, device: torch.device) -> torch.Tensor:
-    """[len(outputs), vocab_size] float counts of each token in each row's output (one scatter for the batch)."""
-    # Padding points at an extra column past the vocabulary, dropped afterwards.
-    rows = [torch.as_tensor(list(out) or [vocab_size], dtype=torch.long) for out in outputs]
-    ids = pad_sequence(rows, batch_first=True, padding_value=vocab_size).to(device)
-    counts = torch.zeros(len(outputs), vocab_size + 1, device=device)
-    counts.scatter_add_(1, ids, torch.ones_like(ids, dtype=counts.dtype))
-    return counts[:, :vocab_size]
+def generated_ids(outputs: Sequence[Sequence[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's generated token ids, right-padded into one [rows, longest] matrix, and the mask of real entries.
+    Padding repeats the row's first token, so writing per-token results through it writes a real token's value."""
+    ids = pad_sequence(
+        [torch.as_tensor(list(out), dtype=torch.long) for out in outputs], batch_first=True, padding_value=-1
+    )
+    real = ids >= 0
+    return torch.where(real, ids, ids[:, :1]).to(device), real.to(device)
 
 
 def process_logits(
@@ -43,12 +39,16 @@ def process_logits(
     logits = logits.clone()
     device = logits.device
     if penalised:
-        rows = torch.tensor(penalised, device=device)
-        counts = token_counts([outputs[i] for i in penalised], logits.shape[1], device)
+        # Only the tokens already generated are penalised: work on [rows, answer length], never on [rows, vocab].
+        rows = torch.tensor(penalised, device=device)[:, None]
+        ids, real = generated_ids([outputs[i] for i in penalised], device)
+        counts = torch.zeros(len(penalised), logits.shape[1], device=device)
+        counts = counts.scatter_add_(1, ids, real.to(counts.dtype)).gather(1, ids)  # each entry's token count
         frequency = torch.tensor([params[i].frequency_penalty for i in penalised], device=device)
         presence = torch.tensor([params[i].presence_penalty for i in penalised], device=device)
-        penalty = counts * frequency[:, None] + (counts > 0).to(counts.dtype) * presence[:, None]
-        logits.index_put_((rows,), logits.index_select(0, rows) - penalty)
+        penalty = counts * frequency[:, None] + presence[:, None]  # every listed token occurs: count >= 1
+        # A token listed twice is written twice with the same value (both computed from the unpenalised logit).
+        logits[rows, ids] = logits[rows, ids] - penalty
     if biased:
         rows_of = [i for i in biased for _ in params[i].logit_bias]
         tokens = [tok for i in biased for tok, _ in params[i].logit_bias]
