@@ -4,6 +4,8 @@ real app over HTTP with the official `openai` client."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import openai
 import pytest
@@ -21,17 +23,20 @@ TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type"
         ({"tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "lookup"}}}, "tools"),
         ({"response_format": {"type": "json_object"}}, "response_format"),
         ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}}, "response_format"),
-        ({"logprobs": True}, "logprobs"),
-        ({"top_logprobs": 3}, "top_logprobs"),
+        # Implemented sampling controls: out-of-range values are refused the same way (issue 17, item 1).
+        ({"top_logprobs": 3}, "top_logprobs"),  # without logprobs: true
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
         ({"presence_penalty": 5}, "presence_penalty"),
-        ({"frequency_penalty": 0.5}, "frequency_penalty"),
-        ({"logit_bias": {"42": 100}}, "logit_bias"),
+        ({"frequency_penalty": -2.5}, "frequency_penalty"),
+        ({"logit_bias": {"42": 101}}, "logit_bias"),
+        ({"logit_bias": {"hello": 1}}, "logit_bias"),
+        ({"logit_bias": {"99999999": 1}}, "logit_bias"),
         ({"n": 2}, "n"),
         ({"max_completion_tokens": 0}, "max_completion_tokens"),
         ({"max_tokens": -1}, "max_tokens"),
     ],
 )
-def test_unimplemented_chat_parameters_are_refused_and_named(client, extra: dict, param: str) -> None:  # noqa: F811
+def test_unimplemented_or_invalid_chat_parameters_are_refused_and_named(client, extra: dict, param: str) -> None:  # noqa: F811
     with pytest.raises(openai.BadRequestError) as refused:
         client.chat.completions.create(model=ADAPTERS[0], messages=MESSAGES, **{"max_tokens": 2, **extra})
     error = refused.value.body
@@ -73,3 +78,24 @@ def test_every_answer_has_a_request_id_and_string_error_codes(server) -> None:  
     )
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
     assert USER_TOKEN  # the fixtures' user token is the one _auth() sends
+
+
+def test_abusive_sampling_values_are_refused_and_the_server_keeps_serving(server) -> None:  # noqa: F811
+    """A student sending NaN / infinite penalties, a bias on every token or absurd logprob counts gets a 400 naming
+    the field, and the next request is served as usual."""
+    url = server["url"] + "/v1/chat/completions"
+    base = {"model": ADAPTERS[0], "messages": MESSAGES, "max_tokens": 2}
+    for raw, param in (
+        ('"presence_penalty": NaN', "presence_penalty"),
+        ('"frequency_penalty": Infinity', "frequency_penalty"),
+        ('"logit_bias": {"42": NaN}', "logit_bias"),
+        ('"logit_bias": {"42": -Infinity}', "logit_bias"),
+        ('"logprobs": true, "top_logprobs": 1000000000', "top_logprobs"),
+    ):
+        body = json.dumps(base)[:-1] + ", " + raw + "}"
+        answer = httpx.post(url, content=body, headers={**_auth(), "Content-Type": "application/json"})
+        assert answer.status_code == 400 and answer.json()["error"]["param"] == param, (raw, answer.text)
+    everything = {str(token): 100 for token in range(5000)}
+    answer = httpx.post(url, json={**base, "logit_bias": everything}, headers=_auth())
+    assert answer.status_code == 400 and "at most 1024" in answer.json()["error"]["message"]
+    assert httpx.post(url, json=base, headers=_auth()).status_code == 200

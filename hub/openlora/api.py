@@ -24,11 +24,10 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub.auth import HubUser, admin_user, current_user, metrics_reader
+from hub.auth import HubUser, current_user, metrics_reader
 from hub.openlora.attribution import InferenceAttribution, merge_attributions, record_examples, unavailable
 from hub.openlora.bodies import (
     HTTP_ERROR_CODES,
-    AdapterBody,
     ChatBody,
     CompletionBody,
     GenerationBody,
@@ -40,9 +39,12 @@ from hub.openlora.bodies import (
 from hub.openlora.charging import FinishedInference, FlatMetering, Metering, PriceTable
 from hub.openlora.engine import OpenLoRAEngine
 from hub.openlora.errors import EngineError, InvalidRequestError
+from hub.openlora.logprobs_format import TokenTexts, chat_logprobs, completion_logprobs
+from hub.openlora.model_routes import add_model_routes
 from hub.openlora.request import Completion, RequestHandle, StreamEvent
 from hub.openlora.request_id import RequestIdMiddleware
 from hub.openlora.sampling import SamplingParams
+from hub.openlora.token_logprobs import TokenLogprob
 from hub.request_limits import BodyLimits, install
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,7 @@ def create_app(
 
     `attribution`: Proof of Attribution for adapter requests (None: the `attribution` field says it is off)."""
     metering = metering or FlatMetering(price_per_1k or (lambda _model: 0.0))
+    token_texts = TokenTexts(engine.tokenizer)
 
     async def authorize(user: HubUser, model: str, prompts: list[list[int]], params: SamplingParams, rid: str) -> None:
         """Before any generation: reserve what these prompts may cost at their longest answers (or refuse)."""
@@ -191,42 +194,7 @@ def create_app(
     async def metrics() -> Response:
         return Response(engine.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    @router.get("/v1/models")
-    async def list_models(_user: HubUser = Depends(current_user)) -> dict[str, Any]:
-        data = [
-            {
-                "id": m["id"],
-                "object": "model",
-                "created": engine.created,
-                "owned_by": owned_by,
-                "root": engine.base_model_id,
-                "parent": m["parent"],
-                "max_model_len": m["max_model_len"],
-                "tier": m["tier"],
-                "price_per_1k_tokens": metering.price_per_1k(m["id"]),
-            }
-            for m in await run_in_threadpool(engine.list_models)
-        ]
-        return {"object": "list", "data": data}
-
-    @router.get("/v1/models/{model}")
-    async def retrieve_model(model: str, _user: HubUser = Depends(current_user)) -> dict[str, Any]:
-        """OpenAI's model retrieval; ours also says where the model is (`tier`). No side effects."""
-        engine.resolve_model(model)  # 404 for a model this server does not serve
-        found = next(m for m in await run_in_threadpool(engine.list_models) if m["id"] == model)
-        return {"id": model, "object": "model", "owned_by": owned_by, **found}
-
-    @router.post("/v1/models/{model}/load")
-    async def warm_model(model: str, _user: HubUser = Depends(current_user)) -> dict[str, Any]:
-        """Deploy: load a served model now, so its first request does not wait. Free: no inference, no record."""
-        info = {"object": "model", **await run_in_threadpool(engine.warm, model)}
-        adapter_id = engine.resolve_model(model)
-        if attribution is not None and adapter_id is not None:  # its null threshold calibrates in the background
-            try:
-                info["attribution"] = await run_in_threadpool(attribution.prepare, engine.store.path_for(adapter_id))
-            except Exception as exc:  # a broken index must not fail the deploy; answers will say why
-                info["attribution"] = f"unavailable: {exc}"
-        return info
+    add_model_routes(router, engine, metering, owned_by, attribution)
 
     @router.post("/v1/completions")
     async def completions(body: CompletionBody, request: Request, user: HubUser = Depends(current_user)):
@@ -271,7 +239,12 @@ def create_app(
             "created": created,
             "model": body.model,
             "choices": [
-                {"index": i, "text": r.text, "logprobs": None, "finish_reason": r.finish_reason}
+                {
+                    "index": i,
+                    "text": r.text,
+                    "logprobs": None if r.logprobs is None else completion_logprobs(r.logprobs, token_texts)[0],
+                    "finish_reason": r.finish_reason,
+                }
                 for i, r in enumerate(results)
             ],
             "usage": counted,
@@ -310,7 +283,7 @@ def create_app(
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": result.text},
-                    "logprobs": None,
+                    "logprobs": None if result.logprobs is None else chat_logprobs(result.logprobs, token_texts),
                     "finish_reason": result.finish_reason,
                 }
             ],
@@ -331,15 +304,31 @@ def create_app(
     ) -> StreamingResponse:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         obj = "chat.completion.chunk" if chat else "text_completion"
+        with_logprobs = body.top_logprobs_wanted() is not None
+        pending: list[TokenLogprob] = []  # logprobs of tokens whose text has not been sent yet (held back)
+        text_offset = 0
+
+        def chunk_logprobs() -> dict[str, Any] | None:
+            """The logprobs of the tokens since the last chunk, in this chunk (OpenAI's streaming shape)."""
+            nonlocal text_offset
+            if not with_logprobs:
+                return None
+            entries = list(pending)
+            pending.clear()
+            if chat:
+                return chat_logprobs(entries, token_texts)
+            shaped, text_offset = completion_logprobs(entries, token_texts, text_offset)
+            return shaped
 
         def chunk(text: str | None, finish: str | None, first: bool = False) -> dict[str, Any]:
+            logprobs = None if first else chunk_logprobs()
             if chat:
                 delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else {}
                 if text:
                     delta["content"] = text
-                choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
             else:
-                choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+                choice = {"index": 0, "text": text or "", "logprobs": logprobs, "finish_reason": finish}
             return {"id": rid, "object": obj, "created": created, "model": body.model, "choices": [choice]}
 
         async def events() -> AsyncIterator[str]:
@@ -353,6 +342,7 @@ def create_app(
                 async for ev in handle:
                     last = ev
                     answer.extend(ev.token_ids)
+                    pending.extend(ev.logprobs or ())
                     if ev.error is not None:
                         yield _sse(error_body(str(ev.error), ev.error.error_type, ev.error.code))
                         break
@@ -382,16 +372,6 @@ def create_app(
                 metering.release(rid)  # not charged (cancelled, failed): the whole reservation back; else a no-op
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-
-    @router.post("/v1/adapters/load")
-    async def load_adapter(body: AdapterBody, _admin: HubUser = Depends(admin_user)) -> dict[str, Any]:
-        info = await run_in_threadpool(engine.load_adapter, body.model, body.path)
-        return {"object": "adapter", **info}
-
-    @router.post("/v1/adapters/unload")
-    async def unload_adapter(body: AdapterBody, _admin: HubUser = Depends(admin_user)) -> dict[str, Any]:
-        info = await run_in_threadpool(engine.unload_adapter, body.model)
-        return {"object": "adapter", **info}
 
     app.include_router(router, include_in_schema=not prefix)
     if prefix:

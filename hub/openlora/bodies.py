@@ -1,16 +1,15 @@
 """Request bodies of the OpenLoRA API and its error shape.
 
 Strict, as a client needs: a field this server does not know, or an OpenAI feature it does not implement (tools,
-structured output, penalties, logit bias, chat logprobs, images, n > 1), is a 400 whose `param` names the field,
-never silently ignored. A feature's neutral value (`presence_penalty: 0`, `tool_choice: "none"`, `logprobs: false`,
-`response_format: {"type": "text"}`) is accepted.
+structured output, images, n > 1), is a 400 whose `param` names the field, never silently ignored. A feature's
+neutral value (`tool_choice: "none"`, `response_format: {"type": "text"}`) is accepted.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hub.openlora.errors import InvalidRequestError
 from hub.openlora.sampling import SamplingParams
@@ -31,11 +30,6 @@ def unsupported(param: str, what: str) -> InvalidRequestError:
 
 # OpenAI fields this server does not implement, with the values that mean "not used" (accepted as no-ops).
 NEUTRAL_VALUES: dict[str, tuple[Any, ...]] = {
-    "logprobs": (None, False, 0),  # a field of the chat (bool) and completions (int) bodies
-    "presence_penalty": (None, 0, 0.0),
-    "frequency_penalty": (None, 0, 0.0),
-    "logit_bias": (None, {}),
-    "top_logprobs": (None, 0),
     "tools": (None, []),
     "tool_choice": (None, "none"),
     "functions": (None, []),
@@ -59,12 +53,10 @@ WHAT = {
     "functions": "function calling",
     "function_call": "function calling",
     "response_format": "structured output (response_format)",
-    "presence_penalty": "presence_penalty",
-    "frequency_penalty": "frequency_penalty",
-    "logit_bias": "logit_bias",
-    "top_logprobs": "top_logprobs",
-    "logprobs": "logprobs",
 }
+
+
+MAX_LOGIT_BIAS = 1024
 
 
 class GenerationBody(BaseModel):
@@ -80,11 +72,10 @@ class GenerationBody(BaseModel):
     seed: int | None = None
     user: str | None = None
     attribution: bool = True  # ours: false skips Proof of Attribution (the contributors' pool goes unattributed)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None  # token id (as a string, as OpenAI takes it) -> -100..100
     # Declared so that a request using them gets a 400 naming them (see NEUTRAL_VALUES), not "unknown field".
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    logit_bias: dict[str, float] | None = None
-    top_logprobs: int | None = None
     tools: list[Any] | None = None
     tool_choice: Any = None
     functions: list[Any] | None = None
@@ -101,6 +92,22 @@ class GenerationBody(BaseModel):
     audio: Any = None
     reasoning_effort: Any = None
     web_search_options: Any = None
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _token_ids_and_bounds(cls, bias: dict[str, float] | None) -> dict[str, float] | None:
+        if bias and len(bias) > MAX_LOGIT_BIAS:  # each entry is work on every decode step of the request
+            raise ValueError(f"at most {MAX_LOGIT_BIAS} tokens may be biased, got {len(bias)}")
+        for key, value in (bias or {}).items():
+            if not key.strip().isdigit():
+                raise ValueError(f"keys must be token ids, got {key!r}")
+            if not -100 <= value <= 100:
+                raise ValueError(f"the bias of token {key} must be between -100 and 100, got {value}")
+        return bias
+
+    def top_logprobs_wanted(self) -> int | None:
+        """None: no logprobs; k: the chosen tokens' logprobs and the k most likely at each step."""
+        return None
 
     @model_validator(mode="after")
     def _refuse_unimplemented(self) -> GenerationBody:
@@ -120,6 +127,10 @@ class GenerationBody(BaseModel):
             top_p=1.0 if self.top_p is None or greedy else self.top_p,
             stop=stop,
             seed=self.seed,
+            presence_penalty=self.presence_penalty or 0.0,
+            frequency_penalty=self.frequency_penalty or 0.0,
+            logit_bias=tuple((int(token), float(bias)) for token, bias in (self.logit_bias or {}).items()),
+            logprobs=self.top_logprobs_wanted(),
         )
         params.validate()
         return params
@@ -129,7 +140,15 @@ class CompletionBody(GenerationBody):
     prompt: str | list[str] | list[int]
     max_tokens: int | None = Field(16, ge=1)  # OpenAI's default for completions
     echo: bool = False
-    logprobs: int | None = None
+    logprobs: int | None = Field(None, ge=0, le=5)  # OpenAI's legacy limit: the k most likely tokens, k <= 5
+
+    @field_validator("max_tokens")
+    @classmethod
+    def _null_is_the_default(cls, max_tokens: int | None) -> int:
+        return 16 if max_tokens is None else max_tokens  # OpenAI: "integer or null, defaults to 16"
+
+    def top_logprobs_wanted(self) -> int | None:
+        return self.logprobs
 
 
 # OpenAI's chat roles that a chat template can render; anything else (a typo, "tool" without tools) is a 400.
@@ -163,6 +182,16 @@ class ChatBody(GenerationBody):
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+
+    @model_validator(mode="after")
+    def _top_logprobs_needs_logprobs(self) -> ChatBody:
+        if self.top_logprobs and not self.logprobs:
+            raise InvalidRequestError("top_logprobs needs logprobs: true", code="invalid_value", param="top_logprobs")
+        return self
+
+    def top_logprobs_wanted(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None
 
 
 class AdapterBody(BaseModel):

@@ -1,6 +1,7 @@
-"""One decode step's bookkeeping for the running rows: sample each row's next token from the step's logits,
-decide whether the row finished (end of sequence, a stop string, its token limit, the context end) and stream the
-token to the request's handle. Knows nothing about admission, slots or the KV pool."""
+"""One decode step's bookkeeping for the running rows: adjust the step's logits per row (penalties, logit bias),
+sample each row's next token, take its logprobs if asked, decide whether the row finished (end of sequence, a stop
+string, its token limit, the context end) and stream the token to the request's handle. Knows nothing about
+admission, slots or the KV pool."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from dataclasses import dataclass, field
 import torch
 
 from hub.openlora.detokenize import TextStream
+from hub.openlora.logits_processing import process_logits
 from hub.openlora.request import GenerationRequest, RequestHandle, StreamEvent
 from hub.openlora.sampling import sample_next
+from hub.openlora.token_logprobs import token_logprobs
 
 
 @dataclass
@@ -48,9 +51,10 @@ def advance_sequences(
 ) -> list[int]:
     """Sample and stream one token for each sequence (row i of `logits` belongs to seqs[i]); return the indexes
     of the sequences that finished."""
-    tokens = sample_next(
-        logits, [s.req.params for s in seqs], [s.generator for s in seqs], default_generator=default_generator
-    )
+    all_params = [s.req.params for s in seqs]
+    processed = process_logits(logits, all_params, [s.output for s in seqs])
+    tokens = sample_next(processed, all_params, [s.generator for s in seqs], default_generator=default_generator)
+    chosen = token_logprobs(processed, tokens, all_params)
     now = time.perf_counter()
     finished: list[int] = []
     for i, (seq, tok) in enumerate(zip(seqs, tokens, strict=True)):
@@ -62,9 +66,11 @@ def advance_sequences(
             seq.first_token_at = now
             on_first_token(seq, now)
         reason: str | None = None
+        logprobs = None if chosen[i] is None else [chosen[i]]
         if tok in eos and not params.ignore_eos:
             reason = "stop"
             text = ""
+            logprobs = None if logprobs is None else []  # the end token is not part of the answer OpenAI shows
         else:
             text = seq.stream.add(tok)
             if seq.stream.stopped:
@@ -81,6 +87,7 @@ def advance_sequences(
             StreamEvent(
                 text=text,
                 token_ids=[tok],
+                logprobs=logprobs,
                 finish_reason=reason,
                 prompt_tokens=len(seq.req.prompt_ids),
                 completion_tokens=len(seq.output),

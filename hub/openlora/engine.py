@@ -136,6 +136,12 @@ class OpenLoRAEngine:
         """Queue a request; the handle streams its events (sync or async, depending on the calling context)."""
         params = params or SamplingParams()
         params.validate()
+        if any(not 0 <= token < self.runner.vocab_size for token, _ in params.logit_bias):
+            raise InvalidRequestError(
+                f"logit_bias keys must be token ids of this model's vocabulary (0 to {self.runner.vocab_size - 1})",
+                code="invalid_value",
+                param="logit_bias",
+            )
         adapter_id = self.resolve_model(model)
         prompt_ids = self.encode(prompt)
         if not prompt_ids:

@@ -19,6 +19,7 @@ import torch
 
 from hub.openlora.errors import EngineError, RequestCancelledError
 from hub.openlora.sampling import SamplingParams
+from hub.openlora.token_logprobs import TokenLogprob
 
 _ids = itertools.count(1)
 
@@ -27,6 +28,7 @@ _ids = itertools.count(1)
 class StreamEvent:
     text: str = ""
     token_ids: list[int] = field(default_factory=list)
+    logprobs: list[TokenLogprob] | None = None  # if the request asked for logprobs: one per answer token
     finish_reason: str | None = None  # "stop", "length", "cancelled", "error" on the last event
     error: EngineError | None = None
     prompt_tokens: int = 0
@@ -43,6 +45,7 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     logits: list[torch.Tensor] | None = None  # per generated token, if SamplingParams.return_logits
+    logprobs: list[TokenLogprob] | None = None  # per answer token (not the end token), if SamplingParams.logprobs
 
 
 @dataclass
@@ -133,6 +136,7 @@ class RequestHandle:
             prompt_tokens=last.prompt_tokens,
             completion_tokens=last.completion_tokens,
             logits=self.logits if self.request.params.return_logits else None,
+            logprobs=None if self.request.params.logprobs is None else [lp for e in events for lp in e.logprobs or ()],
         )
 
     def result(self) -> Completion:

@@ -1,6 +1,7 @@
 """Sampling parameters and next-token selection for a batch: greedy rows by one argmax, sampled rows by
 temperature + nucleus (top-p) filtering. A request with a seed draws from its own generator, so its output
-does not depend on what else is in the batch."""
+does not depend on what else is in the batch. Penalties and logit bias are applied to the logits before this
+(`hub.openlora.logits_processing`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 from hub.openlora.errors import InvalidRequestError
 
 GREEDY_EPS = 1e-5
+MAX_TOP_LOGPROBS = 20  # OpenAI's chat limit (its legacy completions allow 5)
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,10 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     ignore_eos: bool = False
+    presence_penalty: float = 0.0  # OpenAI's: subtracted once from every token already generated
+    frequency_penalty: float = 0.0  # subtracted per occurrence of a token already generated
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit)
+    logprobs: int | None = None  # None: none; k: the chosen token's logprob and the k most likely tokens'
     return_logits: bool = False  # keep each step's logits (tests, debugging)
 
     def validate(self) -> None:
@@ -30,6 +36,15 @@ class SamplingParams:
             raise InvalidRequestError("temperature must be between 0 and 2")
         if not 0.0 < self.top_p <= 1.0:
             raise InvalidRequestError("top_p must be in (0, 1]")
+        for name, value in (("presence_penalty", self.presence_penalty), ("frequency_penalty", self.frequency_penalty)):
+            if not -2.0 <= value <= 2.0:
+                raise InvalidRequestError(f"{name} must be between -2 and 2", "invalid_value", name)
+        if any(not -100.0 <= bias <= 100.0 for _, bias in self.logit_bias):
+            raise InvalidRequestError("logit_bias values must be between -100 and 100", "invalid_value", "logit_bias")
+        if self.logprobs is not None and not 0 <= self.logprobs <= MAX_TOP_LOGPROBS:
+            raise InvalidRequestError(
+                f"top logprobs must be between 0 and {MAX_TOP_LOGPROBS}", "invalid_value", "logprobs"
+            )
         if len(self.stop) > 4 or any(not isinstance(s, str) or not s for s in self.stop):
             raise InvalidRequestError("stop must be up to 4 non-empty strings")
 
