@@ -7,12 +7,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from hub.openlora.detokenize import TextStream
 from hub.openlora.request import GenerationRequest, RequestHandle, StreamEvent
 from hub.openlora.sampling import sample_next
+from hub.openlora.structured.grammars import new_matcher
+from hub.openlora.structured.mask import accept_tokens, mask_logits
 
 
 @dataclass
@@ -26,6 +29,11 @@ class RunningSequence:
     submitted_at: float
     output: list[int] = field(default_factory=list)
     first_token_at: float | None = None
+    matcher: Any = field(init=False, default=None)  # the request's grammar state (structured output), else None
+
+    def __post_init__(self) -> None:
+        grammar = self.req.params.grammar
+        self.matcher = new_matcher(grammar) if grammar is not None else None
 
     @property
     def req(self) -> GenerationRequest:
@@ -48,9 +56,12 @@ def advance_sequences(
 ) -> list[int]:
     """Sample and stream one token for each sequence (row i of `logits` belongs to seqs[i]); return the indexes
     of the sequences that finished."""
+    matchers = [s.matcher for s in seqs]
+    mask_logits(matchers, logits)  # grammar-constrained rows: after logits processing, before sampling
     tokens = sample_next(
         logits, [s.req.params for s in seqs], [s.generator for s in seqs], default_generator=default_generator
     )
+    accepted = accept_tokens(matchers, tokens)
     now = time.perf_counter()
     finished: list[int] = []
     for i, (seq, tok) in enumerate(zip(seqs, tokens, strict=True)):
@@ -62,12 +73,12 @@ def advance_sequences(
             seq.first_token_at = now
             on_first_token(seq, now)
         reason: str | None = None
-        if tok in eos and not params.ignore_eos:
+        if tok in eos and (not params.ignore_eos or seq.matcher is not None):
             reason = "stop"
             text = ""
         else:
             text = seq.stream.add(tok)
-            if seq.stream.stopped:
+            if seq.stream.stopped or not accepted[i]:
                 reason = "stop"
         total = len(seq.req.prompt_ids) + len(seq.output)
         if reason is None and (

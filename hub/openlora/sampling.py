@@ -5,6 +5,7 @@ does not depend on what else is in the batch."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -22,6 +23,7 @@ class SamplingParams:
     seed: int | None = None
     ignore_eos: bool = False
     return_logits: bool = False  # keep each step's logits (tests, debugging)
+    grammar: Any = None  # a compiled grammar (hub.openlora.structured): every token must keep the output in it
 
     def validate(self) -> None:
         if self.max_tokens is not None and self.max_tokens < 1:
