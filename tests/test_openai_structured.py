@@ -271,3 +271,23 @@ def test_completions_take_no_tools_and_abusive_schemas_are_refused(server) -> No
         assert refused.status_code == 400, refused.text
         assert refused.json()["error"]["param"] == "response_format.json_schema.schema"
     assert server["engine"].scheduler.alive
+
+
+@pytest.mark.parametrize("piece", [1, 2, 5, 1000])
+def test_tool_call_parser_is_the_same_whatever_the_stream_pieces(piece: int) -> None:
+    from hub.openlora.structured.tool_format import call_text
+    from hub.openlora.structured.tool_parser import ToolCallParser, parse_answer
+
+    tricky = '{"note": "}\\n</tool_call> inside a string", "n": {"k": [1, 2]}}'
+    text = "Let me check. <tool_ <tool_call>x " + call_text("get_time", tricky) + "\n" + call_text("get_time", "{}")
+    parser, deltas = ToolCallParser(), []
+    for i in range(0, len(text), piece):
+        deltas += parser.feed(text[i : i + piece])
+    deltas += parser.finish()
+    content, calls, finish = parse_answer(text, "stop")
+    assert content == "".join(d.content for d in deltas if d.content) == "Let me check. <tool_ <tool_call>x "
+    assert [c["function"]["arguments"] for c in calls] == [tricky, "{}"] and finish == "tool_calls"
+    for index, call in enumerate(calls):
+        assert "".join(d.arguments for d in deltas if d.call_index == index) == call["function"]["arguments"]
+    cut = call_text("get_time", '{"zone": "UT')[: -len("}\n</tool_call>")]
+    assert parse_answer(cut, "length")[1][0]["function"]["arguments"] == '{"zone": "UT'

@@ -8,6 +8,7 @@ logits' device; unconstrained rows are not touched, so they sample exactly as wi
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,7 +16,7 @@ import torch
 import xgrammar as xgr
 
 _BITS: dict[torch.device, torch.Tensor] = {}
-_batch_matcher: xgr.BatchGrammarMatcher | None = None
+_per_thread = threading.local()  # one batch matcher per scheduler thread (engines in one process do not share)
 
 
 def _bits(device: torch.device) -> torch.Tensor:
@@ -38,14 +39,14 @@ def apply_bitmask(logits: torch.Tensor, rows: list[int], bitmask: torch.Tensor) 
 
 def mask_logits(matchers: Sequence[Any | None], logits: torch.Tensor) -> None:
     """Row i of `logits` [n, V] belongs to matchers[i] (None: unconstrained). In place."""
-    global _batch_matcher
     rows = [i for i, m in enumerate(matchers) if m is not None and not m.is_terminated()]
     if not rows:
         return
-    if _batch_matcher is None:
-        _batch_matcher = xgr.BatchGrammarMatcher(max_threads=1)
+    batch = getattr(_per_thread, "matcher", None)
+    if batch is None:
+        batch = _per_thread.matcher = xgr.BatchGrammarMatcher(max_threads=1)
     bitmask = xgr.allocate_token_bitmask(len(rows), logits.shape[1])
-    _batch_matcher.batch_fill_next_token_bitmask([matchers[i] for i in rows], bitmask)
+    batch.batch_fill_next_token_bitmask([matchers[i] for i in rows], bitmask)
     apply_bitmask(logits, rows, bitmask)
 
 
