@@ -264,7 +264,8 @@ def test_completions_take_no_tools_and_abusive_schemas_are_refused(server) -> No
     for _ in range(20):  # a schema built to exhaust the compiler: refused before any work
         deep = {"type": "object", "properties": {"a": deep}, "required": ["a"]}
     remote = {"$ref": "http://169.254.169.254/latest/meta-data"}  # never fetched: refused as unresolvable
-    for schema in (deep, remote):
+    slow = {"type": "string", "pattern": "^((a{1,100}){1,100}){1,100}$"}  # minutes of compiling: refused at once
+    for schema in (deep, remote, slow):
         body = {"model": "tiny-base", "messages": ASK, "max_tokens": 2}
         body["response_format"] = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
         refused = httpx.post(url + "/chat/completions", json=body, headers=_auth())

@@ -5,6 +5,7 @@ that may not validate, so it is refused with a 400 naming the keyword and where 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import jsonschema
@@ -45,6 +46,7 @@ ANNOTATIONS = frozenset(
 )
 FORMATS = frozenset({"date", "time", "date-time", "email", "uuid", "ipv4", "ipv6", "uri", "hostname"})
 SCHEMA_MAPS = ("properties", "$defs", "definitions")  # keyword -> {name: schema}
+MAX_PATTERN_COST = 1000  # a{3000} took 1.2 s to compile: a pattern's expanded size is bounded before compiling
 MAX_SCHEMA_DEPTH = 16  # OpenAI allows 10 levels of object nesting in a strict schema
 
 
@@ -98,6 +100,13 @@ def _walk(schema: Any, param: str, where: str, depth: int, root: dict) -> None:
                 code="invalid_value",
                 param=param,
             )
+        if key == "pattern" and isinstance(value, str) and pattern_cost(value) > MAX_PATTERN_COST:
+            raise InvalidRequestError(
+                f"{param}: the pattern at {where} repeats too much (expanded size over {MAX_PATTERN_COST}): "
+                "use smaller {m,n} counts",
+                code="invalid_value",
+                param=param,
+            )
         if key == "format" and value not in FORMATS:
             raise InvalidRequestError(
                 f"{param}: string format {value!r} (at {where}) is not supported: use one of {sorted(FORMATS)}",
@@ -112,3 +121,39 @@ def _walk(schema: Any, param: str, where: str, depth: int, root: dict) -> None:
         elif key in ("prefixItems", "anyOf") and isinstance(value, list):
             for i, sub in enumerate(value):
                 _walk(sub, param, f"{where}/{key}/{i}", depth + 1, root)
+
+
+_QUANTIFIER = re.compile(r"\{(\d*)(?:,(\d*))?\}")
+
+
+def pattern_cost(pattern: str) -> int:
+    """About how many regex atoms a pattern expands to (a counted repetition multiplies what it repeats, nested
+    groups multiply through): the grammar compiler's work grows with it."""
+    stack: list[list[int]] = [[]]  # per open group: the costs of its items so far
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            stack[-1].append(1)
+            i += 2
+            continue
+        if ch == "[":
+            end = pattern.find("]", i + 2)
+            stack[-1].append(1)
+            i = len(pattern) if end < 0 else end + 1
+            continue
+        if ch == "(":
+            stack.append([])
+        elif ch == ")" and len(stack) > 1:
+            inner = stack.pop()
+            stack[-1].append(max(sum(inner), 1))
+        elif ch == "{" and (m := _QUANTIFIER.match(pattern, i)) and stack[-1]:
+            low, high = int(m.group(1) or 0), m.group(2)
+            times = low if high is None else (int(high) if high else low + 1)  # {m}, {m,n}, {m,}
+            stack[-1][-1] *= max(times, 1)
+            i = m.end()
+            continue
+        elif ch not in "|^$*+?":
+            stack[-1].append(1)
+        i += 1
+    return sum(sum(level) for level in stack)
