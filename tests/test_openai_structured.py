@@ -88,6 +88,15 @@ def test_every_schema_of_the_set_is_obeyed_by_a_random_model(client) -> None:
             jsonschema.validate(json.loads(choice.message.content), SCHEMAS[name], format_checker=checker)
 
 
+def test_streamed_json_is_the_whole_answer_in_pieces(client) -> None:
+    args = {"model": ADAPTERS[1], "messages": ASK, "response_format": schema_format("matrix"), "max_tokens": 200}
+    whole = client.chat.completions.create(**args, seed=4)
+    chunks = list(client.chat.completions.create(**args, seed=4, stream=True))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == whole.choices[0].message.content and chunks[-1].choices[0].finish_reason == "stop"
+    jsonschema.validate(json.loads(streamed), SCHEMAS["matrix"])
+
+
 def test_json_object_mode_answers_an_object_or_a_cut_one(client, server) -> None:
     # A random model inside an open object may write digits past any budget (valid, never brief), so an answer cut
     # by max_tokens is checked as a prefix of JSON by xgrammar's built-in JSON grammar (not the server's grammar).

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
+import weakref
 from typing import Any
 
 import xgrammar as xgr
@@ -80,17 +81,17 @@ def _reason(exc: Exception) -> str:
     return text.split(": ", 1)[-1] if text.startswith("[") else text  # drop xgrammar's "[time] file:line:" prefix
 
 
-_compilers: dict[int, GrammarCompiler] = {}
+_compilers: weakref.WeakKeyDictionary[Any, GrammarCompiler] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
 def compiler_for(engine: Any) -> GrammarCompiler:
     """The engine's grammar compiler, built once (thread-safe: requests compile from the API's thread pool)."""
     with _lock:
-        found = _compilers.get(id(engine))
-        if found is None or found.vocab_size != engine.runner.vocab_size:
+        found = _compilers.get(engine)
+        if found is None:
             found = GrammarCompiler(engine.tokenizer, engine.runner.vocab_size, sorted(engine.runner.eos_token_ids))
-            _compilers[id(engine)] = found
+            _compilers[engine] = found
         return found
 
 
