@@ -221,8 +221,10 @@ def test_a_constrained_row_in_a_mixed_batch_answers_as_alone(server) -> None:
         )
         return alone, [mixed[1], mixed[5]]
 
+    server["engine"].scheduler.peak_batch = 0
     alone, mixed = asyncio.run(run())
     assert mixed == alone
+    assert server["engine"].scheduler.peak_batch >= 4  # the eight requests really shared decode steps
 
 
 @pytest.mark.parametrize(
