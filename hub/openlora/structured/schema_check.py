@@ -61,6 +61,10 @@ def check_schema(schema: Any, param: str) -> None:
         raise InvalidRequestError(
             f"{param} is not a valid JSON schema at {where}: {exc.message}", code="invalid_value", param=param
         ) from None
+    except Exception as exc:  # e.g. an unhashable `$schema`: still the client's schema at fault, never a 500
+        raise InvalidRequestError(
+            f"{param} is not a valid JSON schema: {exc}", code="invalid_value", param=param
+        ) from None
     _walk(schema, param, "#", 0, schema)
 
 
