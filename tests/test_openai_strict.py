@@ -19,10 +19,13 @@ TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type"
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
-        ({"tools": [TOOL]}, "tools"),
-        ({"tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "lookup"}}}, "tools"),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
-        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}}, "response_format"),
+        ({"functions": [TOOL["function"]]}, "functions"),
+        ({"function_call": {"name": "lookup"}}, "function_call"),
+        ({"tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "other"}}}, "tool_choice"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"not": {}}}}},
+            "response_format.json_schema.schema",
+        ),
         # Implemented sampling controls: out-of-range values are refused the same way (issue 17, item 1).
         ({"top_logprobs": 3}, "top_logprobs"),  # without logprobs: true
         ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),

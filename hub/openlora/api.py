@@ -9,6 +9,7 @@ base model or when the request says `"attribution": false`). Errors use OpenAI's
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -44,6 +45,7 @@ from hub.openlora.model_routes import add_model_routes
 from hub.openlora.request import Completion, RequestHandle, StreamEvent
 from hub.openlora.request_id import RequestIdMiddleware
 from hub.openlora.sampling import SamplingParams
+from hub.openlora.structured.chat import ChatStructure, prepare_chat
 from hub.openlora.token_logprobs import TokenLogprob
 from hub.request_limits import BodyLimits, install
 
@@ -219,7 +221,7 @@ def create_app(
             handles = [engine.submit(body.model, ids, params) for ids in encoded]
             if body.stream:
                 streaming = True  # the stream releases or consumes the reservation
-                return _stream(handles[0], encoded[0], body, rid, created, user, chat=False)
+                return _stream(handles[0], encoded[0], body, rid, created, user, chat=None)
             try:
                 results = [await _result_unless_disconnected(request, h) for h in handles]
             finally:
@@ -256,7 +258,8 @@ def create_app(
     async def chat_completions(body: ChatBody, request: Request, user: HubUser = Depends(current_user)):
         params = body.sampling(body.max_completion_tokens or body.max_tokens)
         engine.resolve_model(body.model)  # 404 before any tokenising work
-        messages = [{"role": m.template_role(), "content": m.text()} for m in body.messages]
+        messages, structure = await run_in_threadpool(prepare_chat, body, engine)  # tools, response_format
+        params = dataclasses.replace(params, grammar=structure.grammar)
         prompt_ids = await run_in_threadpool(engine.chat_prompt_ids, messages)
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         await authorize(user, body.model, [prompt_ids], params, rid)
@@ -265,7 +268,7 @@ def create_app(
             handle = engine.submit(body.model, prompt_ids, params)
             if body.stream:
                 streaming = True
-                return _stream(handle, prompt_ids, body, rid, created, user, chat=True)
+                return _stream(handle, prompt_ids, body, rid, created, user, chat=structure)
             result = await _result_unless_disconnected(request, handle)
             attributed = await attribute(body, [(prompt_ids, result.token_ids)])
             price = await charge(user, rid, body.model, result.prompt_tokens, result.completion_tokens, attributed)
@@ -273,6 +276,7 @@ def create_app(
             if not streaming:
                 await run_in_threadpool(metering.release, rid)
         counted = usage(result.prompt_tokens, result.completion_tokens)
+        message, finish_reason = structure.message(result.text, result.finish_reason)
         return {
             "id": rid,
             "object": "chat.completion",
@@ -282,9 +286,9 @@ def create_app(
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": result.text},
+                    "message": message,
                     "logprobs": None if result.logprobs is None else chat_logprobs(result.logprobs, token_texts),
-                    "finish_reason": result.finish_reason,
+                    "finish_reason": finish_reason,
                 }
             ],
             "usage": counted,
@@ -300,8 +304,9 @@ def create_app(
         created: int,
         user: HubUser,
         *,
-        chat: bool,
+        chat: ChatStructure | None,
     ) -> StreamingResponse:
+        """SSE chunks; `chat` (the answer's structure) for chat completions, None for completions."""
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         obj = "chat.completion.chunk" if chat else "text_completion"
         with_logprobs = body.top_logprobs_wanted() is not None
@@ -320,12 +325,14 @@ def create_app(
             shaped, text_offset = completion_logprobs(entries, token_texts, text_offset)
             return shaped
 
-        def chunk(text: str | None, finish: str | None, first: bool = False) -> dict[str, Any]:
+        deltas = chat.stream() if chat else None
+
+        def chunk(
+            text: str | None, finish: str | None, first: bool = False, delta: dict | None = None
+        ) -> dict[str, Any]:
             logprobs = None if first else chunk_logprobs()
             if chat:
-                delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else {}
-                if text:
-                    delta["content"] = text
+                delta = delta or ({"role": "assistant", "content": ""} if first else {})
                 choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
             else:
                 choice = {"index": 0, "text": text or "", "logprobs": logprobs, "finish_reason": finish}
@@ -349,14 +356,24 @@ def create_app(
                     if ev.finish_reason == "cancelled":
                         break
                     if ev.finish_reason is not None:
-                        if ev.text:  # the last words go out before attribution is computed (issue 16)
-                            yield _sse(chunk(ev.text, None))
-                        final = chunk(None, ev.finish_reason)
+                        if deltas is not None:  # chat: the last pieces, then OpenAI's closing chunk (empty delta)
+                            pieces = deltas.feed(ev.text)
+                            tail, finish = deltas.finish(ev.finish_reason)
+                            for d in pieces + tail:
+                                yield _sse(chunk(None, None, delta=d))
+                            final = chunk(None, finish)
+                        else:
+                            if ev.text:  # the last words go out before attribution is computed (issue 16)
+                                yield _sse(chunk(ev.text, None))
+                            final = chunk(None, ev.finish_reason)
                         attributed = await attribute(body, [(prompt_ids, answer)])
                         price = await charge(user, rid, body.model, ev.prompt_tokens, ev.completion_tokens, attributed)
                         final["price"] = price
                         final["attribution"] = attributed
                         yield _sse(final)
+                    elif ev.text and deltas is not None:
+                        for d in deltas.feed(ev.text):
+                            yield _sse(chunk(None, None, delta=d))
                     elif ev.text:
                         yield _sse(chunk(ev.text, None))
                 if include_usage and last is not None and last.error is None:

@@ -1,8 +1,9 @@
 """Request bodies of the OpenLoRA API and its error shape.
 
-Strict, as a client needs: a field this server does not know, or an OpenAI feature it does not implement (tools,
-structured output, images, n > 1), is a 400 whose `param` names the field, never silently ignored. A feature's
-neutral value (`tool_choice: "none"`, `response_format: {"type": "text"}`) is accepted.
+Strict, as a client needs: a field this server does not know, or an OpenAI feature it does not implement (legacy
+`functions`, images, n > 1), is a 400 whose `param` names the field, never silently ignored. A feature's neutral
+value (`function_call: "none"`) is accepted. Structured output (`response_format`, `tools`, `tool_choice`) is
+chat-only, see hub.openlora.structured.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from hub.openlora.errors import InvalidRequestError
 from hub.openlora.sampling import SamplingParams
+from hub.openlora.structured.bodies import NamedToolChoice, ResponseFormat, Tool, ToolCallIn, ToolChoice
 
 
 # -- request bodies -------------------------------------------------------------------------------------------
@@ -30,12 +32,8 @@ def unsupported(param: str, what: str) -> InvalidRequestError:
 
 # OpenAI fields this server does not implement, with the values that mean "not used" (accepted as no-ops).
 NEUTRAL_VALUES: dict[str, tuple[Any, ...]] = {
-    "tools": (None, []),
-    "tool_choice": (None, "none"),
     "functions": (None, []),
     "function_call": (None, "none"),
-    "parallel_tool_calls": (None, True, False),
-    "response_format": (None, {"type": "text"}),
     "suffix": (None, ""),
     "best_of": (None, 1),
     "store": (None, False),
@@ -48,11 +46,8 @@ NEUTRAL_VALUES: dict[str, tuple[Any, ...]] = {
     "web_search_options": (None,),
 }
 WHAT = {
-    "tools": "tool calling",
-    "tool_choice": "tool calling",
-    "functions": "function calling",
-    "function_call": "function calling",
-    "response_format": "structured output (response_format)",
+    "functions": "legacy function calling (use `tools`)",
+    "function_call": "legacy function calling (use `tool_choice`)",
 }
 
 
@@ -76,12 +71,8 @@ class GenerationBody(BaseModel):
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     logit_bias: dict[str, float] | None = None  # token id (as a string, as OpenAI takes it) -> -100..100
     # Declared so that a request using them gets a 400 naming them (see NEUTRAL_VALUES), not "unknown field".
-    tools: list[Any] | None = None
-    tool_choice: Any = None
     functions: list[Any] | None = None
     function_call: Any = None
-    parallel_tool_calls: bool | None = None
-    response_format: dict[str, Any] | None = None
     suffix: str | None = None
     best_of: int | None = None
     store: bool | None = None
@@ -151,8 +142,8 @@ class CompletionBody(GenerationBody):
         return self.logprobs
 
 
-# OpenAI's chat roles that a chat template can render; anything else (a typo, "tool" without tools) is a 400.
-ChatRole = Literal["system", "developer", "user", "assistant"]
+# OpenAI's chat roles this server renders; anything else (a typo) is a 400. "tool": see structured.tool_format.
+ChatRole = Literal["system", "developer", "user", "assistant", "tool"]
 
 
 class ContentPart(BaseModel):
@@ -167,6 +158,9 @@ class ChatMessage(BaseModel):
 
     role: ChatRole
     content: str | list[ContentPart] | None = None
+    tool_calls: list[ToolCallIn] | None = None  # an assistant turn that called tools
+    tool_call_id: str | None = None  # a tool turn: the call it answers
+    name: str | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):  # content parts: keep the text ones
@@ -176,6 +170,14 @@ class ChatMessage(BaseModel):
     def template_role(self) -> str:
         return "system" if self.role == "developer" else self.role  # OpenAI's newer name for the system role
 
+    def template_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": self.template_role(), "content": self.text()}
+        if self.tool_calls:
+            out["tool_calls"] = [c.model_dump() for c in self.tool_calls]
+        if self.role == "tool":
+            out.update(tool_call_id=self.tool_call_id, name=self.name)
+        return out
+
 
 class ChatBody(GenerationBody):
     messages: list[ChatMessage] = Field(min_length=1)
@@ -183,6 +185,11 @@ class ChatBody(GenerationBody):
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
+    response_format: ResponseFormat | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+
 
     @model_validator(mode="after")
     def _top_logprobs_needs_logprobs(self) -> ChatBody:
@@ -192,6 +199,31 @@ class ChatBody(GenerationBody):
 
     def top_logprobs_wanted(self) -> int | None:
         return (self.top_logprobs or 0) if self.logprobs else None
+
+    @model_validator(mode="after")
+    def _check_tools(self) -> ChatBody:
+        names = [t.function.name for t in self.tools or []]
+        if len(set(names)) != len(names):
+            raise InvalidRequestError("tools: function names must be unique", code="invalid_value", param="tools")
+        choice = self.tool_choice
+        if choice not in (None, "none") and not names:
+            raise InvalidRequestError("tool_choice needs `tools`", code="invalid_value", param="tool_choice")
+        if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
+            raise InvalidRequestError(
+                f"tool_choice names the function {choice.function.name!r}, which is not in `tools`",
+                code="invalid_value",
+                param="tool_choice",
+            )
+        called: set[str] = set()
+        for i, m in enumerate(self.messages):
+            called.update(c.id for c in m.tool_calls or [])
+            if m.role == "tool" and m.tool_call_id not in called:
+                raise InvalidRequestError(
+                    "messages with role 'tool' must answer a tool call (tool_call_id) of an earlier assistant message",
+                    code="invalid_value",
+                    param=f"messages[{i}].tool_call_id",
+                )
+        return self
 
 
 class AdapterBody(BaseModel):

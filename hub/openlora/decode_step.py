@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -15,6 +16,8 @@ from hub.openlora.detokenize import TextStream
 from hub.openlora.logits_processing import process_logits
 from hub.openlora.request import GenerationRequest, RequestHandle, StreamEvent
 from hub.openlora.sampling import sample_next
+from hub.openlora.structured.grammars import new_matcher
+from hub.openlora.structured.mask import accept_tokens, mask_logits
 from hub.openlora.token_logprobs import token_logprobs
 
 
@@ -29,6 +32,11 @@ class RunningSequence:
     submitted_at: float
     output: list[int] = field(default_factory=list)
     first_token_at: float | None = None
+    matcher: Any = field(init=False, default=None)  # the request's grammar state (structured output), else None
+
+    def __post_init__(self) -> None:
+        grammar = self.req.params.grammar
+        self.matcher = new_matcher(grammar) if grammar is not None else None
 
     @property
     def req(self) -> GenerationRequest:
@@ -53,8 +61,11 @@ def advance_sequences(
     of the sequences that finished."""
     all_params = [s.req.params for s in seqs]
     processed = process_logits(logits, all_params, [s.output for s in seqs])
+    matchers = [s.matcher for s in seqs]
+    mask_logits(matchers, processed)  # grammar-constrained rows: after logits processing, before sampling
     tokens = sample_next(processed, all_params, [s.generator for s in seqs], default_generator=default_generator)
     chosen = token_logprobs(processed, tokens, all_params)
+    accepted = accept_tokens(matchers, tokens)
     now = time.perf_counter()
     finished: list[int] = []
     for i, (seq, tok) in enumerate(zip(seqs, tokens, strict=True)):
@@ -67,13 +78,13 @@ def advance_sequences(
             on_first_token(seq, now)
         reason: str | None = None
         logprobs = None if chosen[i] is None else [chosen[i]]
-        if tok in eos and not params.ignore_eos:
+        if tok in eos and (not params.ignore_eos or seq.matcher is not None):
             reason = "stop"
             text = ""
             logprobs = None if logprobs is None else []  # the end token is not part of the answer OpenAI shows
         else:
             text = seq.stream.add(tok)
-            if seq.stream.stopped:
+            if seq.stream.stopped or not accepted[i]:
                 reason = "stop"
         total = len(seq.req.prompt_ids) + len(seq.output)
         if reason is None and (

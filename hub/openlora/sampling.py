@@ -6,6 +6,7 @@ does not depend on what else is in the batch. Penalties and logit bias are appli
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -28,6 +29,7 @@ class SamplingParams:
     logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit)
     logprobs: int | None = None  # None: none; k: the chosen token's logprob and the k most likely tokens'
     return_logits: bool = False  # keep each step's logits (tests, debugging)
+    grammar: Any = None  # a compiled grammar (hub.openlora.structured): every token must keep the output in it
 
     def validate(self) -> None:
         if self.max_tokens is not None and self.max_tokens < 1:
