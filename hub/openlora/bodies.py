@@ -190,7 +190,6 @@ class ChatBody(GenerationBody):
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
 
-
     @model_validator(mode="after")
     def _top_logprobs_needs_logprobs(self) -> ChatBody:
         if self.top_logprobs and not self.logprobs:
