@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 import openledger_sdk
 from extensions.dashboards_lib.common import friendly, html_table, open_amount
@@ -62,8 +63,12 @@ def open_dashboard(page: Page, hub: RunningHub, user: str, notebook: str) -> Non
     """Through the hub's spawn page: creates the named server on first use, then opens the notebook."""
     target = f"/user/{user}/dashboards/voila/render/{notebook}"
     # Voila answers only once the notebook has run, after the server's first spawn: allow the render time.
-    page.goto(f"{hub.url}/hub/spawn/{user}/dashboards?next={target}", timeout=RENDER_MS)
-    page.wait_for_selector(".ol-dash .widget-button", timeout=RENDER_MS)  # widgets drawn, not "Loading widget"
+    try:
+        page.goto(f"{hub.url}/hub/spawn/{user}/dashboards?next={target}", timeout=RENDER_MS)
+        page.wait_for_selector(".ol-dash .widget-button", timeout=RENDER_MS)  # widgets drawn, not "Loading widget"
+    except PlaywrightTimeoutError as exc:  # say what the hub and the server were doing, for the next reader
+        tail = "\n".join(hub.log_file.read_text(errors="replace").splitlines()[-80:])
+        raise AssertionError(f"{notebook} did not render for {user}; last lines of {hub.log_file}:\n{tail}") from exc
     assert page.url.endswith(target), page.url
 
 
