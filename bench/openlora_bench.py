@@ -3,6 +3,7 @@
     .venv/bin/python bench/openlora_bench.py            # full grid (slow on 2 CPU cores)
     .venv/bin/python bench/openlora_bench.py --quick    # a few minutes
     .venv/bin/python bench/openlora_bench.py --dtype float32   # default: the server's dtype here (bf16 with AMX)
+    .venv/bin/python bench/openlora_bench.py --repeats 3       # every system 3 times, interleaved; median ratios
 
 Systems, each in its own child process (so peak RSS is per system), on the same workload:
   engine      our engine: continuous batching, mixed-adapter batches (gather + bmm over slot stacks)
@@ -17,7 +18,8 @@ Zipf(s) popularity.
 Adapters are PEFT files (rank r, attention projections by default); above 32 adapters the weight files are
 symlinks into a pool of 32 distinct files (each id is still loaded, cached and slotted separately).
 Results: JSON in bench/results/ with throughput (tokens/s), TTFT and per-token latency p50/p99, peak RSS,
-cache hit rates, and the issue's targets checked against the base/PEFT systems of the same run.
+cache hit rates, the CPU (model, bf16 / AMX / AVX-512 flags), and the issue's targets checked against the
+base/PEFT systems of the same rounds (bench/openlora_report.py).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from openlora_measure import add_cpu, cpu_seconds, peak_rss_mb, summarize  # noqa: E402
 from openlora_peft import run_peft  # noqa: E402
+from openlora_report import cpu_description, summary, targets  # noqa: E402
 
 from hub.openlora.config import serving_dtype  # noqa: E402
 
@@ -204,34 +207,6 @@ def run_child(spec: dict, timeout: float) -> dict[str, Any]:
     return json.loads(lines[-1])
 
 
-def targets(results: list[dict]) -> dict[str, Any]:
-    """The issue's targets, checked on this run's numbers."""
-
-    def tput(system: str, n: int, s: float) -> float | None:
-        for r in results:
-            if (r["system"], r["n_adapters"], r["zipf"]) == (system, n, s) and "throughput_tok_s" in r:
-                return r["throughput_tok_s"]
-        return None
-
-    checks: dict[str, Any] = {}
-    for s in sorted({r["zipf"] for r in results}):
-        ours, swap, mixed, base = (tput(x, 100, s) for x in ("engine", "peft_swap", "peft_mixed", "base"))
-        key = f"zipf_{s}"
-        c: dict[str, Any] = {}
-        if ours and swap:
-            c["n100_vs_peft_swap"] = {"ratio": ours / swap, "target": 5.0, "met": ours / swap >= 5.0}
-        if ours and mixed:
-            c["n100_vs_peft_mixed"] = {"ratio": ours / mixed, "target": 2.0, "met": ours / mixed >= 2.0}
-        if ours and base:
-            c["n100_vs_base"] = {"ratio": ours / base, "target": 0.7, "met": ours / base >= 0.7}
-        t16, t1000 = tput("engine", 16, s), tput("engine", 1000, s)
-        if t16 and t1000:
-            drop = 1 - t1000 / t16
-            c["drop_n16_to_n1000"] = {"drop": drop, "target": 0.2, "met": drop <= 0.2}
-        checks[key] = c
-    return checks
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -252,6 +227,8 @@ def main() -> None:
     p.add_argument("--dtype", default="auto", help="float32 | bfloat16 | float16 | auto (the server's choice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=900, help="per system run, seconds")
+    p.add_argument("--peft-at", default="", help="comma-separated N where the PEFT systems run (default: every N)")
+    p.add_argument("--repeats", type=int, default=1, help="rounds of every system per configuration (interleaved)")
     p.add_argument("--quick", action="store_true", help="N in {1,16,100}, s=1.2, 24 requests")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
@@ -280,13 +257,18 @@ def main() -> None:
     adapters_dir = args.work_dir / f"adapters-{model_dir.name}-r{args.rank}-{'-'.join(t[:1] for t in targets_list)}"
     write_adapters(adapters_dir, model_dir, max(ns), args.rank, targets_list)
 
-    results = []
+    results: list[dict] = []
     started = time.time()
+    out_path = args.out or REPO / "bench" / "results" / f"openlora-{args.device.split(':')[0]}.json"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    peft_at = {int(x) for x in args.peft_at.split(",")} if args.peft_at else set(ns)
     for n in ns:
         for s in zipfs:
             if n == 1 and s != zipfs[0]:
                 continue  # popularity is meaningless with one adapter
-            for system in systems:  # interleaved per configuration: the machine is shared and noisy
+            # Rounds of all systems back to back (interleaved): the machine is shared and noisy.
+            run_here = [x for x in systems if n in peft_at or not x.startswith("peft")]
+            for round_, system in ((k, x) for k in range(args.repeats) for x in run_here):
                 spec = {
                     "system": system,
                     "n_adapters": n,
@@ -308,19 +290,29 @@ def main() -> None:
                 }
                 t, load_before = time.time(), os.getloadavg()[0]
                 out = run_child(spec, args.timeout)
-                row = {"system": system, "n_adapters": n, "zipf": s, **out, "wall_s": time.time() - t}
+                row = {"system": system, "n_adapters": n, "zipf": s, "round": round_, **out}
+                row["wall_s"] = time.time() - t
                 # Other work on a shared host skews timings: keep the 1-minute load average next to each number.
                 row["host_load_1m"] = [load_before, os.getloadavg()[0]]
                 results.append(row)
                 shown = (
                     f"{out['throughput_tok_s']:.1f} tok/s" if "throughput_tok_s" in out else out.get("error", "")[:300]
                 )
-                print(f"N={n:<5} s={s:<4} {system:<11} {shown}", file=sys.stderr, flush=True)
+                print(f"N={n:<5} s={s:<4} round {round_} {system:<11} {shown}", file=sys.stderr, flush=True)
+            # Written after every configuration: a long run stopped early still leaves what it measured.
+            report = build_report(args, model_dir, dtype, targets_list, results, started)
+            out_path.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report["targets"], indent=2))
+    print(f"wrote {out_path}", file=sys.stderr)
 
+
+def build_report(
+    args: argparse.Namespace, model_dir: Path, dtype: str, targets_list: list[str], results: list[dict], started: float
+) -> dict[str, Any]:
     import torch
     import transformers
 
-    report = {
+    return {
         "benchmark": "openlora",
         "command": " ".join(["python", "bench/openlora_bench.py", *sys.argv[1:]]),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -330,6 +322,8 @@ def main() -> None:
         "dtype": dtype,
         "threads": args.threads,
         "host": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "cpu": cpu_description(),
+        "repeats": args.repeats,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "workload": {
             "requests": args.requests,
@@ -343,13 +337,9 @@ def main() -> None:
             "cpu_cache_mb": args.cpu_cache_mb,
         },
         "results": results,
+        "summary": summary(results),
         "targets": targets(results),
     }
-    out_path = args.out or REPO / "bench" / "results" / f"openlora-{args.device.split(':')[0]}.json"
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report["targets"], indent=2))
-    print(f"wrote {out_path}", file=sys.stderr)
 
 
 if __name__ == "__main__":
