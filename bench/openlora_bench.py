@@ -3,6 +3,7 @@
     .venv/bin/python bench/openlora_bench.py            # full grid (slow on 2 CPU cores)
     .venv/bin/python bench/openlora_bench.py --quick    # a few minutes
     .venv/bin/python bench/openlora_bench.py --dtype float32   # default: the server's dtype here (bf16 with AMX)
+    .venv/bin/python bench/openlora_bench.py --repeats 3       # every system 3 times, interleaved; median ratios
 
 Systems, each in its own child process (so peak RSS is per system), on the same workload:
   engine      our engine: continuous batching, mixed-adapter batches (gather + bmm over slot stacks)
@@ -17,7 +18,8 @@ Zipf(s) popularity.
 Adapters are PEFT files (rank r, attention projections by default); above 32 adapters the weight files are
 symlinks into a pool of 32 distinct files (each id is still loaded, cached and slotted separately).
 Results: JSON in bench/results/ with throughput (tokens/s), TTFT and per-token latency p50/p99, peak RSS,
-cache hit rates, and the issue's targets checked against the base/PEFT systems of the same run.
+cache hit rates, the CPU (model, bf16 / AMX / AVX-512 flags), and the issue's targets checked against the
+base/PEFT systems of the same rounds (bench/openlora_report.py).
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import json
 import os
 import platform
 import random
-import resource
 import subprocess
 import sys
 import time
@@ -36,6 +37,10 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from openlora_measure import add_cpu, cpu_seconds, peak_rss_mb, summarize  # noqa: E402
+from openlora_peft import run_peft  # noqa: E402
+from openlora_report import cpu_description, summary, targets  # noqa: E402
 
 from hub.openlora.config import serving_dtype  # noqa: E402
 
@@ -119,47 +124,6 @@ def write_adapters(adapters_dir: Path, model_dir: Path, n: int, rank: int, targe
         (d / "adapter_model.safetensors").symlink_to(src)
 
 
-# -- measurements ------------------------------------------------------------------------------------------------
-def pct(values: list[float], p: float) -> float | None:
-    if not values:
-        return None
-    v = sorted(values)
-    return v[min(len(v) - 1, round(p / 100 * (len(v) - 1)))]
-
-
-def summarize(records: list[dict], t0: float) -> dict[str, Any]:
-    """records: arrival (abs), first (abs), finish (abs), tokens."""
-    tokens = sum(r["tokens"] for r in records)
-    end = max(r["finish"] for r in records)
-    ttft = [r["first"] - r["arrival"] for r in records]
-    tpot = [(r["finish"] - r["first"]) / (r["tokens"] - 1) for r in records if r["tokens"] > 1]
-    return {
-        "requests": len(records),
-        "tokens": tokens,
-        "makespan_s": end - t0,
-        "throughput_tok_s": tokens / (end - t0),
-        "ttft_p50_s": pct(ttft, 50),
-        "ttft_p99_s": pct(ttft, 99),
-        "tpot_p50_s": pct(tpot, 50),
-        "tpot_p99_s": pct(tpot, 99),
-    }
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def cpu_seconds() -> float:
-    """CPU time of this process (all threads): with `makespan_s`, shows whether other tenants starved a run."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def add_cpu(out: dict[str, Any], cpu_start: float) -> None:
-    out["cpu_s"] = cpu_seconds() - cpu_start
-    out["cpu_per_wall"] = out["cpu_s"] / out["makespan_s"]
-
-
 # -- systems (child processes) -----------------------------------------------------------------------------------
 def run_engine(spec: dict, workload: list[dict], base_only: bool) -> dict[str, Any]:
     from hub.openlora import EngineConfig, OpenLoRAEngine, SamplingParams
@@ -212,145 +176,6 @@ def run_engine(spec: dict, workload: list[dict], base_only: bool) -> dict[str, A
         engine.close()
 
 
-class _StepClock:
-    """A StoppingCriteria that only records when each new token of a `generate` call was produced."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def __call__(self, input_ids, scores, **kwargs):
-        import torch
-
-        self.times.append(time.perf_counter())
-        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-
-
-def run_peft(spec: dict, workload: list[dict], mixed: bool) -> dict[str, Any]:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteriaList
-
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[spec["dtype"]]
-    device = torch.device(spec["device"])
-    tok = AutoTokenizer.from_pretrained(spec["model_dir"])
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    base = AutoModelForCausalLM.from_pretrained(spec["model_dir"], dtype=dtype).to(device).eval()
-    lcfg = LoraConfig(r=spec["rank"], lora_alpha=2 * spec["rank"], target_modules=spec["targets"], lora_dropout=0.0)
-    n_slots = spec["slots"] if mixed else 1
-    model = get_peft_model(base, lcfg, adapter_name="s0")
-    for s in range(1, n_slots):
-        model.add_adapter(f"s{s}", lcfg)
-    model.eval()
-    lora_modules = {
-        name.removeprefix("base_model.model."): m for name, m in model.named_modules() if hasattr(m, "lora_A")
-    }
-    slot_of: dict[str, str] = {}
-    last_used: dict[str, float] = {}
-    stats = {"loads": 0, "hits": 0}
-
-    def ensure(adapter: str, busy: set[str]) -> str:
-        """Put the adapter's weights into a PEFT adapter slot (read from disk: PEFT has no CPU tier)."""
-        if adapter in slot_of:
-            stats["hits"] += 1
-            last_used[slot_of[adapter]] = time.perf_counter()
-            return slot_of[adapter]
-        used = set(slot_of.values())
-        free = [f"s{s}" for s in range(n_slots) if f"s{s}" not in used]
-        if free:
-            slot = free[0]
-        else:
-            victims = [(last_used[s], s) for s in used if s not in busy]
-            slot = min(victims)[1]
-            del slot_of[next(a for a, s in slot_of.items() if s == slot)]
-        weights = load_file(Path(spec["adapters_dir"]) / adapter / "adapter_model.safetensors")
-        with torch.no_grad():
-            for key, t in weights.items():
-                mod_name, _, rest = key.removeprefix("base_model.model.").partition(".lora_")
-                which = rest.split(".")[0]
-                target = (lora_modules[mod_name].lora_A if which == "A" else lora_modules[mod_name].lora_B)[slot]
-                target.weight.copy_(t.to(dtype))
-        stats["loads"] += 1
-        slot_of[adapter] = slot
-        last_used[slot] = time.perf_counter()
-        return slot
-
-    def generate(batch: list[dict], names: list[str] | None) -> _StepClock:
-        width = max(len(r["prompt"]) for r in batch)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, r in enumerate(batch):  # left padding for decoder-only generate
-            ids[i, width - len(r["prompt"]) :] = torch.tensor(r["prompt"])
-            mask[i, width - len(r["prompt"]) :] = 1
-        clock = _StepClock()
-        n_new = max(r["max_tokens"] for r in batch)
-        kwargs = {"adapter_names": names} if names is not None else {}
-        with torch.no_grad():
-            model.generate(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
-                max_new_tokens=n_new,
-                min_new_tokens=n_new,
-                do_sample=False,
-                pad_token_id=pad,
-                stopping_criteria=StoppingCriteriaList([clock]),
-                **kwargs,
-            )
-        return clock
-
-    # Warm up, then serve the open-loop workload with static batches.
-    model.set_adapter("s0")
-    generate([{"prompt": [5] * 16, "max_tokens": 4}], None)
-    rss_loaded = peak_rss_mb()
-    cpu0 = cpu_seconds()
-    t0 = time.perf_counter()
-    pending = list(workload)
-    records = []
-    while pending:
-        now = time.perf_counter() - t0
-        ready = [r for r in pending if r["arrival"] <= now]
-        if not ready:
-            time.sleep(max(0.0, pending[0]["arrival"] - now))
-            continue
-        if mixed:
-            batch, adapters = [], []
-            for r in ready:
-                if len(batch) >= spec["batch"]:
-                    break
-                if r["adapter"] not in adapters and len(adapters) >= n_slots:
-                    continue
-                if r["adapter"] not in adapters:
-                    adapters.append(r["adapter"])
-                batch.append(r)
-            busy: set[str] = set()
-            for a in adapters:
-                busy.add(ensure(a, busy))
-            names = [slot_of[r["adapter"]] for r in batch]
-        else:
-            first = ready[0]["adapter"]
-            batch = [r for r in ready if r["adapter"] == first][: spec["batch"]]
-            ensure(first, set())
-            model.set_adapter(slot_of[first])
-            names = None
-        clock = generate(batch, names)
-        for r in batch:
-            pending.remove(r)
-            records.append(
-                {
-                    "arrival": t0 + r["arrival"],
-                    "first": clock.times[0],
-                    "finish": clock.times[r["max_tokens"] - 1],
-                    "tokens": r["max_tokens"],
-                }
-            )
-    out = summarize(records, t0)
-    add_cpu(out, cpu0)
-    total = stats["loads"] + stats["hits"]
-    out["cache"] = {**stats, "hit_rate": stats["hits"] / total if total else None}
-    out["rss_after_load_mb"] = rss_loaded
-    return out
-
-
 def child(spec: dict) -> dict[str, Any]:
     import torch
 
@@ -382,34 +207,6 @@ def run_child(spec: dict, timeout: float) -> dict[str, Any]:
     return json.loads(lines[-1])
 
 
-def targets(results: list[dict]) -> dict[str, Any]:
-    """The issue's targets, checked on this run's numbers."""
-
-    def tput(system: str, n: int, s: float) -> float | None:
-        for r in results:
-            if (r["system"], r["n_adapters"], r["zipf"]) == (system, n, s) and "throughput_tok_s" in r:
-                return r["throughput_tok_s"]
-        return None
-
-    checks: dict[str, Any] = {}
-    for s in sorted({r["zipf"] for r in results}):
-        ours, swap, mixed, base = (tput(x, 100, s) for x in ("engine", "peft_swap", "peft_mixed", "base"))
-        key = f"zipf_{s}"
-        c: dict[str, Any] = {}
-        if ours and swap:
-            c["n100_vs_peft_swap"] = {"ratio": ours / swap, "target": 5.0, "met": ours / swap >= 5.0}
-        if ours and mixed:
-            c["n100_vs_peft_mixed"] = {"ratio": ours / mixed, "target": 2.0, "met": ours / mixed >= 2.0}
-        if ours and base:
-            c["n100_vs_base"] = {"ratio": ours / base, "target": 0.7, "met": ours / base >= 0.7}
-        t16, t1000 = tput("engine", 16, s), tput("engine", 1000, s)
-        if t16 and t1000:
-            drop = 1 - t1000 / t16
-            c["drop_n16_to_n1000"] = {"drop": drop, "target": 0.2, "met": drop <= 0.2}
-        checks[key] = c
-    return checks
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -430,6 +227,8 @@ def main() -> None:
     p.add_argument("--dtype", default="auto", help="float32 | bfloat16 | float16 | auto (the server's choice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=900, help="per system run, seconds")
+    p.add_argument("--peft-at", default="", help="comma-separated N where the PEFT systems run (default: every N)")
+    p.add_argument("--repeats", type=int, default=1, help="rounds of every system per configuration (interleaved)")
     p.add_argument("--quick", action="store_true", help="N in {1,16,100}, s=1.2, 24 requests")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
@@ -458,13 +257,18 @@ def main() -> None:
     adapters_dir = args.work_dir / f"adapters-{model_dir.name}-r{args.rank}-{'-'.join(t[:1] for t in targets_list)}"
     write_adapters(adapters_dir, model_dir, max(ns), args.rank, targets_list)
 
-    results = []
+    results: list[dict] = []
     started = time.time()
+    out_path = args.out or REPO / "bench" / "results" / f"openlora-{args.device.split(':')[0]}.json"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    peft_at = {int(x) for x in args.peft_at.split(",")} if args.peft_at else set(ns)
     for n in ns:
         for s in zipfs:
             if n == 1 and s != zipfs[0]:
                 continue  # popularity is meaningless with one adapter
-            for system in systems:  # interleaved per configuration: the machine is shared and noisy
+            # Rounds of all systems back to back (interleaved): the machine is shared and noisy.
+            run_here = [x for x in systems if n in peft_at or not x.startswith("peft")]
+            for round_, system in ((k, x) for k in range(args.repeats) for x in run_here):
                 spec = {
                     "system": system,
                     "n_adapters": n,
@@ -486,19 +290,29 @@ def main() -> None:
                 }
                 t, load_before = time.time(), os.getloadavg()[0]
                 out = run_child(spec, args.timeout)
-                row = {"system": system, "n_adapters": n, "zipf": s, **out, "wall_s": time.time() - t}
+                row = {"system": system, "n_adapters": n, "zipf": s, "round": round_, **out}
+                row["wall_s"] = time.time() - t
                 # Other work on a shared host skews timings: keep the 1-minute load average next to each number.
                 row["host_load_1m"] = [load_before, os.getloadavg()[0]]
                 results.append(row)
                 shown = (
                     f"{out['throughput_tok_s']:.1f} tok/s" if "throughput_tok_s" in out else out.get("error", "")[:300]
                 )
-                print(f"N={n:<5} s={s:<4} {system:<11} {shown}", file=sys.stderr, flush=True)
+                print(f"N={n:<5} s={s:<4} round {round_} {system:<11} {shown}", file=sys.stderr, flush=True)
+            # Written after every configuration: a long run stopped early still leaves what it measured.
+            report = build_report(args, model_dir, dtype, targets_list, results, started)
+            out_path.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report["targets"], indent=2))
+    print(f"wrote {out_path}", file=sys.stderr)
 
+
+def build_report(
+    args: argparse.Namespace, model_dir: Path, dtype: str, targets_list: list[str], results: list[dict], started: float
+) -> dict[str, Any]:
     import torch
     import transformers
 
-    report = {
+    return {
         "benchmark": "openlora",
         "command": " ".join(["python", "bench/openlora_bench.py", *sys.argv[1:]]),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -508,6 +322,8 @@ def main() -> None:
         "dtype": dtype,
         "threads": args.threads,
         "host": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "cpu": cpu_description(),
+        "repeats": args.repeats,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "workload": {
             "requests": args.requests,
@@ -521,13 +337,9 @@ def main() -> None:
             "cpu_cache_mb": args.cpu_cache_mb,
         },
         "results": results,
+        "summary": summary(results),
         "targets": targets(results),
     }
-    out_path = args.out or REPO / "bench" / "results" / f"openlora-{args.device.split(':')[0]}.json"
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report["targets"], indent=2))
-    print(f"wrote {out_path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hub.openlora.cpu_matmul import PackedLinear, can_prepack
+
 Segment = tuple[int, int, int]  # (first token, end token, slot) of a run of tokens that use one slot
 
 
@@ -72,6 +74,7 @@ class BatchedLoRALinear(nn.Module):
         self.A: torch.Tensor | None = None  # [S + 1, R, in]
         self.B: torch.Tensor | None = None  # [S + 1, R, out], scaling folded in
         self.active_slots: set[int] = set()  # slots whose adapter targets this module
+        self.packed: PackedLinear | None = None  # the base weight in oneDNN's layout (`prepack_base_weights`)
 
     def _allocate(self) -> None:
         device = self.base.weight.device
@@ -100,7 +103,8 @@ class BatchedLoRALinear(nn.Module):
             self.active_slots.discard(slot)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.linear(x, self.base.weight, self.base.bias)  # not self.base(x): one module call less per projection
+        # Not self.base(x): one module call less per projection.
+        y = self.packed(x) if self.packed is not None else F.linear(x, self.base.weight, self.base.bias)
         batch = self.context.batch
         if batch is None or batch.rank == 0 or self.active_slots.isdisjoint(batch.slots):
             return y
@@ -242,6 +246,18 @@ class LoRALayers:
             offsets = torch.arange(0, len(ids) * rank, rank)
             mode["b_bags"] = (index.to(device, non_blocking=True), offsets.to(device, non_blocking=True))
         return mode
+
+    def prepack_base_weights(self) -> int:
+        """Move every base weight oneDNN can serve into its layout (see cpu_matmul), dropping the dense copy so
+        memory does not grow; the dense `base.weight` becomes an empty tensor. Returns how many were packed."""
+        packed = 0
+        for layer in self.layers.values():
+            w = layer.base.weight
+            if can_prepack(w):
+                layer.packed = PackedLinear(w, layer.base.bias)
+                layer.base.weight = nn.Parameter(w.new_empty(0), requires_grad=False)
+                packed += 1
+        return packed
 
     def nbytes(self) -> int:
         return sum(

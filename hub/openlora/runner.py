@@ -25,6 +25,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hub.openlora.config import EngineConfig
+from hub.openlora.cpu_matmul import linear_for
 from hub.openlora.kv_cache import KVPool
 from hub.openlora.lora_batch import LoRALayers, install_lora_layers
 from hub.openlora.packed_decoder import PackedDecoder
@@ -61,7 +62,7 @@ class ModelRunner:
             p.requires_grad_(False)
         slot_dtype = torch.float32 if cpu else None  # see install_lora_layers
         self.lora = install_lora_layers(self.model, config.max_slots, config.max_lora_rank, slot_dtype)
-        if cpu:
+        if cpu and not self.lora.prepack_base_weights():
             _store_weights_transposed(self.lora)
         mc = self.model.config.get_text_config() if hasattr(self.model.config, "get_text_config") else self.model.config
         if getattr(mc, "sliding_window", None) and getattr(mc, "use_sliding_window", True):
@@ -92,6 +93,9 @@ class ModelRunner:
         )
         self.decoder = self.model.get_decoder()
         self.lm_head = self.model.get_output_embeddings()
+        # On CPU the output projection gets its own oneDNN copy too (tied to the input embedding, which still needs
+        # its dense rows: one more embedding matrix of memory, for the step's largest matmul).
+        self._head = linear_for(self.lm_head.weight, getattr(self.lm_head, "bias", None)) if cpu else self.lm_head
         # transformers renamed `past_key_values` to `cache` (5.x); pass whichever this version takes.
         params = inspect.signature(self.decoder.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
@@ -149,7 +153,7 @@ class ModelRunner:
         return logits
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = self.lm_head(hidden).float()
+        logits = self._head(hidden).float()
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return logits
