@@ -27,7 +27,8 @@ from hub.workshop.hub_api import HubAPI
 from openledger_sdk.modelfactory import LoraSettings, finetune
 from openledger_sdk.modelfactory.config import TrainConfig
 from openledger_sdk.modelfactory.training_fee import TrainingPaymentError
-from tests.hub_harness import RunningHub
+from tests.hub_harness import RunningHub, run_in_kernel
+from tests.tiny_model import shared_tiny_model
 
 pytestmark = pytest.mark.e2e
 torch.set_num_threads(2)
@@ -229,6 +230,34 @@ def test_workshop_funding_covers_training_the_class_model(
                      output_dir=tmp_path / "class", progress=False, index=False, **settings)  # fmt: skip
     charge = model.manifest["training_charge"]
     assert charge["paid"] and Decimal(charge["amount"]) * steps.CLASS_RUNS_FUNDED == cost
+
+
+KERNEL_RUN = """
+from openledger_sdk.modelfactory import finetune
+from openledger_sdk.modelfactory.training_fee import TrainingPaymentError
+rows = [{"prompt": f"q{i}?", "response": f"answer {i}"} for i in range(4)]
+try:
+    model = finetune({base!r}, rows=rows, epochs=1, batch_size=2, max_len=32, eval_split=0, index=False,
+                     progress=False)
+    print("PAID", model.manifest["training_charge"]["paid"], model.manifest["training_charge"]["amount_wei"])
+except TrainingPaymentError as err:
+    print("REFUSED", err)
+"""
+
+
+def test_in_a_hub_kernel_rows_passed_in_are_paid_from_the_users_wallet(platform: RunningHub) -> None:
+    # The kernel holds only its hub token; finetune() there pays (rows are sent for the platform to count).
+    base = platform.install_base_model(shared_tiny_model(), f"tf-tiny-{SUFFIX}")
+    student = f"tf-kernel-{SUFFIX}"
+    token = platform.ensure_user(student)
+    platform.spawn(student)
+    refused = run_in_kernel(platform, student, token, KERNEL_RUN.format(base=str(base)), timeout=300)
+    assert refused.startswith("REFUSED not enough OPEN to train") and "it holds 0 OPEN" in refused, refused
+    platform.fund(student, "1")
+    paid = run_in_kernel(platform, student, token, KERNEL_RUN.format(base=str(base)), timeout=300)
+    assert paid.startswith("PAID True "), paid
+    assert int(paid.split()[2]) > 0
+    platform.stop_server(student)
 
 
 def test_outside_the_hub_training_is_free_and_the_manifest_says_so(base: Path, tmp_path: Path) -> None:

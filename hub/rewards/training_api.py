@@ -9,7 +9,6 @@ GET  /api/training/runs[/{run_id}]       my runs (admins: anyone's one run) with
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -23,12 +22,11 @@ from hub.auth import HubUser, current_user
 from hub.keys.wallets import ensure_wallet
 from hub.ledger.tx import suggest_fees
 from hub.platform.ledger_feature import ledger_parts, user_only
-from hub.platform.runtime import Feature, PlatformRuntime, get_runtime
-from hub.relay.outbox import UNFINISHED
+from hub.platform.runtime import Feature, PlatformRuntime, get_runtime, stop_task
 from hub.rewards.money import wei_to_open
 from hub.rewards.settlement import CHARGE_GAS
 from hub.rewards.training_charges import ChargeError, EndReport, PayerWallet, TrainingCharges, run_view
-from hub.rewards.training_models import TrainingRun
+from hub.rewards.training_models import TrainingRun, TrainingStatus
 from hub.rewards.training_plan import PlanError, RunRequest, plan_run
 from hub.rewards.training_price import training_price_per_token
 
@@ -125,7 +123,7 @@ async def finish(
     while True:
         await run_in_threadpool(charges.sync)
         view = await run_in_threadpool(_view, runtime, run_id)
-        pending = view["transfer"] is not None and view["transfer"]["status"] in UNFINISHED
+        pending = view["status"] == TrainingStatus.CHARGING  # `sync` ran first: still charging = not final yet
         if not pending or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.05)
@@ -194,11 +192,7 @@ async def startup(runtime: PlatformRuntime) -> None:
 
 
 async def shutdown(runtime: PlatformRuntime) -> None:
-    task: asyncio.Task | None = runtime.extras.pop("training_task", None)
-    if task is not None and not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await stop_task(runtime, "training_task")
 
 
 feature = Feature(name="training", router=router, startup=startup, shutdown=shutdown)

@@ -85,6 +85,8 @@ class TrainingCharges:
     ) -> tuple[TrainingRun, bool]:
         """Hold the run's maximum cost; (run, created). A retry of the same request returns the same run; another
         request with the same id, or any request for a run that has ended, is refused (409)."""
+        if price_wei < 0 or any(tokens < 0 for tokens in planned.step_tokens):
+            raise ValueError(f"a training price and token counts are never negative (price {price_wei})")
         cost = planned.tokens * price_wei
         with self.locks.locked(wallet.username) as session:
             existing = session.get(TrainingRun, run_id)
@@ -165,14 +167,8 @@ class TrainingCharges:
     def sync(self) -> None:
         """Charges whose transfer the relay finished: confirmed → paid, reverted → failed (the run is unpaid)."""
         with session_scope(self.engine) as session:
-            runs = session.exec(select(TrainingRun).where(TrainingRun.status == TrainingStatus.CHARGING)).all()
-            for run in runs:
-                entry = session.get(OutboxEntry, run.outbox_id) if run.outbox_id else None
-                if entry is None or entry.status == OutboxStatus.CONFIRMED:
-                    run.status = TrainingStatus.PAID
-                elif entry.status == OutboxStatus.FAILED:
-                    run.status = TrainingStatus.FAILED
-                    run.reason = f"the transfer to the protocol reverted: {entry.last_error}"[:1000]
+            for run in session.exec(select(TrainingRun).where(TrainingRun.status == TrainingStatus.CHARGING)).all():
+                follow_transfer(session, run)
 
     @staticmethod
     def _charge(session: Session, run: TrainingRun, steps: int, outcome: str, ledger: Ledger, treasury: str) -> None:
@@ -186,6 +182,18 @@ class TrainingCharges:
         entry = enqueue(session, call, signer=user_signer(run.payer), kind=CHARGE_KIND, ref=run.run_id)
         session.flush()
         run.outbox_id, run.status = entry.id, TrainingStatus.CHARGING
+
+
+def follow_transfer(session: Session, run: TrainingRun) -> str:
+    """A charging run's status from its transfer: confirmed → paid, reverted → failed (unpaid); else unchanged."""
+    if run.status == TrainingStatus.CHARGING:
+        entry = session.get(OutboxEntry, run.outbox_id) if run.outbox_id else None
+        if entry is None or entry.status == OutboxStatus.CONFIRMED:
+            run.status = TrainingStatus.PAID
+        elif entry.status == OutboxStatus.FAILED:
+            run.status = TrainingStatus.FAILED
+            run.reason = f"the transfer to the protocol reverted: {entry.last_error}"[:1000]
+    return run.status
 
 
 def run_view(session: Session, run: TrainingRun) -> dict[str, Any]:

@@ -14,14 +14,13 @@ import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.auth import HubUser
 from hub.models.bases import ref_name
 from hub.platform.runtime import PlatformRuntime
-from openledger_sdk.datanets import CanonicalError
 from openledger_sdk.modelfactory.config import IndexSettings, LoraSettings, TrainConfig, validation_problems
 from openledger_sdk.modelfactory.data import prepare
 from openledger_sdk.modelfactory.errors import FinetuneError
@@ -47,7 +46,9 @@ class RunRequest(BaseModel):
         default=None, pattern=RUN_ID_PATTERN, description="32 hex digits chosen by the kernel; a retry reuses it"
     )
     datanet: str | None = Field(default=None, min_length=1, max_length=255)
-    version: int | str = Field(default="latest", description="a version number or 'latest'")
+    version: Annotated[int, Field(ge=1, le=10**18)] | Annotated[str, Field(pattern=r"^(latest|[0-9]{1,18})$")] = Field(
+        default="latest", description="a version number or 'latest'"
+    )
     rows: list[dict[str, Any]] | None = Field(default=None, description="rows passed to finetune() directly")
     config: dict[str, Any] = Field(description="TrainConfig.to_dict() of the run")
 
@@ -137,16 +138,15 @@ def plan_run(runtime: PlatformRuntime, user: HubUser, request: RunRequest) -> Pl
     config = train_config({"base": ref_name(str(runtime.settings.models.base_model))} | request.config)
     base, tokenizer = base_tokenizer(runtime, config.base)
     if request.datanet is not None:
-        version = request.version
-        if isinstance(version, str) and version != "latest" and not version.isdigit():
-            raise PlanError(400, f"version must be a number or 'latest', got {version!r}")
-        rows, number, root = datanet_rows(runtime, user, request.datanet, version)
+        rows, number, root = datanet_rows(runtime, user, request.datanet, request.version)
     else:
         rows, number, root = list(request.rows or []), None, None
     try:
         prepared = prepare(rows, tokenizer, max_len=config.max_len, eval_split=config.eval_split, seed=config.seed)
-    except (FinetuneError, CanonicalError, TypeError, ValueError) as err:  # rows a kernel sent may be anything
-        raise PlanError(400, f"rows: {err}") from None
+    except FinetuneError as err:
+        raise PlanError(400, str(err)) from None
+    except Exception as err:  # noqa: BLE001 - rows a kernel sent may be anything: a 400 naming the problem
+        raise PlanError(400, f"the rows cannot be tokenized ({type(err).__name__}: {err})"[:500]) from None
     per_epoch = math.ceil(math.ceil(len(prepared.train) / config.batch_size) / config.grad_accum)
     steps = per_epoch * config.epochs
     if config.max_steps is None and steps > MAX_STEPS:

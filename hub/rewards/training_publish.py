@@ -14,6 +14,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from hub.models.errors import ModelError
+from hub.rewards.training_charges import follow_transfer
 from hub.rewards.training_models import TrainingRun, TrainingStatus
 
 
@@ -26,7 +27,7 @@ def training_run_of(session: Session, manifest: dict[str, Any], publisher: str) 
     run = session.get(TrainingRun, str(run_id)[:64])
     if run is None or run.payer != publisher:
         raise ModelError(422, f"the manifest names training run {str(run_id)[:64]!r}, which is not one of yours")
-    if run.status == TrainingStatus.CHARGING:
+    if follow_transfer(session, run) == TrainingStatus.CHARGING:
         raise ModelError(409, f"training run {run.run_id}'s payment is still being confirmed: publish in a moment")
     if run.status not in (TrainingStatus.PAID, TrainingStatus.FREE) or run.outcome != "complete":
         raise ModelError(
