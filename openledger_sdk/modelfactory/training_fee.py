@@ -70,7 +70,9 @@ class TrainingPayment:
                 raise TrainingPaymentError(
                     "too many rows to send for pricing: publish them as a datanet version and train on that"
                 ) from None
-            raise TrainingPaymentError(f"the platform did not reserve the training cost: {err}") from None
+            if err.status == 402:  # the platform's refusal says it all: cost, wallet, how to get OPEN
+                raise TrainingPaymentError(str(err).partition(" → 402: ")[2] or str(err), 402) from None
+            raise TrainingPaymentError(f"the platform did not reserve the training cost: {err}", err.status) from None
         payment = cls(client, run)
         if run["planned_steps"] != planned_steps:  # the platform counted other data: never train on a wrong price
             payment.finish("failed", 0)
