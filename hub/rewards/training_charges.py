@@ -121,7 +121,7 @@ class TrainingCharges:
         with self.locks.locked(username) as session:
             run = session.get(TrainingRun, run_id)
             if run is None or run.payer != username:
-                raise ChargeError(404, f"you have no training run {run_id}")
+                raise ChargeError(404, f"you have no training run {run_id[:64]!r}")
             reported = report.model_dump()
             if run.status != TrainingStatus.RESERVED:
                 if run.reported == reported:

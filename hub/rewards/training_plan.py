@@ -27,7 +27,8 @@ from openledger_sdk.modelfactory.errors import FinetuneError
 from openledger_sdk.modelfactory.step_plan import plan_steps, step_tokens
 
 MAX_EPOCHS = 1000  # planning is per epoch: a run asking for more is refused before any work
-MAX_STEPS = 10_000_000
+MAX_PASSES = 20_000_000  # epochs x training examples: the plan lists every example of every epoch
+MAX_STEPS = 200_000  # every step's token count is stored with the run: bounded so one row stays small
 RUN_ID_PATTERN = r"^[0-9a-f]{32}$"
 
 
@@ -148,9 +149,13 @@ def plan_run(runtime: PlatformRuntime, user: HubUser, request: RunRequest) -> Pl
     except Exception as err:  # noqa: BLE001 - rows a kernel sent may be anything: a 400 naming the problem
         raise PlanError(400, f"the rows cannot be tokenized ({type(err).__name__}: {err})"[:500]) from None
     per_epoch = math.ceil(math.ceil(len(prepared.train) / config.batch_size) / config.grad_accum)
-    steps = per_epoch * config.epochs
-    if config.max_steps is None and steps > MAX_STEPS:
-        raise PlanError(400, f"the run would take {steps} steps (at most {MAX_STEPS}): set max_steps")
+    steps = min(per_epoch * config.epochs, config.max_steps or per_epoch * config.epochs)
+    if steps > MAX_STEPS or config.epochs * len(prepared.train) > MAX_PASSES:
+        raise PlanError(
+            400,
+            f"the run is too long to price: {steps} optimizer steps (at most {MAX_STEPS}) over {config.epochs} "
+            f"epochs of {len(prepared.train)} examples (at most {MAX_PASSES} together); train in shorter runs",
+        )
     plan = plan_steps(prepared.train, config)
     return PlannedRun(
         base, request.datanet, number, root, prepared.rows_sha256, config.config_hash(),
