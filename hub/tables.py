@@ -10,6 +10,7 @@ from hub.platform import idempotency_keys as idempotency_tables
 from hub.relay import outbox as outbox_tables
 from hub.rewards import models as reward_tables
 from hub.rewards import reservations as reservation_tables
+from hub.rewards import training_models as training_tables
 
 TABLE_MODULES = (
     outbox_tables,
@@ -19,4 +20,5 @@ TABLE_MODULES = (
     reward_tables,
     reservation_tables,
     idempotency_tables,
+    training_tables,
 )

@@ -79,7 +79,10 @@ def training_version(alice) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def trained(alice, base_dir: Path, training_version: dict, tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
+def trained(
+    platform: RunningHub, alice, base_dir: Path, training_version: dict, tmp_path_factory: pytest.TempPathFactory
+) -> TrainedModel:
+    platform.fund("mdl-alice", "1")  # training on the hub is paid in OPEN
     return train_tiny_adapter(base_dir, training_version, alice, tmp_path_factory.mktemp("trained") / "model")
 
 

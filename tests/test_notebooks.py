@@ -79,11 +79,11 @@ def test_05_attribution_and_rewards(platform: RunningHub, tmp_path: Path) -> Non
     )  # fmt: skip
     version = dn.publish()
     base = platform.settings.data_dir / "models" / "tiny-base"
-    trained = train_tiny_adapter(base, version, me, tmp_path / "model", recite=True)
-    me.models.publish(trained, "nb-rewards-bot", "2")
-    with platform.admin() as admin:
+    with platform.admin() as admin:  # OPEN for training (paid on the hub) and for the questions
         funded = admin.post("/services/platform/api/admin/faucet", json={"user": user, "open": "5", "eth": "1"})
         assert funded.status_code == 200, funded.text
+    trained = train_tiny_adapter(base, version, me, tmp_path / "model", recite=True)
+    me.models.publish(trained, "nb-rewards-bot", "2")
 
     printed = run_notebook(
         platform,

@@ -43,6 +43,7 @@ def served(platform: RunningHub, tmp_path_factory: pytest.TempPathFactory) -> di
         contributor.datanets.get("attr-archive").contribute(rows, progress=False)
     version = dn.publish()
     base = platform.settings.data_dir / "models" / "tiny-base"
+    platform.fund("attr-owner", "1")  # training on the hub is paid in OPEN
     trained = train_tiny_adapter(base, version, owner, tmp_path_factory.mktemp("attr") / "model", recite=True)
     name = owner.models.publish(trained, "attr-bot", "1")["name"]
     platform.ensure_user("attr-user")  # the faucet funds existing hub users only

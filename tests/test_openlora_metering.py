@@ -24,6 +24,7 @@ def published(platform: RunningHub, tmp_path_factory: pytest.TempPathFactory) ->
     dn.contribute([{"prompt": f"Served fact {i}?", "response": f"Served fact {i} is true."} for i in range(8)])
     version = dn.publish()
     base = platform.settings.data_dir / "models" / "tiny-base"
+    platform.fund("lora-owner", "1")  # training on the hub is paid in OPEN
     trained = train_tiny_adapter(base, version, owner, tmp_path_factory.mktemp("served") / "model")
     for asker in ("lora-user", "lora-streamer", "lora-sdk"):
         platform.ensure_user(asker)  # the faucet funds existing hub users only

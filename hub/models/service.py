@@ -29,6 +29,7 @@ from hub.models.models import PublishedModel, utcnow
 from hub.models.pricing import format_price, parse_price
 from hub.models.validation import CheckedUpload, Upload, check_name, check_upload
 from hub.relay.outbox import OutboxConflictError
+from hub.rewards.training_publish import training_of_model, training_run_of
 from openledger_sdk.ledger.records import derive_id
 from openledger_sdk.modelfactory.manifest import MANIFEST_FILE
 
@@ -116,6 +117,8 @@ class ModelService:
                     f"datanet {ref.name!r} version {ref.version} on this platform has root {root}, the manifest says "
                     f"{ref.root}: the adapter was trained on other data",
                 )
+        with Session(self.engine) as session:
+            training_run_of(session, checked.manifest, actor.name)  # refused before anything is stored
         owner_address = self.addresses(actor.name)
         stored = self._store(checked)
         model = PublishedModel(
@@ -137,6 +140,9 @@ class ModelService:
         with Session(self.engine) as session:
             session.add(model)
             try:
+                paid_run = training_run_of(session, checked.manifest, actor.name)
+                if paid_run is not None:
+                    paid_run.model = name  # unique: a second model on the same run fails here
                 session.flush()
                 if self.chain is not None:
                     model.outbox_id = self.chain.register(session, model)
@@ -214,6 +220,7 @@ class ModelService:
             "created_at": model.created_at.isoformat(),
             "updated_at": model.updated_at.isoformat(),
             "chain": chain,
+            "training": training_of_model(session, model.name),
         }
         if full:
             info["manifest"] = json.loads(self.blobs.get(model.files[MANIFEST_FILE]["digest"]))

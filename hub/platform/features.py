@@ -7,6 +7,7 @@ from hub.models import api as models
 from hub.platform import ledger_feature, progress, users
 from hub.platform.runtime import Feature
 from hub.rewards import api as rewards
+from hub.rewards import training_api as training
 
 FEATURES: list[Feature] = [
     users.feature,
@@ -15,4 +16,5 @@ FEATURES: list[Feature] = [
     datanets.feature,
     models.feature,  # after datanets: publishing checks the datanet versions a model was trained on
     rewards.feature,  # after the ledger: settles inference fees into epochs and claims
+    training.feature,  # after datanets and the ledger: prices runs from datanet versions, charges wallets
 ]

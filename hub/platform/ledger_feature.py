@@ -9,7 +9,6 @@ build PreparedCalls for `hub.relay.enqueue`), "relay" (RelayService: `.wake()` a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -33,7 +32,7 @@ from hub.ledger.deploy import LedgerDeployment, deploy_or_attach, redact_url
 from hub.ledger.errors import ChainUnreachableError, LedgerError, WrongChainError
 from hub.ledger.tx import PreparedCall, send_call
 from hub.platform.idempotency import idempotent
-from hub.platform.runtime import Feature, PlatformRuntime, get_runtime
+from hub.platform.runtime import Feature, PlatformRuntime, get_runtime, stop_task
 from hub.relay.finality import settings_finality
 from hub.relay.outbox import OPERATOR, OutboxEntry, OutboxStatus, enqueue
 from hub.relay.parts import RelayConfig
@@ -135,11 +134,7 @@ async def startup(runtime: PlatformRuntime) -> None:
 
 
 async def shutdown(runtime: PlatformRuntime) -> None:
-    task: asyncio.Task | None = runtime.extras.pop("ledger_task", None)
-    if task is not None and not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await stop_task(runtime, "ledger_task")
     relay: RelayService | None = runtime.extras.pop("relay", None)
     if relay is not None:
         await asyncio.to_thread(relay.stop)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +31,15 @@ class Feature:
     router: APIRouter | None = None
     startup: Callable[[PlatformRuntime], Awaitable[None]] | None = None
     shutdown: Callable[[PlatformRuntime], Awaitable[None]] | None = None
+
+
+async def stop_task(runtime: PlatformRuntime, key: str) -> None:
+    """Cancel the background task a feature keeps in `runtime.extras[key]` and wait until it has ended."""
+    task: asyncio.Task | None = runtime.extras.pop(key, None)
+    if task is not None and not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def get_runtime(request: Request) -> PlatformRuntime:

@@ -14,7 +14,6 @@ GET  /api/models/{name}/revenue        requests, fees and the owner's share per 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -34,7 +33,7 @@ from hub.models.models import PublishedModel
 from hub.platform.idempotency import idempotent
 from hub.platform.ledger_feature import ledger_parts
 from hub.platform.progress import PROGRESS_PROVIDERS
-from hub.platform.runtime import Feature, PlatformRuntime, get_runtime
+from hub.platform.runtime import Feature, PlatformRuntime, get_runtime, stop_task
 from hub.relay.outbox import UNFINISHED, OutboxEntry, OutboxStatus
 from hub.rewards.claims import claim_state, enqueue_claim, pending_view, user_accounts
 from hub.rewards.models import InferenceRecordRow, RewardEpoch
@@ -272,11 +271,7 @@ async def startup(runtime: PlatformRuntime) -> None:
 
 
 async def shutdown(runtime: PlatformRuntime) -> None:
-    task: asyncio.Task | None = runtime.extras.pop("rewards_task", None)
-    if task is not None and not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await stop_task(runtime, "rewards_task")
 
 
 PROGRESS_PROVIDERS.append(inference_counts)

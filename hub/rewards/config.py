@@ -41,11 +41,16 @@ class RewardSettings(BaseModel):
     record_mode: Literal["epoch", "per_record"] = "epoch"
     # A priced request's fee reservation lapses after this long if its process died before releasing it.
     reservation_seconds: int = Field(900, ge=10)
+    # Fine-tuning (ModelFactory) costs this much OPEN per trained token (18 decimals at most), paid to the protocol.
+    training_price: Decimal = Field(Decimal("0.00001"), ge=0)
+    # A training run that never reports its end is charged its whole reservation after this long (crash or not:
+    # the platform cannot tell a dead kernel from one that withholds its report).
+    training_reservation_seconds: int = Field(86400, ge=60)
 
-    @field_validator("platform_fee")
+    @field_validator("platform_fee", "training_price")
     @classmethod
     def _whole_base_units(cls, value: Decimal) -> Decimal:
-        open_to_wei(value, "platform_fee")  # raises on more than 18 decimals
+        open_to_wei(value, "platform_fee / training_price")  # raises on more than 18 decimals
         return value
 
     @field_validator("owner_percent", "contributors_percent", "protocol_percent", "contributor_cap_percent")
@@ -78,6 +83,10 @@ class RewardSettings(BaseModel):
     @property
     def platform_fee_wei(self) -> int:
         return open_to_wei(self.platform_fee, "platform_fee")
+
+    @property
+    def training_price_wei(self) -> int:
+        return open_to_wei(self.training_price, "training_price")
 
     @property
     def owner_bps(self) -> int:

@@ -1,7 +1,8 @@
 """Fee reservations: a priced request holds its maximum cost before any work, so concurrent requests cannot spend
 the same OPEN twice.
 
-spendable = chain balance − fees recorded but not settled yet − reservations still held
+spendable = chain balance − fees recorded but not settled yet − reservations still held − training owed
+(fine-tuning holds and charges in flight, hub.rewards.training_models)
 
 `reserve()` checks and inserts in one transaction that holds a per-payer lock: `BEGIN IMMEDIATE` on SQLite (one
 writer at a time for the whole file), `SELECT … FOR UPDATE` on the payer's `payer_locks` row on PostgreSQL. Of 50
@@ -22,6 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from hub.rewards.models import ChargeStatus, InferenceRecordRow, Wei, utcnow
+from hub.rewards.training_models import training_owed
 
 UNSETTLED = (ChargeStatus.OPEN, ChargeStatus.PENDING)
 DEFAULT_TTL_S = 900  # longer than any generation may take; a dead process's hold lapses after this
@@ -61,7 +63,7 @@ class Reservations:
             now = utcnow()
             session.exec(delete(FeeReservation).where(col(FeeReservation.expires_at) <= now))
             if balance is not None:
-                spendable = balance - unsettled_fees(session, payer) - held(session, payer, now)
+                spendable = spendable_of(session, payer, balance, now)
                 if spendable < amount:
                     raise NotEnoughFundsError(spendable, amount)
             session.add(FeeReservation(request_id=request_id, payer=payer, amount=amount, expires_at=now + self.ttl))
@@ -102,6 +104,11 @@ class Reservations:
                 finally:
                     if connection.in_transaction():
                         connection.rollback()  # refused or failed: nothing was added
+
+
+def spendable_of(session: Session, payer: str, balance: int, now: datetime | None = None) -> int:
+    """What `payer` may still commit: the chain balance less every fee, hold and training charge not yet on chain."""
+    return balance - unsettled_fees(session, payer) - held(session, payer, now) - training_owed(session, payer)
 
 
 def unsettled_fees(session: Session, payer: str) -> int:

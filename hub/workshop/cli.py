@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("workshop")
         if command == "progress":
             cmd.add_argument("--json", action="store_true")
-    fund_cmd = sub.add_parser("fund", help="give every student OPEN to pay for inferences (and gas)")
+    fund_cmd = sub.add_parser("fund", help="OPEN (and gas) for every student: inferences and class training")
     fund_cmd.add_argument("workshop")
     fund_cmd.add_argument("--open", default="10", help="OPEN per student (default 10)")
     password_cmd = sub.add_parser("password", help="issue a new login password for one user (shown once)")
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows = class_progress(api, users, token)
                 print(json.dumps(rows, indent=2) if args.json else format_table(rows))
             elif args.command == "fund":
-                funded = fund(api, students(api, args.workshop), args.open)
+                funded = fund(api, students(api, args.workshop), args.open, workshop=args.workshop)
                 for user, status in funded.items():
                     print(f"{user}\t{status}")
                 return 0 if all(status == "ok" for status in funded.values()) else 1

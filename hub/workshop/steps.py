@@ -12,6 +12,7 @@ import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -192,13 +193,43 @@ def archive_homes(settings: Settings, users: list[str], label: str) -> Path | No
 # --- rewards: OPEN to pay for inferences, and settling on demand -------------------------------------------------
 
 
-def fund(api: HubAPI, users: list[str], open_amount: str, eth: str = "1") -> dict[str, str]:
+# What a student's run of the fine-tuning notebook trains (templates/notebooks/03-finetune-lora's settings).
+CLASS_TRAINING = {
+    "lora": {"r": 8, "alpha": 16, "dropout": 0.05},
+    "lr": 1e-3,
+    "epochs": 1,
+    "max_steps": 4,
+    "batch_size": 4,
+    "max_len": 96,
+    "eval_split": 0.25,
+}
+CLASS_RUNS_FUNDED = 2  # a stopped or failed try, then a full run
+
+
+def class_training_cost(api: HubAPI, workshop: str) -> Decimal:
+    """OPEN one student needs to fine-tune the class datanet with the notebook's settings, twice (0 when the class
+    datanet has no published version yet: nothing to train on)."""
+    body = {"datanet": datanet_name(workshop), "version": "latest", "config": CLASS_TRAINING}
+    try:
+        quote = api.platform("POST", "api/training/quote", json=body)
+    except HubAPIError as err:
+        if "404" in str(err):
+            return Decimal(0)
+        raise
+    return Decimal(quote["cost"]) * CLASS_RUNS_FUNDED
+
+
+def fund(
+    api: HubAPI, users: list[str], open_amount: str, eth: str = "1", workshop: str | None = None
+) -> dict[str, str]:
     """Send every student `open_amount` OPEN (their questions to models are paid from it) and gas, from the
-    platform's faucet. Returns user → "ok" or the reason it failed (the others are still funded)."""
+    platform's faucet; with `workshop`, also what training the class model costs (fine-tuning on the hub is paid).
+    Returns user → "ok" or the reason it failed (the others are still funded)."""
     results: dict[str, str] = {}
+    total = Decimal(str(open_amount)) + (class_training_cost(api, workshop) if workshop else Decimal(0))
     for user in users:
         try:
-            api.platform("POST", "api/admin/faucet", json={"user": user, "open": str(open_amount), "eth": str(eth)})
+            api.platform("POST", "api/admin/faucet", json={"user": user, "open": format(total, "f"), "eth": str(eth)})
             results[user] = "ok"
         except HubAPIError as err:
             results[user] = str(err)

@@ -27,7 +27,8 @@ class Callback:
     """Hooks into training; override what you need. Called from the thread that runs `finetune()`."""
 
     def on_phase(self, phase: str) -> None:
-        """ "loading data", "loading model", "training", "evaluating", "indexing", "saving", "done", "stopped"."""
+        """ "loading data", "loading model", "training", "paying for training" (on a hub), "evaluating",
+        "indexing", "saving", "done", "stopped"."""
 
     def on_train_begin(self, info: dict[str, Any]) -> None:
         """`info`: total_steps, epochs, train_rows, eval_rows, device, precision, trainable_params."""

@@ -1,40 +1,21 @@
-"""The optimisation loop of `finetune()`: the seeded step plan and the loop itself (AdamW steps with token-weighted
-loss across gradient accumulation, Stop between micro-batches, live callbacks, optional index feature capture)."""
+"""The optimisation loop of `finetune()` over the seeded step plan (step_plan.py): AdamW steps with token-weighted
+loss across gradient accumulation, Stop between micro-batches, live callbacks, optional index feature capture."""
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from openledger_sdk.modelfactory.callbacks import StepInfo, emit
 from openledger_sdk.modelfactory.config import TrainConfig
-from openledger_sdk.modelfactory.data import Example, collate, epoch_order, order_hash
+from openledger_sdk.modelfactory.data import Example, collate
+from openledger_sdk.modelfactory.step_plan import TrainingPlan, plan_steps
 
-
-@dataclass
-class TrainingPlan:
-    micro_batches: list[list[list[int]]]  # per epoch: lists of example positions
-    total_steps: int
-    order_hash: str
-
-
-def plan_steps(train: Sequence[Example], config: TrainConfig) -> TrainingPlan:
-    epochs, orders = [], []
-    for epoch in range(config.epochs):
-        order = epoch_order(len(train), config.seed, epoch)
-        orders.append([train[i].row_id for i in order])
-        epochs.append([order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)])
-    steps_per_epoch = math.ceil(len(epochs[0]) / config.grad_accum)
-    total = steps_per_epoch * config.epochs
-    if config.max_steps is not None:
-        total = min(total, config.max_steps)
-    return TrainingPlan(epochs, total, order_hash(orders))
+__all__ = ["TrainingPlan", "plan_steps", "train_loop"]
 
 
 def train_loop(

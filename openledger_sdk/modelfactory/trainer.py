@@ -34,6 +34,7 @@ from openledger_sdk.modelfactory.model_setup import (
 )
 from openledger_sdk.modelfactory.run_manifest import run_manifest
 from openledger_sdk.modelfactory.train_loop import plan_steps, train_loop
+from openledger_sdk.modelfactory.training_fee import StepCounter, TrainingPayment, paying_client, training_charge
 
 __all__ = ["Callback", "StepInfo", "finetune", "resolve_device"]
 
@@ -148,7 +149,8 @@ def finetune(
         raise FinetuneError(str(err)) from None
 
     emit(callbacks, "on_phase", "loading data")
-    data_rows, sources = _load_rows(datanet, version, rows, client)
+    payer = paying_client(client, fetches_datanet=rows is None and isinstance(datanet, str))
+    data_rows, sources = _load_rows(datanet, version, rows, payer or client)
 
     from transformers import AutoConfig, AutoTokenizer
 
@@ -160,6 +162,10 @@ def finetune(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     prepared = prepare(data_rows, tokenizer, max_len=max_len, eval_split=eval_split, seed=seed)
     plan = plan_steps(prepared.train, config)
+    # On a hub the run's maximum cost is held from the user's wallet before any work (refused: nothing runs).
+    payment = TrainingPayment.reserve(payer, config, sources, data_rows, plan.total_steps) if payer else None
+    steps_done = StepCounter()
+    callbacks.append(steps_done)
 
     emit(callbacks, "on_phase", "loading model")
     phase = "loading the model"
@@ -193,6 +199,9 @@ def finetune(
                 peft_model, optimizer, scheduler, accelerator, prepared.train, plan, config, pad_id, callbacks, stop,
                 bar, capture,
             )  # fmt: skip
+        if payment is not None:
+            emit(callbacks, "on_phase", "paying for training")
+            payment.finish("stopped" if training["stopped"] else "complete", training["steps"], training["tokens"])
         evaluation, attribution, spans = None, None, None
         if not training["stopped"]:
             if prepared.eval:
@@ -207,7 +216,9 @@ def finetune(
                 attribution, spans = _build_indexes(
                     peft_model, prepared, config, pad_id, accelerator, callbacks, sources, capture
                 )
-    except Exception as err:
+    except BaseException as err:
+        if payment is not None:
+            payment.fail_quietly(steps_done.steps)  # charged for the steps done; the rest of the hold is released
         if is_oom(err):
             release_memory()
             raise oom_error(phase, device_kind, config) from err
@@ -221,6 +232,7 @@ def finetune(
     manifest = run_manifest(
         config, base, base_dir, sources, prepared, plan, training, evaluation, attribution, device_kind, precision
     )
+    manifest["training_charge"] = training_charge(payment)
     manifest = save_artifacts(target, accelerator.unwrap_model(peft_model), base, manifest, attribution, spans)
     trained = TrainedModel(
         model=accelerator.unwrap_model(peft_model),
