@@ -13,7 +13,7 @@ from eth_account.datastructures import SignedTransaction
 from web3 import Web3
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 
-from hub.ledger.artifacts import decode_error
+from hub.ledger.artifacts import decode_error, load_artifact
 from hub.ledger.errors import ContractRevert, InsufficientFundsError, TransactionError
 
 GAS_HEADROOM = 1.2  # estimates are exact for the state they ran on; a later state may need a little more
@@ -67,6 +67,14 @@ class Fees:
     @property
     def max_per_gas(self) -> int:
         return self.gas_price if self.gas_price is not None else int(self.max_fee_per_gas or 0)
+
+
+def constructor_call(name: str, w3: Web3, *constructor_args: Any) -> PreparedCall:
+    """Deploying contract `name` (its committed artifact) with these constructor arguments, as a PreparedCall."""
+    artifact = load_artifact(name)
+    factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    data = factory.constructor(*constructor_args).data_in_transaction
+    return PreparedCall(name, "constructor", None, data, 0, constructor_args)
 
 
 def revert_from_exception(err: ContractLogicError, call: PreparedCall, tx_hash: str | None = None) -> ContractRevert:

@@ -2,6 +2,8 @@
 
 The platform reads them from the hub settings' `[rewards]` section when it has one (keys as in `RewardSettings`,
 e.g. `[rewards] owner_percent = "50"` or `OPENLEDGER_REWARDS__EPOCH_SECONDS=600`), else uses the defaults.
+With governance deployed, the fee split, cap, platform fee and training price here are only the genesis values of
+the on-chain ProtocolParameters: after that, votes change them (hub.governance.parameters).
 Amounts of OPEN and percentages are Decimals (write them as strings in TOML: a TOML float is binary); everything is
 turned into exact integers (base units, basis points, fractions) before any money is computed.
 """
@@ -23,6 +25,8 @@ class RewardSettings(BaseModel):
 
     # Charged on every inference on top of the token price, in OPEN (18 decimals at most).
     platform_fee: Decimal = Field(Decimal("0.001"), ge=0)
+    # Charged per token trained by ModelFactory, in OPEN (18 decimals at most).
+    training_price: Decimal = Field(Decimal("0.000001"), ge=0)
     # How every fee is split; at most 2 decimals each (basis points) and exactly 100 together.
     owner_percent: Decimal = Field(Decimal(50), ge=0, le=100)
     contributors_percent: Decimal = Field(Decimal(40), ge=0, le=100)
@@ -42,10 +46,10 @@ class RewardSettings(BaseModel):
     # A priced request's fee reservation lapses after this long if its process died before releasing it.
     reservation_seconds: int = Field(900, ge=10)
 
-    @field_validator("platform_fee")
+    @field_validator("platform_fee", "training_price")
     @classmethod
     def _whole_base_units(cls, value: Decimal) -> Decimal:
-        open_to_wei(value, "platform_fee")  # raises on more than 18 decimals
+        open_to_wei(value, "platform_fee / training_price")  # raises on more than 18 decimals
         return value
 
     @field_validator("owner_percent", "contributors_percent", "protocol_percent", "contributor_cap_percent")
@@ -78,6 +82,10 @@ class RewardSettings(BaseModel):
     @property
     def platform_fee_wei(self) -> int:
         return open_to_wei(self.platform_fee, "platform_fee")
+
+    @property
+    def training_price_wei(self) -> int:
+        return open_to_wei(self.training_price, "training_price")
 
     @property
     def owner_bps(self) -> int:
