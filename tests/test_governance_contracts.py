@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 from eth_account import Account
 
-from hub.chain.anvil import rpc_call
 from hub.governance.deploy import genesis_parameters
 from hub.ledger.errors import ContractRevert
 from hub.ledger.governance_contracts import (
@@ -17,7 +16,6 @@ from hub.ledger.governance_contracts import (
     FOR,
     PROPOSER_ROLE,
     TIMELOCK_ADMIN_ROLE,
-    Governance,
     OnChainParameters,
     ProposalCall,
     ProposalState,
@@ -25,6 +23,7 @@ from hub.ledger.governance_contracts import (
 )
 from hub.ledger.tx import constructor_call, send_call
 from tests import ledger_fixtures
+from tests.governance_fixtures import advance, governance, voter
 from tests.ledger_fixtures import LedgerEnv, fund
 
 anvil_node = ledger_fixtures.anvil_node
@@ -36,28 +35,6 @@ GENESIS = OnChainParameters(5000, 4000, 1000, 5000, 10**15, 10**12)
 
 def reverts(name: str):
     return pytest.raises(ContractRevert, match=rf"reverted with {name}\(")
-
-
-def advance(env: LedgerEnv, seconds: int) -> None:
-    rpc_call(env.node.rpc_url, "evm_increaseTime", [seconds])
-    rpc_call(env.node.rpc_url, "evm_mine", [])
-
-
-def governance(env: LedgerEnv) -> Governance:
-    assert env.ledger.governance is not None, "the deploy flow deploys governance with the ledger"
-    return env.ledger.governance
-
-
-def voter(env: LedgerEnv, amount: int) -> Account:
-    """A new funded account holding `amount` gOPEN, delegated to itself."""
-    account = Account.create()
-    fund(env.node, account.address)
-    gov, token = governance(env), env.ledger.token
-    token.send(token.mint(account.address, amount), env.operator)
-    token.send(token.approve(gov.token.address, amount), account)
-    gov.token.send(gov.token.deposit_for(account.address, amount), account)
-    gov.token.send(gov.token.delegate(account.address), account)
-    return account
 
 
 def test_genesis_from_settings_and_deployer_keeps_no_bypass(ledger_env: LedgerEnv) -> None:

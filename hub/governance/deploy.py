@@ -15,6 +15,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from hub.governance.config import GovernanceSettings
+from hub.governance.parameters import from_settings
 from hub.ledger.governance_contracts import (
     CANCELLER_ROLE,
     PROPOSER_ROLE,
@@ -24,21 +25,13 @@ from hub.ledger.governance_contracts import (
 )
 from hub.ledger.tx import constructor_call, send_call
 from hub.rewards.config import RewardSettings
-from hub.rewards.money import bps
 
 log = logging.getLogger("hub.governance")
 
 
 def genesis_parameters(rewards: RewardSettings) -> OnChainParameters:
     """The first on-chain parameters: the [rewards] settings in basis points and base units."""
-    return OnChainParameters(
-        owner_bps=rewards.owner_bps,
-        contributors_bps=rewards.contributors_bps,
-        protocol_bps=bps(rewards.protocol_percent),
-        contributor_cap_bps=bps(rewards.contributor_cap_percent),
-        platform_fee=rewards.platform_fee_wei,
-        training_price_per_token=rewards.training_price_wei,
-    )
+    return OnChainParameters(*from_settings(rewards).values())
 
 
 def deploy_governance(

@@ -26,6 +26,7 @@ from typing import Any
 from sqlmodel import Session, func, select, update
 
 from hub.db import session_scope
+from hub.governance.periods import ensure_first_period, parameters_for_metering, parameters_or_none, start_period
 from hub.ledger.contracts import EpochTotals, Ledger
 from hub.ledger.tx import suggest_fees
 from hub.platform.runtime import PlatformRuntime
@@ -75,6 +76,7 @@ class Settler:
         if self.runtime.extras.get("ledger") is None:
             return
         with self.lock:
+            ensure_first_period(self.engine, self.runtime.extras["ledger"].ledger, self.settings)
             current = self._in_progress()
             if current is not None:
                 if current.status != EpochStatus.FAILED:  # a failed one waits for an admin
@@ -90,6 +92,7 @@ class Settler:
         waiting up to `wait_s` for the relay. The epoch's report, or {"status": "nothing to settle"}."""
         self._deployment()
         with self.lock:
+            ensure_first_period(self.engine, self.runtime.extras["ledger"].ledger, self.settings)
             current = self._in_progress()
             number = current.number if current is not None else self.close()
             if number is None:
@@ -128,14 +131,22 @@ class Settler:
 
     # Steps (each returns True when the epoch moved on) ---------------------------------------------------------
     def close(self) -> int | None:
-        """Give every open record the next epoch number; None (and no epoch) when there is none."""
+        """Give every open record the next epoch number; None (and no epoch) when there is none.
+
+        The closed epoch keeps the parameter period its records were metered in; the next period starts with the
+        parameters in force now, which is how a vote executed mid-epoch takes effect at the next epoch."""
+        deployment = self.runtime.extras.get("ledger")
+        upcoming = parameters_or_none(deployment.ledger if deployment else None, self.settings)
         with session_scope(self.engine) as session:
             open_records = select(func.max(InferenceRecordRow.id)).where(InferenceRecordRow.epoch.is_(None))  # type: ignore[union-attr]
             last_open = session.exec(open_records).one()
             if last_open is None:
                 return None
             number = (session.exec(select(func.max(RewardEpoch.number))).one() or 0) + 1
-            epoch = RewardEpoch(number=number)
+            used = parameters_for_metering(session, self.settings)
+            epoch = RewardEpoch(
+                number=number, parameters_block=used.block, parameters_hash=used.hash, parameters=used.as_dict()
+            )
             session.add(epoch)
             session.flush()  # the primary key makes a second closer with the same number fail here
             result = session.exec(
@@ -144,6 +155,8 @@ class Settler:
                 .values(epoch=number, charge_status=ChargeStatus.PENDING)
             )
             epoch.records = count = result.rowcount
+            if upcoming is not None:
+                start_period(session, upcoming)
         log.info("rewards: closed epoch %d with %d records", number, count)
         return number
 
@@ -353,7 +366,10 @@ class Settler:
         ref = f"{epoch.number}" + (f":retry{epoch.attempt}" if epoch.attempt else "")
         uri = f"{self.runtime.settings.public_url}/services/platform/api/rewards/epochs/{epoch.number}"
         if need_commit:
-            call = ledger.attribution.commit_epoch(epoch.number, epoch.records_root, epoch.payouts_root, totals, uri)
+            block, digest = epoch.parameters_block or 0, epoch.parameters_hash or ZERO_ROOT
+            call = ledger.attribution.commit_epoch(
+                epoch.number, epoch.records_root, epoch.payouts_root, totals, uri, block, digest
+            )
             entry = enqueue(session, call, signer=OPERATOR, kind="rewards.commit", ref=ref)
             session.flush()
             epoch.commit_outbox_id = entry.id
