@@ -7,7 +7,6 @@ The chain's clock is moved with the admin's dev-chain endpoint (POST /api/admin/
 
 from __future__ import annotations
 
-import time
 import uuid
 from decimal import Decimal
 
@@ -17,19 +16,11 @@ import pytest
 import openledger_sdk
 from openledger_sdk.governance import Proposal
 from tests.hub_harness import RunningHub
+from tests.test_dashboards import wait_for_ledger
 
 pytestmark = pytest.mark.e2e
 
 API = "/services/platform/api"
-
-
-def wait_for_ledger(platform: RunningHub, token: str) -> None:
-    deadline = time.monotonic() + 90
-    with platform.as_token(token) as client:
-        while (answer := client.get(f"{API}/governance")).status_code == 503:
-            assert time.monotonic() < deadline, answer.text
-            time.sleep(0.3)
-        assert answer.status_code == 200, answer.text
 
 
 def advance(platform: RunningHub, seconds: int) -> None:

@@ -55,7 +55,7 @@ def require_gas(governance: Governance, actor: Actor) -> None:
 def preflight(governance: Governance, call: PreparedCall, actor: Actor, status: int = 409) -> None:
     """The call as the user's wallet would send it, simulated: a revert is a refusal with the decoded reason."""
     try:
-        simulate(governance.token.w3, call, actor.address)
+        simulate(governance.token.w3, call, actor.address, block="pending")  # as a transaction sent now
     except ContractRevert as err:
         raise ActionRefused(status, f"{call.contract}.{call.function} would revert: {err}") from None
 
@@ -63,6 +63,12 @@ def preflight(governance: Governance, call: PreparedCall, actor: Actor, status: 
 def check_can_propose(governance: Governance, actor: Actor) -> None:
     threshold = governance.governor.proposal_threshold()
     votes = governance.token.past_votes(actor.address, governance.token.clock() - 1)
+    if votes < threshold <= governance.token.votes(actor.address):
+        raise ActionRefused(
+            409,
+            "your votes were delegated this very second, and a proposer's votes count from the "
+            "second before the proposal: try again in a moment",
+        )
     if votes < threshold:
         raise ActionRefused(
             403,

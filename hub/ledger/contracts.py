@@ -40,6 +40,7 @@ def _camel(name: str) -> str:
 
 class ContractWrapper:
     NAME: ClassVar[str]
+    VIEW_BLOCK: ClassVar[str] = "latest"  # the block views read (see the governance wrappers for "pending")
 
     def __init__(self, w3: Web3, address: str) -> None:
         self.w3 = w3
@@ -59,7 +60,7 @@ class ContractWrapper:
 
     def view(self, function: str, *args: Any) -> Any:
         try:
-            return self.contract.functions[function](*args).call()
+            return self.contract.functions[function](*args).call(block_identifier=self.VIEW_BLOCK)
         except ContractLogicError as err:
             call = PreparedCall(self.NAME, function, self.address, "0x", 0, tuple(args))
             raise revert_from_exception(err, call) from None

@@ -64,6 +64,9 @@ class OnChainParameters:
 
 class GovernanceToken(ContractWrapper):
     NAME = "GovernanceToken"
+    # Votes, clock and proposal states depend on the block timestamp: read them as a transaction sent now would see
+    # them ("pending"), not as of the last block, which on an idle dev chain can be minutes old.
+    VIEW_BLOCK = "pending"
 
     def deposit_for(self, account: str, amount: int) -> PreparedCall:
         """Wrap: pulls `amount` OPEN from the sender (approve the wrapper on OPEN first), mints gOPEN to `account`."""
@@ -96,6 +99,7 @@ class GovernanceToken(ContractWrapper):
 
 class GovernanceTimelock(ContractWrapper):
     NAME = "GovernanceTimelock"
+    VIEW_BLOCK = "pending"  # as GovernanceToken
 
     def has(self, role: bytes, account: str) -> bool:
         return bool(self.view("hasRole", role, to_checksum_address(account)))
@@ -121,6 +125,7 @@ class ProposalCall:
 
 class OpenLedgerGovernor(ContractWrapper):
     NAME = "OpenLedgerGovernor"
+    VIEW_BLOCK = "pending"  # as GovernanceToken
 
     def propose(self, calls: Sequence[ProposalCall], description: str) -> PreparedCall:
         targets, values, datas = _columns(calls)

@@ -17,6 +17,14 @@ from hub.ledger.artifacts import decode_error, load_artifact
 from hub.ledger.errors import ContractRevert, InsufficientFundsError, TransactionError
 
 GAS_HEADROOM = 1.2  # estimates are exact for the state they ran on; a later state may need a little more
+# ... and sometimes one more fresh storage slot (~22k gas): e.g. a vote checkpoint is updated in place when the estimate
+# runs in the same second as the last one, but pushed as a new slot when the transaction lands in a later block.
+GAS_EXTRA = 25_000
+
+
+def with_headroom(estimate: int) -> int:
+    """The gas limit to sign for an estimate (a limit: unused gas is not paid)."""
+    return int(estimate * GAS_HEADROOM) + GAS_EXTRA
 
 
 class Signer(Protocol):
@@ -106,7 +114,7 @@ def simulate(w3: Web3, call: PreparedCall, sender: str, block: int | str = "late
 def estimate_gas(w3: Web3, call: PreparedCall, sender: str) -> int:
     """Gas to send `call` from `sender` with headroom; a revert surfaces here, before anything is signed."""
     try:
-        return int(w3.eth.estimate_gas(call.call_params(sender)) * GAS_HEADROOM)
+        return with_headroom(w3.eth.estimate_gas(call.call_params(sender)))
     except ContractLogicError as err:
         raise revert_from_exception(err, call) from None
     except Web3RPCError as err:
