@@ -16,12 +16,12 @@ from hub.ledger.governance_contracts import (
     FOR,
     PROPOSER_ROLE,
     TIMELOCK_ADMIN_ROLE,
-    OnChainParameters,
     ProposalCall,
     ProposalState,
     ProtocolParameters,
 )
 from hub.ledger.tx import constructor_call, send_call
+from openledger_sdk.ledger.parameters import GovernedParameters
 from tests import ledger_fixtures
 from tests.governance_fixtures import advance, governance, voter
 from tests.ledger_fixtures import LedgerEnv, fund
@@ -30,7 +30,7 @@ anvil_node = ledger_fixtures.anvil_node
 ledger_env = ledger_fixtures.ledger_env
 
 OPEN = 10**18
-GENESIS = OnChainParameters(5000, 4000, 1000, 5000, 10**15, 10**12)
+GENESIS = GovernedParameters(5000, 4000, 1000, 5000, 10**15, 10**12)
 
 
 def reverts(name: str):
@@ -39,7 +39,7 @@ def reverts(name: str):
 
 def test_genesis_from_settings_and_deployer_keeps_no_bypass(ledger_env: LedgerEnv) -> None:
     gov, deployer = governance(ledger_env), ledger_env.deployer
-    assert gov.parameters.parameters() == genesis_parameters(ledger_env.settings.rewards)
+    assert gov.parameters.parameters().values() == genesis_parameters(ledger_env.settings.rewards).values()
     assert gov.parameters.training_price_per_token() == ledger_env.settings.rewards.training_price_wei
     assert gov.parameters.owner() == gov.timelock.address
     assert gov.governor.timelock() == gov.timelock.address
@@ -61,22 +61,22 @@ def test_genesis_from_settings_and_deployer_keeps_no_bypass(ledger_env: LedgerEn
         gov.timelock.send(schedule, deployer)
     with reverts("GovernorOnlyExecutor"):
         gov.governor.send(gov.governor.prepare("setVotingPeriod", 1), deployer)
-    assert gov.parameters.parameters() == genesis_parameters(ledger_env.settings.rewards)
+    assert gov.parameters.parameters().values() == genesis_parameters(ledger_env.settings.rewards).values()
 
 
 def _own_parameters(env: LedgerEnv) -> ProtocolParameters:
     """A ProtocolParameters owned by `env.outsider`, to test its validation without a vote per case."""
-    call = constructor_call("ProtocolParameters", env.ledger.w3, env.outsider.address, GENESIS.as_tuple())
+    call = constructor_call("ProtocolParameters", env.ledger.w3, env.outsider.address, GENESIS.values())
     address = send_call(env.ledger.w3, call, env.outsider)["contractAddress"]
     return ProtocolParameters(env.ledger.w3, address)
 
 
 def test_invalid_parameters_revert_and_change_nothing(ledger_env: LedgerEnv) -> None:
     params, owner = _own_parameters(ledger_env), ledger_env.outsider
-    bad_genesis = OnChainParameters(5000, 4000, 999, 5000, 0, 0)
+    bad_genesis = GovernedParameters(5000, 4000, 999, 5000, 0, 0)
     with reverts("InvalidFeeSplit"):
         send_call(ledger_env.ledger.w3, constructor_call("ProtocolParameters", ledger_env.ledger.w3,
-                                                        owner.address, bad_genesis.as_tuple()), owner)  # fmt: skip
+                                                        owner.address, bad_genesis.values()), owner)  # fmt: skip
     with reverts("InvalidFeeSplit") as info:
         params.send(params.set_fee_split(6000, 4000, 1), owner)
     assert info.value.error_args == {"ownerBps": 6000, "contributorsBps": 4000, "protocolBps": 1}
@@ -88,7 +88,7 @@ def test_invalid_parameters_revert_and_change_nothing(ledger_env: LedgerEnv) -> 
         params.send(params.set_contributor_cap(0), owner)
     with pytest.raises(Exception, match="uint256|negative|OverflowError|out of bounds|Value"):
         params.set_platform_fee(-1)  # a negative fee cannot even be encoded
-    assert params.parameters() == GENESIS and int(params.view("historyLength")) == 1
+    assert params.parameters().values() == GENESIS.values() and int(params.view("historyLength")) == 1
 
 
 def test_parameters_history_by_block(ledger_env: LedgerEnv) -> None:
@@ -97,7 +97,8 @@ def test_parameters_history_by_block(ledger_env: LedgerEnv) -> None:
     params.send(params.set_platform_fee(7), owner)
     changed_block = w3.eth.block_number
     params.send(params.set_fee_split(6000, 3000, 1000), owner)
-    assert params.parameters_at(genesis_block) == (GENESIS, genesis_block)
+    at_genesis, since_genesis = params.parameters_at(genesis_block)
+    assert (at_genesis.values(), since_genesis) == (GENESIS.values(), genesis_block)
     at_change, since = params.parameters_at(changed_block)
     assert (at_change.platform_fee, at_change.owner_bps, since) == (7, 5000, changed_block)
     latest, _ = params.parameters_at(w3.eth.block_number)

@@ -15,13 +15,12 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from hub.governance.config import GovernanceSettings
-from hub.governance.parameters import from_settings
+from hub.governance.parameters import GovernedParameters, from_settings
 from hub.ledger.governance_contracts import (
     CANCELLER_ROLE,
     PROPOSER_ROLE,
     TIMELOCK_ADMIN_ROLE,
     GovernanceTimelock,
-    OnChainParameters,
 )
 from hub.ledger.tx import constructor_call, send_call
 from hub.rewards.config import RewardSettings
@@ -29,9 +28,9 @@ from hub.rewards.config import RewardSettings
 log = logging.getLogger("hub.governance")
 
 
-def genesis_parameters(rewards: RewardSettings) -> OnChainParameters:
+def genesis_parameters(rewards: RewardSettings) -> GovernedParameters:
     """The first on-chain parameters: the [rewards] settings in basis points and base units."""
-    return OnChainParameters(*from_settings(rewards).values())
+    return from_settings(rewards)
 
 
 def deploy_governance(
@@ -60,7 +59,7 @@ def deploy_governance(
         settings.proposal_threshold_wei,
         settings.quorum_percent,
     )
-    parameters = deploy("ProtocolParameters", timelock_address, genesis.as_tuple())
+    parameters = deploy("ProtocolParameters", timelock_address, genesis.values())
     timelock = GovernanceTimelock(w3, timelock_address)
     for role in (PROPOSER_ROLE, CANCELLER_ROLE):
         timelock.send(timelock.grant(role, governor), deployer)

@@ -43,8 +43,8 @@ def parameters_in_force(ledger: Ledger | None, rewards: RewardSettings, block: i
     if governance is None:
         return from_settings(rewards)
     at = ledger.w3.eth.block_number if block is None else block
-    values, _ = governance.parameters.parameters_at(at)
-    return GovernedParameters(*values.as_tuple(), block=at, source="chain")
+    parameters, _ = governance.parameters.parameters_at(at)
+    return parameters
 
 
 def rewards_with(rewards: RewardSettings, parameters: GovernedParameters) -> RewardSettings:

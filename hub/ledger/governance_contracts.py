@@ -16,6 +16,7 @@ from web3 import Web3
 
 from hub.ledger.contracts import ContractWrapper
 from hub.ledger.tx import PreparedCall
+from openledger_sdk.ledger.parameters import GovernedParameters
 
 PROPOSER_ROLE = keccak(b"PROPOSER_ROLE")
 CANCELLER_ROLE = keccak(b"CANCELLER_ROLE")
@@ -38,28 +39,6 @@ class ProposalState(IntEnum):
     QUEUED = 5
     EXPIRED = 6
     EXECUTED = 7
-
-
-@dataclass(frozen=True)
-class OnChainParameters:
-    """ProtocolParameters.Parameters: basis points and OPEN base units."""
-
-    owner_bps: int
-    contributors_bps: int
-    protocol_bps: int
-    contributor_cap_bps: int
-    platform_fee: int
-    training_price_per_token: int
-
-    def as_tuple(self) -> tuple[int, ...]:
-        return (
-            self.owner_bps,
-            self.contributors_bps,
-            self.protocol_bps,
-            self.contributor_cap_bps,
-            self.platform_fee,
-            self.training_price_per_token,
-        )
 
 
 class GovernanceToken(ContractWrapper):
@@ -199,13 +178,14 @@ class ProtocolParameters(ContractWrapper):
     def set_training_price_per_token(self, price: int) -> PreparedCall:
         return self.prepare("setTrainingPricePerToken", price)
 
-    def parameters(self, block: int | str = "latest") -> OnChainParameters:
-        return OnChainParameters(*self.contract.functions.parameters().call(block_identifier=block))
+    def parameters(self) -> GovernedParameters:
+        """The parameters in force now (`block` 0: not tied to a block; use parameters_at for that)."""
+        return GovernedParameters(*self.view("parameters"), source="chain")
 
-    def parameters_at(self, block: int) -> tuple[OnChainParameters, int]:
+    def parameters_at(self, block: int) -> tuple[GovernedParameters, int]:
         """The parameters in force at `block` and the block they were set in (from the contract's own history)."""
         values, from_block = self.view("parametersAt", block)
-        return OnChainParameters(*values), int(from_block)
+        return GovernedParameters(*values, block=block, source="chain"), int(from_block)
 
     def parameters_hash_at(self, block: int) -> bytes:
         return bytes(self.view("parametersHashAt", block))
