@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from hub.datanets.config import DatanetSettings
+from hub.governance.config import GovernanceSettings
 from hub.rewards.config import RewardSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -116,6 +117,7 @@ class Settings(BaseSettings):
     models: ModelSettings = ModelSettings()
     datanets: DatanetSettings = DatanetSettings()
     rewards: RewardSettings = RewardSettings()
+    governance: GovernanceSettings = GovernanceSettings()
 
     @classmethod
     def settings_customise_sources(

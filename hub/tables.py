@@ -4,6 +4,7 @@ Alembic's autogenerate relies on it; a feature with tables adds its module here.
 """
 
 from hub.datanets import models as datanet_tables
+from hub.governance import periods as governance_tables
 from hub.keys import wallets as wallet_tables
 from hub.models import models as model_tables
 from hub.platform import idempotency_keys as idempotency_tables
@@ -21,4 +22,5 @@ TABLE_MODULES = (
     reservation_tables,
     idempotency_tables,
     training_tables,
+    governance_tables,
 )

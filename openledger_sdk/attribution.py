@@ -11,7 +11,10 @@ is part of the record's Merkle leaf `(recordId, modelId, user, tokens, fee, attr
 that hash from the document, rebuilds the leaf and checks the inclusion proof against the records root that the
 platform reads from the AttributionLedger contract — so a changed split, fee, token count or proof fails.
 `verify_on_chain()` does not trust the platform for the root either: it reads `getEpoch(epoch)` from the
-contract with an `eth_call` through the hub's chain gateway.
+contract with an `eth_call` through the hub's chain gateway. It also checks the payout against governance: the
+epoch's committed parameters hash equals `ProtocolParameters.parametersHashAt(epoch start block)`, the record's
+document names those same parameters, and the fee and split recomputed from the document's inputs with them are
+exactly the amounts recorded (`check_on_chain()` gives each check by name).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -26,6 +30,8 @@ from eth_abi import decode, encode
 from eth_hash.auto import keccak
 
 from openledger_sdk.errors import OpenLedgerError
+from openledger_sdk.ledger.fees import inference_fee, split_fee
+from openledger_sdk.ledger.parameters import GovernedParameters
 from openledger_sdk.ledger.records import RECORD_LEAF_TYPES, derive_id
 from openledger_sdk.merkle import MerkleError, verify
 
@@ -33,9 +39,11 @@ if TYPE_CHECKING:
     from openledger_sdk.client import Client
 
 DOCUMENT_VERSION = 1
-# AttributionLedger.getEpoch(uint64) returns Epoch(recordsRoot, payoutsRoot, EpochTotals(6 ints), committedAt, uri).
+# AttributionLedger.getEpoch(uint64) returns Epoch(recordsRoot, payoutsRoot, EpochTotals(6 ints), committedAt, uri,
+# parametersBlock, parametersHash).
 GET_EPOCH_SELECTOR = keccak(b"getEpoch(uint64)")[:4]
-EPOCH_TYPE = "(bytes32,bytes32,(uint64,uint64,uint128,uint128,uint128,uint128),uint64,string)"
+EPOCH_TYPE = "(bytes32,bytes32,(uint64,uint64,uint128,uint128,uint128,uint128),uint64,string,uint64,bytes32)"
+PARAMETERS_HASH_AT_SELECTOR = keccak(b"parametersHashAt(uint256)")[:4]
 
 
 def canonical_document(document: Mapping[str, Any]) -> bytes:
@@ -129,22 +137,106 @@ class Attribution:
         record = self._client.request("GET", "platform", f"api/attribution/{quote(request_id, safe='')}")
         return Explanation(record)
 
-    def records_root_on_chain(self, epoch: int) -> str:
-        """The records root committed for `epoch`, read from the AttributionLedger contract (not from the platform)."""
-        address = self._client.request("GET", "platform", "api/ledger")["contracts"]["AttributionLedger"]
-        call = {"to": address, "data": "0x" + (GET_EPOCH_SELECTOR + encode(["uint64"], [int(epoch)])).hex()}
+    def _eth_call(self, contract: str, data: bytes, what: str) -> bytes:
+        address = self._client.request("GET", "platform", "api/ledger")["contracts"].get(contract)
+        if address is None:
+            raise OpenLedgerError(f"this platform has no {contract} contract deployed")
+        call = {"to": address, "data": "0x" + data.hex()}
         answer = self._client.request(
             "POST", "chain", "", json={"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [call, "latest"]}
         )
-        if "error" in answer:  # UnknownEpoch reverts: the epoch is not committed (yet)
-            raise OpenLedgerError(f"epoch {epoch} is not committed on chain: {answer['error'].get('message')}")
-        (committed,) = decode([EPOCH_TYPE], bytes.fromhex(answer["result"].removeprefix("0x")))
-        return "0x" + committed[0].hex()
+        if "error" in answer:  # e.g. UnknownEpoch reverts: the epoch is not committed (yet)
+            raise OpenLedgerError(f"{what}: {answer['error'].get('message')}")
+        return bytes.fromhex(answer["result"].removeprefix("0x"))
 
-    def verify_on_chain(self, explanation: Explanation | str) -> bool:
-        """`explanation.verify()` against the root read from the chain yourself (takes an explanation or request id)."""
+    def epoch_on_chain(self, epoch: int) -> dict[str, Any]:
+        """What the AttributionLedger holds for `epoch`: roots, committed time, and its governed parameters' block
+        and hash (read from the contract, not from the platform)."""
+        raw = self._eth_call(
+            "AttributionLedger",
+            GET_EPOCH_SELECTOR + encode(["uint64"], [int(epoch)]),
+            f"epoch {epoch} is not committed on chain",
+        )
+        (committed,) = decode([EPOCH_TYPE], raw)
+        records_root, payouts_root, _totals, committed_at, uri, block, params_hash = committed
+        return {
+            "records_root": "0x" + records_root.hex(),
+            "payouts_root": "0x" + payouts_root.hex(),
+            "committed_at": committed_at,
+            "uri": uri,
+            "parameters_block": block,
+            "parameters_hash": "0x" + params_hash.hex(),
+        }
+
+    def records_root_on_chain(self, epoch: int) -> str:
+        """The records root committed for `epoch`, read from the AttributionLedger contract (not from the platform)."""
+        return self.epoch_on_chain(epoch)["records_root"]
+
+    def parameters_hash_on_chain(self, block: int) -> str:
+        """ProtocolParameters.parametersHashAt(block): the hash of the governed parameters in force at `block`."""
+        raw = self._eth_call(
+            "ProtocolParameters",
+            PARAMETERS_HASH_AT_SELECTOR + encode(["uint256"], [int(block)]),
+            f"cannot read the parameters at block {block}",
+        )
+        return "0x" + raw[-32:].hex()
+
+    def check_on_chain(self, explanation: Explanation | str) -> dict[str, bool | None]:
+        """Each check of `verify_on_chain` by name; None where the record predates governance (nothing to check).
+
+        record_in_root: the record is in the epoch's records root on chain. epoch_parameters: the epoch's committed
+        parameters hash is ProtocolParameters' at the epoch's start block. record_parameters: the record's document
+        names those parameters (its values hash to the committed hash). split: the fee and every amount recomputed
+        from the document's tokens, prices, weights and those parameters are exactly the recorded ones."""
         if isinstance(explanation, str):
             explanation = self.explain(explanation)
         if explanation.epoch is None:
             raise OpenLedgerError(f"record {explanation.request_id} is not in a settled epoch yet: settle first")
-        return explanation.verify(root=self.records_root_on_chain(explanation.epoch))
+        epoch = self.epoch_on_chain(explanation.epoch)
+        checks: dict[str, bool | None] = {"record_in_root": explanation.verify(root=epoch["records_root"])}
+        document = explanation.record["attribution"]
+        if not document.get("parameters") or epoch["parameters_hash"] == "0x" + "00" * 32:
+            return checks | {"epoch_parameters": None, "record_parameters": None, "split": None}
+        parameters = GovernedParameters.from_dict(document["parameters"])
+        in_force = self.parameters_hash_on_chain(epoch["parameters_block"])
+        checks["epoch_parameters"] = in_force == epoch["parameters_hash"]
+        checks["record_parameters"] = parameters.hash == epoch["parameters_hash"]
+        checks["split"] = split_matches(document, parameters)
+        return checks
+
+    def verify_on_chain(self, explanation: Explanation | str) -> bool:
+        """True when every check of `check_on_chain` passes: the record is in the root read from the chain, and its
+        payout follows the governed parameters committed for its epoch (takes an explanation or request id)."""
+        return all(result is not False for result in self.check_on_chain(explanation).values())
+
+
+def split_matches(document: Mapping[str, Any], parameters: GovernedParameters) -> bool:
+    """The document's fee and split recomputed from its inputs with `parameters` (the SDK's exact fee math)."""
+    try:
+        if int(document["platform_fee"]) != parameters.platform_fee:
+            return False
+        fee = inference_fee(
+            int(document["prompt_tokens"]),
+            int(document["completion_tokens"]),
+            int(document["price_in_per_1k"]),
+            int(document["price_out_per_1k"]),
+            parameters.platform_fee,
+        )
+        shares = {part["address"]: Fraction(part["weight"]) for part in document["contributors"]}
+        split = split_fee(
+            fee,
+            shares,
+            owner_bps=parameters.owner_bps,
+            contributors_bps=parameters.contributors_bps,
+            contributor_cap=parameters.contributor_cap,
+        )
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return False
+    recorded = {part["address"]: int(part["amount"]) for part in document["contributors"]}
+    return (
+        fee == int(document["fee"])
+        and split.owner == int(document["owner"]["amount"])
+        and split.protocol == int(document["protocol"])
+        and split.unattributed == int(document["unattributed"])
+        and split.contributors == recorded
+    )

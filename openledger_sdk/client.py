@@ -16,6 +16,7 @@ from openledger_sdk.errors import NotConnectedError, OpenLedgerError, error_mess
 if TYPE_CHECKING:
     from openledger_sdk.attribution import Attribution
     from openledger_sdk.datanets import Datanets
+    from openledger_sdk.governance import Governance
     from openledger_sdk.models import Models
     from openledger_sdk.openlora import OpenLoRA
     from openledger_sdk.rewards import Rewards
@@ -116,6 +117,13 @@ class Client:
         from openledger_sdk.attribution import Attribution
 
         return Attribution(self)
+
+    @cached_property
+    def governance(self) -> Governance:
+        """Vote on the fee split, cap, platform fee and training price: `.delegate()`, `.propose()`, `.vote()`."""
+        from openledger_sdk.governance import Governance
+
+        return Governance(self)
 
     @cached_property
     def openlora(self) -> OpenLoRA:

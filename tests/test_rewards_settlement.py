@@ -32,6 +32,7 @@ from hub.rewards.metering import attribution_ledger_address, record_inference
 from hub.rewards.models import InferenceRecordRow, RewardEpoch
 from hub.rewards.settlement import Settler
 from tests import ledger_fixtures
+from tests.governance_fixtures import governance, pass_proposal, voter
 from tests.ledger_fixtures import LedgerEnv, fund
 
 anvil_node = ledger_fixtures.anvil_node
@@ -169,13 +170,19 @@ def test_a_failed_commit_is_retried_by_the_next_settle(stack: Stack) -> None:
 
 
 def test_free_inferences_and_per_record_mode(stack: Stack) -> None:
-    attribution = stack.env.ledger.attribution
+    attribution, env = stack.env.ledger.attribution, stack.env
+    # The platform fee is governed: OPEN holders vote it to zero; it applies from the epoch after the next close.
+    parameters = governance(env).parameters
+    pass_proposal(env, voter(env, 100 * 10**18), [parameters.set_platform_fee(0)], "free inferences")
+    stack.record("rich")
+    assert stack.settler.settle_now(wait_s=30)["parameters"]["platform_fee"] != "0"  # voted mid-epoch
     free = RewardSettings(platform_fee=0, record_mode="per_record")
     address = attribution_ledger_address(stack.env.settings)  # as a process other than the platform finds it
     assert address == attribution.address
     request_id = stack.record("broke", price=0, settings=free, attribution_ledger=address)
     report = stack.settler.settle_now(wait_s=30)
     assert report["status"] == "settled" and report["totals"]["fees"] == "0", report
+    assert report["parameters"]["platform_fee"] == "0"
     assert report["payouts_root"] == report["previous_root"]  # nobody earned anything new: the root stays
     with Session(stack.engine) as session:
         row = session.exec(select(InferenceRecordRow).where(InferenceRecordRow.request_id == request_id)).one()

@@ -29,6 +29,7 @@ from extensions.dashboards_lib.common import (
     show_figure,
     when,
 )
+from extensions.dashboards_lib.governance_panel import ProposalsPanel
 from openledger_sdk.client import Client
 from openledger_sdk.datanets import ContributionRejected, Datanet
 
@@ -102,6 +103,7 @@ class ContributorDashboard(Dashboard):
         self.submissions_status = StatusLine()
         self.submissions_table = widgets.HTML()
         self.datanets_table = widgets.HTML()
+        self.governance = ProposalsPanel(lambda: self.client)  # its own module (governance_panel.py)
 
     def sections(self) -> list[widgets.Widget]:
         return [
@@ -126,12 +128,14 @@ class ContributorDashboard(Dashboard):
             self.submissions_table,
             section("My datanets"),
             self.datanets_table,
+            *self.governance.sections(),
         ]
 
     def load(self) -> None:
         self._load_rewards()
         self._load_datanets()
         self._upload_ready()
+        self.governance.load()
 
     # Rewards ----------------------------------------------------------------------------------------------------
     @guarded(lambda self: self.rewards_status, "load your rewards")

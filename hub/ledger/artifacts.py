@@ -14,6 +14,9 @@ from eth_utils import to_checksum_address
 
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 CONTRACT_NAMES = ("OpenToken", "DatanetRegistry", "ModelRegistry", "AttributionLedger", "RewardDistributor")
+# Deployed after the five (hub.governance.deploy): OPEN holders' votes, the governor, its timelock, the parameters.
+GOVERNANCE_NAMES = ("GovernanceToken", "GovernanceTimelock", "OpenLedgerGovernor", "ProtocolParameters")
+ALL_NAMES = CONTRACT_NAMES + GOVERNANCE_NAMES
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ def load_artifact(name: str) -> Artifact:
 
 def sources_hash() -> str:
     """The hash of the sources and settings the committed artifacts were built from (one compile for all)."""
-    hashes = {load_artifact(name).sources_hash for name in CONTRACT_NAMES}
+    hashes = {load_artifact(name).sources_hash for name in ALL_NAMES}
     if len(hashes) != 1:
         raise RuntimeError("artifacts come from different compiles: run `node hub/ledger/compile.mjs`")
     return hashes.pop()
@@ -64,7 +67,7 @@ def error_abis() -> dict[bytes, ErrorAbi]:
         keccak(b"Error(string)")[:4]: ErrorAbi("Error", ["string"], ["message"]),
         keccak(b"Panic(uint256)")[:4]: ErrorAbi("Panic", ["uint256"], ["code"]),
     }
-    for name in CONTRACT_NAMES:
+    for name in ALL_NAMES:
         for item in load_artifact(name).abi:
             if item["type"] != "error":
                 continue

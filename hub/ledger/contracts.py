@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
@@ -20,6 +20,9 @@ from web3.logs import DISCARD
 from hub.ledger.artifacts import load_artifact
 from hub.ledger.tx import PreparedCall, Signer, revert_from_exception, send_call
 from openledger_sdk.ledger.records import InferenceRecord, to_bytes32
+
+if TYPE_CHECKING:
+    from hub.ledger.governance_contracts import Governance
 
 DEFAULT_ADMIN_ROLE = b"\x00" * 32
 MINTER_ROLE = keccak(b"MINTER_ROLE")
@@ -37,6 +40,7 @@ def _camel(name: str) -> str:
 
 class ContractWrapper:
     NAME: ClassVar[str]
+    VIEW_BLOCK: ClassVar[str] = "latest"  # the block views read (see the governance wrappers for "pending")
 
     def __init__(self, w3: Web3, address: str) -> None:
         self.w3 = w3
@@ -56,7 +60,7 @@ class ContractWrapper:
 
     def view(self, function: str, *args: Any) -> Any:
         try:
-            return self.contract.functions[function](*args).call()
+            return self.contract.functions[function](*args).call(block_identifier=self.VIEW_BLOCK)
         except ContractLogicError as err:
             call = PreparedCall(self.NAME, function, self.address, "0x", 0, tuple(args))
             raise revert_from_exception(err, call) from None
@@ -224,24 +228,41 @@ class Epoch:
     totals: EpochTotals
     committed_at: int
     uri: str
+    parameters_block: int = 0  # the epoch's start block: its fee parameters are ProtocolParameters' at this block
+    parameters_hash: bytes = b"\x00" * 32  # keccak256(abi.encode(parameters)), ProtocolParameters.hashParameters
 
 
 class AttributionLedger(ContractWrapper):
     NAME = "AttributionLedger"
 
     def commit_epoch(
-        self, epoch: int, records_root: Bytes32, payouts_root: Bytes32, totals: EpochTotals, uri: str
+        self,
+        epoch: int,
+        records_root: Bytes32,
+        payouts_root: Bytes32,
+        totals: EpochTotals,
+        uri: str,
+        parameters_block: int = 0,
+        parameters_hash: Bytes32 = b"\x00" * 32,
     ) -> PreparedCall:
         return self.prepare(
-            "commitEpoch", epoch, to_bytes32(records_root), to_bytes32(payouts_root), totals.as_tuple(), uri
+            "commitEpoch",
+            epoch,
+            to_bytes32(records_root),
+            to_bytes32(payouts_root),
+            totals.as_tuple(),
+            uri,
+            parameters_block,
+            to_bytes32(parameters_hash),
         )
 
     def record_inference(self, record: InferenceRecord) -> PreparedCall:
         return self.prepare("recordInference", *record.leaf_values())
 
     def get_epoch(self, epoch: int) -> Epoch:
-        records_root, payouts_root, totals, committed_at, uri = self.view("getEpoch", epoch)
-        return Epoch(bytes(records_root), bytes(payouts_root), EpochTotals(*totals), committed_at, uri)
+        records_root, payouts_root, totals, committed_at, uri, block, params_hash = self.view("getEpoch", epoch)
+        totals = EpochTotals(*totals)
+        return Epoch(bytes(records_root), bytes(payouts_root), totals, committed_at, uri, block, bytes(params_hash))
 
     def latest_epoch(self) -> int:
         return int(self.view("latestEpoch"))
@@ -300,9 +321,12 @@ class Ledger:
     models: ModelRegistry
     attribution: AttributionLedger
     distributor: RewardDistributor
+    governance: Governance | None = None  # None on a deployment made before governance existed, until attached
 
     @classmethod
     def at(cls, w3: Web3, chain_id: int, addresses: dict[str, str]) -> Ledger:
+        from hub.ledger.governance_contracts import Governance  # here: that module builds on this one
+
         return cls(
             w3,
             chain_id,
@@ -311,11 +335,14 @@ class Ledger:
             ModelRegistry(w3, addresses["ModelRegistry"]),
             AttributionLedger(w3, addresses["AttributionLedger"]),
             RewardDistributor(w3, addresses["RewardDistributor"]),
+            Governance.at(w3, addresses) if "ProtocolParameters" in addresses else None,
         )
 
     @property
     def addresses(self) -> dict[str, str]:
-        return {wrapper.NAME: wrapper.address for wrapper in self.contracts()}
+        """The five contracts' addresses, and the governance contracts' when deployed."""
+        own = {wrapper.NAME: wrapper.address for wrapper in self.contracts()}
+        return own | (self.governance.addresses if self.governance is not None else {})
 
     def contracts(self) -> list[ContractWrapper]:
         return [self.token, self.datanets, self.models, self.attribution, self.distributor]

@@ -1,6 +1,7 @@
 """Deploy-or-attach: the platform's contracts on the configured chain, addresses kept in the data dir per chain id.
 
-First start: deploy the five contracts with the deployer key, grant the operator (the account the platform writes
+First start: deploy the five contracts and the governance contracts (hub.governance.deploy) with the deployer key,
+grant the operator (the account the platform writes
 with) its roles, write `<data_dir>/chain/<chain_id>/deployments.json`. Later starts attach after checking that code
 is still at every address; a reset dev chain (no code) gets a fresh deployment, and the log says so.
 """
@@ -23,12 +24,12 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from web3 import Web3
 
-from hub.ledger.artifacts import CONTRACT_NAMES, load_artifact, sources_hash
+from hub.ledger.artifacts import CONTRACT_NAMES, GOVERNANCE_NAMES, sources_hash
 from hub.ledger.contracts import Ledger
 from hub.ledger.errors import ChainUnreachableError, DeploymentError, LedgerError, WrongChainError
 from hub.ledger.keys import DevChainKeyFile, KeyFile, KeySource
 from hub.ledger.provider import make_provider
-from hub.ledger.tx import PreparedCall, send_call
+from hub.ledger.tx import constructor_call, send_call
 from hub.settings import Settings
 
 log = logging.getLogger("hub.ledger")
@@ -51,6 +52,7 @@ class LedgerDeployment:
     status: Literal["deployed", "attached", "redeployed"]
     path: Path
     message: str
+    governance_block: int = 0  # where the governance contracts' events start (proposal listings scan from here)
 
 
 def redact_url(url: str) -> str:
@@ -101,13 +103,6 @@ def _locked(directory: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _deploy_call(name: str, w3: Web3, *constructor_args: Any) -> PreparedCall:
-    artifact = load_artifact(name)
-    factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-    data = factory.constructor(*constructor_args).data_in_transaction
-    return PreparedCall(name, "constructor", None, data, 0, constructor_args)
-
-
 def deploy_contracts(w3: Web3, deployer: LocalAccount, token_address: str | None = None) -> tuple[dict[str, str], int]:
     """Deploy all five (or four, with an existing ERC-20 as the reward token); (addresses, first block)."""
     admin = deployer.address
@@ -118,7 +113,7 @@ def deploy_contracts(w3: Web3, deployer: LocalAccount, token_address: str | None
             addresses[name] = to_checksum_address(token_address)
             continue
         args: tuple[Any, ...] = (admin, addresses["OpenToken"]) if name == "RewardDistributor" else (admin,)
-        receipt = send_call(w3, _deploy_call(name, w3, *args), deployer)
+        receipt = send_call(w3, constructor_call(name, w3, *args), deployer)
         addresses[name] = receipt["contractAddress"]
         first_block = receipt["blockNumber"] if first_block is None else first_block
         log.info("deployed %s at %s", name, receipt["contractAddress"])
@@ -136,7 +131,17 @@ def grant_operator_roles(ledger: Ledger, admin: LocalAccount, operator: str, ski
 
 
 def _missing_code(w3: Web3, addresses: dict[str, str]) -> list[str]:
-    return [name for name in CONTRACT_NAMES if len(w3.eth.get_code(addresses[name])) == 0]
+    names = CONTRACT_NAMES + tuple(name for name in GOVERNANCE_NAMES if name in addresses)
+    return [name for name in names if len(w3.eth.get_code(addresses[name])) == 0]
+
+
+def _add_governance(w3: Web3, deployer: LocalAccount, settings: Settings, record: dict[str, Any]) -> None:
+    """Deploy the governance contracts into `record` (a fresh deployment, or one made before governance existed)."""
+    from hub.governance.deploy import deploy_governance  # here: hub.governance builds on this module
+
+    record["governance_block"] = w3.eth.block_number + 1
+    contracts = record["contracts"]
+    contracts.update(deploy_governance(w3, deployer, contracts["OpenToken"], settings.rewards, settings.governance))
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -178,19 +183,24 @@ def deploy_or_attach(
             recorded_deployer = record.get("deployer", deployer.address)
             public_admin = isinstance(source, DevChainKeyFile) and recorded_deployer != deployer.address
             if not missing and not public_admin:
-                ledger = Ledger.at(w3, chain_id, record["contracts"])
+                message = f"attached to the ledger contracts on chain {chain_id} ({path})"
                 skip = ("OpenToken",) if record.get("external_token") else ()
                 try:
+                    if "ProtocolParameters" not in record["contracts"]:
+                        _add_governance(w3, deployer, settings, record)
+                        _write_json(path, record)
+                        message += "; deployed the governance contracts it lacked"
+                    ledger = Ledger.at(w3, chain_id, record["contracts"])
                     grant_operator_roles(ledger, deployer, operator, skip)
                 except LedgerError as err:
                     raise DeploymentError(
                         f"granting roles to operator {operator} with {deployer.address} failed: {err}"
                     ) from err
-                message = f"attached to the ledger contracts on chain {chain_id} ({path})"
                 if record.get("sources_hash") != sources_hash():
                     message += "; they were deployed from other contract sources: pass redeploy=True to replace them"
                 log.info(message)
-                return LedgerDeployment(ledger, deployer, operator, "attached", path, message)
+                block = int(record.get("governance_block", 0))
+                return LedgerDeployment(ledger, deployer, operator, "attached", path, message, block)
             status = "redeployed"
             message = (
                 f"chain {chain_id} was reset (no code at {', '.join(missing)} as recorded in {path}): "
@@ -203,13 +213,7 @@ def deploy_or_attach(
             status, message = "redeployed", f"redeployed the ledger contracts on chain {chain_id} as asked"
         try:
             addresses, first_block = deploy_contracts(w3, deployer, token_address)
-            ledger = Ledger.at(w3, chain_id, addresses)
-            grant_operator_roles(ledger, deployer, operator, ("OpenToken",) if token_address else ())
-        except LedgerError as err:
-            raise DeploymentError(f"deploying the ledger contracts on chain {chain_id} failed: {err}") from err
-        _write_json(
-            path,
-            {
+            record = {
                 "chain_id": chain_id,
                 "contracts": addresses,
                 "deployer": deployer.address,
@@ -218,7 +222,13 @@ def deploy_or_attach(
                 "first_block": first_block,
                 "sources_hash": sources_hash(),
                 "deployed_at": int(time.time()),
-            },
-        )
+            }
+            _add_governance(w3, deployer, settings, record)
+            ledger = Ledger.at(w3, chain_id, addresses)
+            grant_operator_roles(ledger, deployer, operator, ("OpenToken",) if token_address else ())
+        except LedgerError as err:
+            raise DeploymentError(f"deploying the ledger contracts on chain {chain_id} failed: {err}") from err
+        _write_json(path, record)
         (log.warning if status == "redeployed" else log.info)(message)
-        return LedgerDeployment(ledger, deployer, operator, status, path, message)
+        block = int(record["governance_block"])
+        return LedgerDeployment(ledger, deployer, operator, status, path, message, block)

@@ -13,10 +13,18 @@ from eth_account.datastructures import SignedTransaction
 from web3 import Web3
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 
-from hub.ledger.artifacts import decode_error
+from hub.ledger.artifacts import decode_error, load_artifact
 from hub.ledger.errors import ContractRevert, InsufficientFundsError, TransactionError
 
 GAS_HEADROOM = 1.2  # estimates are exact for the state they ran on; a later state may need a little more
+# ... and sometimes one more fresh storage slot (~22k gas): e.g. a vote checkpoint is updated in place when the estimate
+# runs in the same second as the last one, but pushed as a new slot when the transaction lands in a later block.
+GAS_EXTRA = 25_000
+
+
+def with_headroom(estimate: int) -> int:
+    """The gas limit to sign for an estimate (a limit: unused gas is not paid)."""
+    return int(estimate * GAS_HEADROOM) + GAS_EXTRA
 
 
 class Signer(Protocol):
@@ -69,6 +77,14 @@ class Fees:
         return self.gas_price if self.gas_price is not None else int(self.max_fee_per_gas or 0)
 
 
+def constructor_call(name: str, w3: Web3, *constructor_args: Any) -> PreparedCall:
+    """Deploying contract `name` (its committed artifact) with these constructor arguments, as a PreparedCall."""
+    artifact = load_artifact(name)
+    factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    data = factory.constructor(*constructor_args).data_in_transaction
+    return PreparedCall(name, "constructor", None, data, 0, constructor_args)
+
+
 def revert_from_exception(err: ContractLogicError, call: PreparedCall, tx_hash: str | None = None) -> ContractRevert:
     """Turn web3's revert exception into a ContractRevert with the custom error decoded from our ABIs."""
     data = err.data.get("data") if isinstance(err.data, dict) else err.data
@@ -98,7 +114,7 @@ def simulate(w3: Web3, call: PreparedCall, sender: str, block: int | str = "late
 def estimate_gas(w3: Web3, call: PreparedCall, sender: str) -> int:
     """Gas to send `call` from `sender` with headroom; a revert surfaces here, before anything is signed."""
     try:
-        return int(w3.eth.estimate_gas(call.call_params(sender)) * GAS_HEADROOM)
+        return with_headroom(w3.eth.estimate_gas(call.call_params(sender)))
     except ContractLogicError as err:
         raise revert_from_exception(err, call) from None
     except Web3RPCError as err:

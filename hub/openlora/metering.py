@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from hub.governance.periods import rewards_in_force
 from hub.keys.store import WalletKeyStore
 from hub.keys.wallets import ensure_wallet
 from hub.models.models import PublishedModel
@@ -70,7 +71,8 @@ class PlatformMetering:
         if listed is None:
             return  # the base model is free
         price = int(listed.price_wei)
-        most = inference_fee(prompt_tokens, max_completion_tokens, price, price, self.settings.rewards.platform_fee_wei)
+        platform_fee = rewards_in_force(self.engine, self.settings.rewards).platform_fee_wei  # the governed fee
+        most = inference_fee(prompt_tokens, max_completion_tokens, price, price, platform_fee)
         wallet = ensure_wallet(self.engine, payer, self.wallet_keys)
         try:
             self.reservations.reserve(payer, request_id, most, self.funds.balance(payer, wallet.address))

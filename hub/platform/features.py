@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hub.datanets import api as datanets
+from hub.governance import api as governance
 from hub.models import api as models
 from hub.platform import ledger_feature, progress, users
 from hub.platform.runtime import Feature
@@ -16,5 +17,6 @@ FEATURES: list[Feature] = [
     datanets.feature,
     models.feature,  # after datanets: publishing checks the datanet versions a model was trained on
     rewards.feature,  # after the ledger: settles inference fees into epochs and claims
+    governance.feature,  # OPEN holders' votes on the protocol parameters (after the ledger)
     training.feature,  # after datanets and the ledger: prices runs from datanet versions, charges wallets
 ]

@@ -10,7 +10,7 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 
 from hub.ledger.errors import ContractRevert
-from hub.ledger.tx import GAS_HEADROOM, revert_from_exception
+from hub.ledger.tx import revert_from_exception, with_headroom
 from hub.relay.outbox import OutboxEntry
 
 
@@ -25,7 +25,7 @@ def batch_estimates(w3: Web3, rows: list[OutboxEntry], sender: str) -> dict[int 
             results = batch.execute()
     except Exception:  # noqa: BLE001 - a revert (or anything else) in the batch: estimate one by one
         return {}
-    return {row.id: int(gas * GAS_HEADROOM) for row, gas in zip(rows, results, strict=True)}
+    return {row.id: with_headroom(gas) for row, gas in zip(rows, results, strict=True)}
 
 
 def batch_receipts(w3: Web3, rows: list[OutboxEntry]) -> dict[int | None, Any]:

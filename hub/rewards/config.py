@@ -2,6 +2,8 @@
 
 The platform reads them from the hub settings' `[rewards]` section when it has one (keys as in `RewardSettings`,
 e.g. `[rewards] owner_percent = "50"` or `OPENLEDGER_REWARDS__EPOCH_SECONDS=600`), else uses the defaults.
+With governance deployed, the fee split, cap, platform fee and training price here are only the genesis values of
+the on-chain ProtocolParameters: after that, votes change them (hub.governance.parameters).
 Amounts of OPEN and percentages are Decimals (write them as strings in TOML: a TOML float is binary); everything is
 turned into exact integers (base units, basis points, fractions) before any money is computed.
 """
@@ -42,6 +44,7 @@ class RewardSettings(BaseModel):
     # A priced request's fee reservation lapses after this long if its process died before releasing it.
     reservation_seconds: int = Field(900, ge=10)
     # Fine-tuning (ModelFactory) costs this much OPEN per trained token (18 decimals at most), paid to the protocol.
+    # Once governance is deployed this is only the genesis value: ProtocolParameters holds the one in force.
     training_price: Decimal = Field(Decimal("0.00001"), ge=0)
     # A training run that never reports its end is charged its whole reservation after this long (crash or not:
     # the platform cannot tell a dead kernel from one that withholds its report).

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlmodel import Session, select
+
+from hub.keys.wallets import UserWallet
 from hub.ledger.contracts import EpochTotals
 from hub.rewards.models import InferenceRecordRow
 
@@ -49,3 +52,9 @@ def epoch_credits(
         raise RuntimeError(f"epoch credits {owner_fees}+{contributor_fees}+{protocol_fees} differ from fees {fees}")
     totals = EpochTotals(len(rows), sum(row.tokens for row in rows), fees, owner_fees, contributor_fees, protocol_fees)
     return {account: c for account, c in sorted(credits.items()) if c.amount > 0}, totals
+
+
+def payout_addresses(session: Session) -> dict[str, str]:
+    """Custodial address → linked payout address, for users who linked one."""
+    query = select(UserWallet.address, UserWallet.payout_address).where(UserWallet.payout_address.is_not(None))  # type: ignore[union-attr]
+    return {address: payout for address, payout in session.exec(query)}

@@ -21,6 +21,8 @@ from typing import Any
 from eth_utils import is_address, to_checksum_address
 from sqlmodel import Session, select
 
+from hub.governance.parameters import rewards_with
+from hub.governance.periods import parameters_for_metering
 from hub.rewards.config import RewardSettings
 from hub.rewards.models import InferenceRecordRow
 from hub.rewards.split import FeeSplit, Weight, inference_fee, split_fee
@@ -58,6 +60,7 @@ def attribution_document(
     shares: Mapping[str, Weight],
     unattributed_to: str,
     top_examples: Sequence[Mapping[str, Any]],
+    parameters: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What the record's attributionHash commits to (amounts as decimal strings: JSON numbers lose precision)."""
     weights = {to_checksum_address(account): value for account, value in shares.items()}
@@ -81,6 +84,9 @@ def attribution_document(
         "unattributed": str(split.unattributed),
         "unattributed_to": unattributed_to,
         "top_examples": [dict(example) for example in top_examples],
+        # The governed parameters the split used (values, the block they were read at, their hash): a verifier
+        # recomputes the split from them and checks the hash against ProtocolParameters on chain.
+        "parameters": dict(parameters) if parameters is not None else None,
     }
 
 
@@ -136,8 +142,11 @@ def record_inference(
     Idempotent per request_id: the same request recorded again returns the stored row; a different record under the
     same request_id raises MeteringError.
     """
-    settings = settings or RewardSettings()
-    shares = dict(shares or {})
+    # The governed values of the current parameter period replace the settings' split, cap and platform fee.
+    parameters = parameters_for_metering(session, settings or RewardSettings())
+    settings = rewards_with(settings or RewardSettings(), parameters)
+    # A float weight is split as the decimal text the document shows, so anyone can recompute the split from it.
+    shares = {account: repr(w) if isinstance(w, float) else w for account, w in (shares or {}).items()}
     owner = _check_inputs(request_id, model, model_owner, top_examples)
     price_out = price_per_1k_wei if price_out_per_1k_wei is None else price_out_per_1k_wei
     try:
@@ -165,6 +174,7 @@ def record_inference(
         shares=shares,
         unattributed_to=settings.unattributed_to,
         top_examples=top_examples,
+        parameters=parameters.as_dict(),
     )
     try:
         size = len(canonical_document(document))

@@ -101,6 +101,10 @@ class RewardEpoch(SQLModel, table=True):
     payouts_root: str | None = Field(default=None, max_length=66)
     previous_root: str | None = Field(default=None, max_length=66)  # the distributor root setRoot expects
     treasury: str | None = Field(default=None, max_length=42)
+    # The governed parameters the epoch's records were split with: read at its start block (hub.governance.periods).
+    parameters_block: int | None = Field(default=None, sa_type=BigInteger)
+    parameters_hash: str | None = Field(default=None, max_length=66)
+    parameters: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     commit_outbox_id: int | None = None
     root_outbox_id: int | None = None
     attempt: int = 0  # retries after a failed commit

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
+from openledger_sdk.ledger.fees import BPS
+
+__all__ = ["BPS", "DECIMALS", "WEI", "bps", "open_to_wei", "wei_to_open"]
+
 DECIMALS = 18
 WEI = 10**DECIMALS  # base units per OPEN
-BPS = 10_000  # basis points per 100%
 
 
 def _decimal(value: Decimal | str | int, what: str) -> Decimal:

@@ -149,6 +149,8 @@ def epoch_report(session: Session, epoch: RewardEpoch | None, admin: bool = Fals
         "previous_root": epoch.previous_root,
         "treasury": epoch.treasury,
         "error": epoch.error,
+        # The governed parameters its records were split with, read at its start block (on chain with its commit).
+        "parameters": epoch.parameters,
     }
     if admin:
         charges = session.exec(select(EpochCharge).where(EpochCharge.epoch == epoch.number).order_by(EpochCharge.payer))

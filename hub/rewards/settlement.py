@@ -26,14 +26,14 @@ from typing import Any
 from sqlmodel import Session, func, select, update
 
 from hub.db import session_scope
-from hub.keys.wallets import UserWallet
+from hub.governance.periods import ensure_first_period, parameters_for_metering, parameters_or_none, start_period
 from hub.ledger.contracts import EpochTotals, Ledger
-from hub.ledger.errors import ContractRevert, LedgerError
 from hub.ledger.tx import suggest_fees
 from hub.platform.runtime import PlatformRuntime
 from hub.relay.outbox import OPERATOR, UNFINISHED, OutboxEntry, OutboxStatus, enqueue, user_signer
+from hub.rewards.chain_state import SettlementBlockedError, payment_refusal, pending_chain_writes
 from hub.rewards.config import RewardSettings
-from hub.rewards.credits import epoch_credits
+from hub.rewards.credits import epoch_credits, payout_addresses
 from hub.rewards.models import (
     IN_PROGRESS,
     ChargeStatus,
@@ -49,6 +49,8 @@ from openledger_sdk.ledger.records import build_payouts_tree, build_records_tree
 
 log = logging.getLogger("hub.rewards")
 
+__all__ = ["NotReadyError", "SettlementBlockedError", "Settler"]
+
 ZERO_ROOT = "0x" + "00" * 32
 CHARGE_GAS = 100_000  # an ERC-20 transfer takes 35-55k gas; a payer must hold gas for this much at today's fees
 TERMINAL = (EpochStatus.SETTLED, EpochStatus.EMPTY, EpochStatus.FAILED)
@@ -57,10 +59,6 @@ MAX_REASON = 1000  # reasons and errors are stored in bounded columns
 
 class NotReadyError(Exception):
     """The ledger is not up yet (the chain is starting); nothing was done."""
-
-
-class SettlementBlockedError(Exception):
-    """The chain does not match what the database expects (e.g. a reset chain, or a root set by someone else)."""
 
 
 class Settler:
@@ -78,6 +76,7 @@ class Settler:
         if self.runtime.extras.get("ledger") is None:
             return
         with self.lock:
+            ensure_first_period(self.engine, self.runtime.extras["ledger"].ledger, self.settings)
             current = self._in_progress()
             if current is not None:
                 if current.status != EpochStatus.FAILED:  # a failed one waits for an admin
@@ -93,6 +92,7 @@ class Settler:
         waiting up to `wait_s` for the relay. The epoch's report, or {"status": "nothing to settle"}."""
         self._deployment()
         with self.lock:
+            ensure_first_period(self.engine, self.runtime.extras["ledger"].ledger, self.settings)
             current = self._in_progress()
             number = current.number if current is not None else self.close()
             if number is None:
@@ -131,14 +131,22 @@ class Settler:
 
     # Steps (each returns True when the epoch moved on) ---------------------------------------------------------
     def close(self) -> int | None:
-        """Give every open record the next epoch number; None (and no epoch) when there is none."""
+        """Give every open record the next epoch number; None (and no epoch) when there is none.
+
+        The closed epoch keeps the parameter period its records were metered in; the next period starts with the
+        parameters in force now, which is how a vote executed mid-epoch takes effect at the next epoch."""
+        deployment = self.runtime.extras.get("ledger")
+        upcoming = parameters_or_none(deployment.ledger if deployment else None, self.settings)
         with session_scope(self.engine) as session:
             open_records = select(func.max(InferenceRecordRow.id)).where(InferenceRecordRow.epoch.is_(None))  # type: ignore[union-attr]
             last_open = session.exec(open_records).one()
             if last_open is None:
                 return None
             number = (session.exec(select(func.max(RewardEpoch.number))).one() or 0) + 1
-            epoch = RewardEpoch(number=number)
+            used = parameters_for_metering(session, self.settings)
+            epoch = RewardEpoch(
+                number=number, parameters_block=used.block, parameters_hash=used.hash, parameters=used.as_dict()
+            )
             session.add(epoch)
             session.flush()  # the primary key makes a second closer with the same number fail here
             result = session.exec(
@@ -147,6 +155,8 @@ class Settler:
                 .values(epoch=number, charge_status=ChargeStatus.PENDING)
             )
             epoch.records = count = result.rowcount
+            if upcoming is not None:
+                start_period(session, upcoming)
         log.info("rewards: closed epoch %d with %d records", number, count)
         return number
 
@@ -198,7 +208,7 @@ class Settler:
             rows = paid_records(session, number)
             if not rows:
                 return self._set_status(number, EpochStatus.CHARGING, EpochStatus.EMPTY, settled=True)
-            credits, totals = epoch_credits(rows, treasury, self._payout_addresses(session))
+            credits, totals = epoch_credits(rows, treasury, payout_addresses(session))
             cumulative = cumulative_totals(session, number - 1)
             previous = session.exec(
                 select(RewardEpoch.payouts_root)
@@ -212,7 +222,7 @@ class Settler:
         payouts_root = build_payouts_tree(cumulative).root if cumulative else ZERO_ROOT
         previous_root = previous or ZERO_ROOT
         try:
-            need_commit, need_root = self._chain_writes(ledger, number, records_root, payouts_root, previous_root)
+            need_commit, need_root = pending_chain_writes(ledger, number, records_root, payouts_root, previous_root)
         except SettlementBlockedError as err:
             self._note_error(number, str(err))
             return False
@@ -261,7 +271,7 @@ class Settler:
                                  epoch.contributor_fees, epoch.protocol_fees)  # fmt: skip
             roots = (epoch.records_root, epoch.payouts_root, epoch.previous_root)
         try:
-            need_commit, need_root = self._chain_writes(ledger, number, *roots)
+            need_commit, need_root = pending_chain_writes(ledger, number, *roots)
         except SettlementBlockedError as err:
             self._note_error(number, str(err))
             return
@@ -304,17 +314,8 @@ class Settler:
                 ).one()
         return since is not None and now - aware(since) >= timedelta(seconds=self.settings.epoch_seconds)
 
-    @staticmethod
-    def _cannot_pay(ledger: Ledger, address: str, amount: int, gas_cost: int) -> str | None:
-        if amount == 0:
-            return None
-        balance = ledger.token.balance_of(address)
-        if balance < amount:
-            return f"wallet {address} holds {balance} OPEN base units but owes {amount}"
-        gas = ledger.w3.eth.get_balance(address)
-        if gas < gas_cost:
-            return f"wallet {address} has {gas} wei of gas; the transfer needs up to {gas_cost}"
-        return None
+    # A payer's reason not to be charged (None: can pay); an attribute so tests can stand in for the chain reads.
+    _cannot_pay = staticmethod(payment_refusal)
 
     @staticmethod
     def _mark_records(session: Session, number: int, payer: str, status: str, reason: str | None) -> None:
@@ -352,40 +353,6 @@ class Settler:
                     self._mark_records(session, number, charge.payer, ChargeStatus.UNPAID, charge.reason)
         return True
 
-    @staticmethod
-    def _payout_addresses(session: Session) -> dict[str, str]:
-        """Custodial address → linked payout address, for users who linked one."""
-        query = select(UserWallet.address, UserWallet.payout_address).where(UserWallet.payout_address.is_not(None))  # type: ignore[union-attr]
-        return {address: payout for address, payout in session.exec(query)}
-
-    def _chain_writes(
-        self, ledger: Ledger, number: int, records_root: str, payouts_root: str, previous_root: str
-    ) -> tuple[bool, bool]:
-        """Which of commitEpoch / setRoot still have to happen; SettlementBlockedError when the chain disagrees."""
-        try:
-            committed = ledger.attribution.get_epoch(number)
-        except ContractRevert as err:
-            if err.error_name != "UnknownEpoch":
-                raise
-            committed = None
-        except LedgerError as err:
-            raise SettlementBlockedError(f"cannot read epoch {number} from the AttributionLedger: {err}") from None
-        if committed is not None and ("0x" + committed.records_root.hex(), "0x" + committed.payouts_root.hex()) != (
-            records_root.lower(),
-            payouts_root.lower(),
-        ):
-            raise SettlementBlockedError(
-                f"epoch {number} is already committed on chain with other roots: the database and the chain disagree "
-                "(was the database reset while the chain kept its state?)"
-            )
-        current = "0x" + ledger.distributor.merkle_root().hex()
-        if current not in (previous_root.lower(), payouts_root.lower()):
-            raise SettlementBlockedError(
-                f"the RewardDistributor root is {current}, but the last settled epoch left {previous_root}: someone "
-                "else set it, or the chain was reset; settlement waits until an admin resolves it"
-            )
-        return committed is None, current != payouts_root.lower()
-
     def _enqueue_commit(
         self,
         session: Session,
@@ -399,7 +366,10 @@ class Settler:
         ref = f"{epoch.number}" + (f":retry{epoch.attempt}" if epoch.attempt else "")
         uri = f"{self.runtime.settings.public_url}/services/platform/api/rewards/epochs/{epoch.number}"
         if need_commit:
-            call = ledger.attribution.commit_epoch(epoch.number, epoch.records_root, epoch.payouts_root, totals, uri)
+            block, digest = epoch.parameters_block or 0, epoch.parameters_hash or ZERO_ROOT
+            call = ledger.attribution.commit_epoch(
+                epoch.number, epoch.records_root, epoch.payouts_root, totals, uri, block, digest
+            )
             entry = enqueue(session, call, signer=OPERATOR, kind="rewards.commit", ref=ref)
             session.flush()
             epoch.commit_outbox_id = entry.id

@@ -6,6 +6,8 @@
     openledger-workshop dry-run ml101 templates/notebooks/00-welcome.ipynb
     openledger-workshop progress ml101
     openledger-workshop password ml101-07     # a student lost their password: a new one, shown once
+    openledger-workshop vote ml101 "Raise the contributors' share" --set owner_percent=45 \
+        --set contributors_percent=45 --set protocol_percent=10     # a class vote, fund to execute
     openledger-workshop cleanup ml101
 
 Talks to the hub's REST API with the `openledger-admin` service token from the data dir (or --token /
@@ -23,6 +25,7 @@ from pathlib import Path
 from hub.hub_config import PASSWORD_LOGINS
 from hub.secrets import ensure_secrets
 from hub.settings import SettingsError, load_settings
+from hub.workshop.class_vote import class_vote
 from hub.workshop.hub_api import HubAPI, HubAPIError
 from hub.workshop.progress import class_progress, format_table
 from hub.workshop.roster import RosterError
@@ -69,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     password_cmd = sub.add_parser("password", help="issue a new login password for one user (shown once)")
     password_cmd.add_argument("user")
     sub.add_parser("settle", help="settle the rewards epoch now, so students can verify and claim")
+    vote_cmd = sub.add_parser("vote", help="run a class vote on a parameter change: fund, delegate, propose, vote, "
+                              "queue, execute (each student votes with their own wallet)")  # fmt: skip
+    vote_cmd.add_argument("workshop")
+    vote_cmd.add_argument("description")
+    vote_cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a change (repeatable)")
+    vote_cmd.add_argument("--wrap", default="10", help="OPEN each student wraps into votes (default 10)")
+    vote_cmd.add_argument("--against", default="", help="comma list of students who vote against")
     run_cmd = sub.add_parser("dry-run", help="run a template notebook as every student with papermill")
     run_cmd.add_argument("workshop")
     run_cmd.add_argument("notebook", type=Path)
@@ -122,6 +132,16 @@ def main(argv: list[str] | None = None) -> int:
                 for user, status in funded.items():
                     print(f"{user}\t{status}")
                 return 0 if all(status == "ok" for status in funded.values()) else 1
+            elif args.command == "vote":
+                changes = dict(item.split("=", 1) for item in args.set if "=" in item)
+                if len(changes) != len(args.set):
+                    raise HubAPIError(f"--set takes KEY=VALUE, got {args.set}")
+                against = frozenset(name for name in args.against.split(",") if name)
+                result = class_vote(api, students(api, args.workshop), changes, args.description,
+                                    wrap=args.wrap, against=against)  # fmt: skip
+                for user, reason in result.refused.items():
+                    print(f"{user}\tvote refused: {reason}")
+                return 0 if result.proposal.get("state") == "executed" else 1
             elif args.command == "settle":
                 report = settle_now(api)
                 print(f"epoch {report.get('epoch')}: {report.get('status')}")

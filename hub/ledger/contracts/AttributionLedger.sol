@@ -7,6 +7,8 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 /// @notice The normal path is one `commitEpoch` per settlement epoch: a Merkle root over every inference record
 ///         (leaves as in `recordLeaf`) plus the payouts root and totals. `recordInference` writes one record per
 ///         transaction; it is the per-record baseline and lets a relay write single records idempotently.
+///         Each epoch also records the block its fee parameters were read at (its start block) and their hash
+///         (ProtocolParameters.parametersHashAt(block)), so anyone can check which governed split paid it.
 contract AttributionLedger is AccessControl {
     bytes32 public constant ATTESTOR_ROLE = keccak256("ATTESTOR_ROLE");
 
@@ -26,6 +28,8 @@ contract AttributionLedger is AccessControl {
         EpochTotals totals;
         uint64 committedAt;
         string uri;
+        uint64 parametersBlock;
+        bytes32 parametersHash;
     }
 
     mapping(uint64 epoch => Epoch) private _epochs;
@@ -33,7 +37,13 @@ contract AttributionLedger is AccessControl {
     uint64 public latestEpoch;
 
     event EpochCommitted(
-        uint64 indexed epoch, bytes32 recordsRoot, bytes32 payoutsRoot, EpochTotals totals, string uri
+        uint64 indexed epoch,
+        bytes32 recordsRoot,
+        bytes32 payoutsRoot,
+        EpochTotals totals,
+        string uri,
+        uint64 parametersBlock,
+        bytes32 parametersHash
     );
     event InferenceRecorded(
         bytes32 indexed recordId,
@@ -62,15 +72,19 @@ contract AttributionLedger is AccessControl {
         bytes32 recordsRoot,
         bytes32 payoutsRoot,
         EpochTotals calldata totals,
-        string calldata uri
+        string calldata uri,
+        uint64 parametersBlock,
+        bytes32 parametersHash
     ) external onlyRole(ATTESTOR_ROLE) {
         if (_epochs[epoch].committedAt != 0) revert EpochAlreadyCommitted(epoch);
         if (recordsRoot == bytes32(0)) revert EmptyRoot();
         uint256 shares = uint256(totals.ownerFees) + totals.contributorFees + totals.protocolFees;
         if (shares != totals.fees) revert TotalsMismatch(totals.fees, shares);
-        _epochs[epoch] = Epoch(recordsRoot, payoutsRoot, totals, uint64(block.timestamp), uri);
+        _epochs[epoch] = Epoch(
+            recordsRoot, payoutsRoot, totals, uint64(block.timestamp), uri, parametersBlock, parametersHash
+        );
         if (epoch > latestEpoch) latestEpoch = epoch;
-        emit EpochCommitted(epoch, recordsRoot, payoutsRoot, totals, uri);
+        emit EpochCommitted(epoch, recordsRoot, payoutsRoot, totals, uri, parametersBlock, parametersHash);
     }
 
     /// @dev Stores the record's leaf hash (the same leaf an epoch tree would hold), so a record id is written once.

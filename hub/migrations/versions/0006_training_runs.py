@@ -1,7 +1,7 @@
 """training runs: paid ModelFactory runs, from reservation to charge (hub.rewards.training_models)
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-03
 """
 
@@ -11,8 +11,8 @@ from alembic import op
 
 from hub.rewards.models import Wei
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
