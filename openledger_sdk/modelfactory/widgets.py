@@ -13,7 +13,6 @@ matplotlib's Agg canvas (no pyplot state, no Lab-only renderer) into an `Image` 
 from __future__ import annotations
 
 import html
-import io
 import threading
 import time
 import traceback
@@ -26,84 +25,17 @@ from openledger_sdk.catalog import CATALOG, DEFAULT_BASE_MODEL, resolve_base_mod
 from openledger_sdk.errors import OpenLedgerError
 from openledger_sdk.modelfactory.config import DEFAULT_TARGETS, IndexSettings, LoraSettings, TrainConfig
 from openledger_sdk.modelfactory.config import validation_problems as config_problems
+from openledger_sdk.modelfactory.panel_chart import render_loss_chart
+from openledger_sdk.modelfactory.panel_progress import PanelCallback, eval_table
+from openledger_sdk.modelfactory.panel_settings import (
+    FALLBACK_TARGETS,
+    TRAIN_FIELDS,
+    default_settings,
+    linear_layer_names,
+    train_fields,
+)
 
 IN_MEMORY = "(rows given to the panel)"
-CHART_INTERVAL = 0.5  # seconds between chart redraws while training (the PNG is re-sent each time)
-FALLBACK_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-# TrainConfig fields that the panel edits as they are (LoRA and index settings are nested objects there).
-TRAIN_FIELDS = ("lr", "epochs", "batch_size", "grad_accum", "max_len", "seed", "eval_split")
-
-
-def linear_layer_names(base_dir: Path) -> list[str]:
-    """Short names of the 2-D weights in a model's safetensors (the Linear layers LoRA can target), cheaply:
-    only the file header is read."""
-    from safetensors import safe_open
-
-    names: set[str] = set()
-    for path in sorted(base_dir.glob("*.safetensors")):
-        with safe_open(str(path), framework="numpy") as handle:
-            for key in handle.keys():  # noqa: SIM118 - safe_open handles are not iterable
-                if not key.endswith(".weight") or "embed" in key or "lm_head" in key:
-                    continue
-                if len(handle.get_slice(key).get_shape()) == 2:
-                    names.add(key[: -len(".weight")].rsplit(".", 1)[-1])
-    return sorted(names)
-
-
-def render_loss_chart(points: list[tuple[int, float]], total_steps: int | None = None) -> bytes:
-    """PNG of the training loss per optimizer step (a thread-safe Figure, not pyplot)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(5.5, 2.6), dpi=90)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot(1, 1, 1)
-    if points:
-        steps, losses = zip(*points, strict=True)
-        axes.plot(steps, losses, marker="o" if len(points) < 40 else None, markersize=3, linewidth=1.4)
-    axes.set_xlabel("step")
-    axes.set_ylabel("training loss")
-    if total_steps:
-        axes.set_xlim(0, max(total_steps, 1) + 0.5)
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
-
-
-class _PanelCallback:
-    """Training events → widget updates (runs in the training thread)."""
-
-    def __init__(self, panel: FinetunePanel) -> None:
-        self.panel = panel
-        self.total: int | None = None
-        self._last_draw = 0.0
-
-    def on_phase(self, phase: str) -> None:
-        self.panel._status(f"{phase}…")
-
-    def on_train_begin(self, info: dict[str, Any]) -> None:
-        self.total = info["total_steps"]
-        bar = self.panel.progress
-        bar.max, bar.value = max(self.total, 1), 0
-        self.panel._status(
-            f"training {info['train_rows']} rows ({info['eval_rows']} held out) on {info['device']}, "
-            f"{info['trainable_params']:,} LoRA parameters, {self.total} steps"
-        )
-
-    def on_step(self, info: Any) -> None:
-        panel = self.panel
-        panel.loss_points.append((info.step, info.loss))
-        panel.progress.value = info.step
-        panel.progress.description = f"{info.step}/{info.total_steps}"
-        now = time.monotonic()
-        if now - self._last_draw >= CHART_INTERVAL or info.step == info.total_steps:
-            self._last_draw = now
-            panel.chart.value = render_loss_chart(panel.loss_points, self.total)
-
-    def on_index_progress(self, done: int, total: int) -> None:
-        self.panel._status(f"attribution index: {done}/{total} examples")
 
 
 class FinetunePanel:
@@ -133,7 +65,7 @@ class FinetunePanel:
         self._running = False  # set by the button, cleared by the training thread before it re-enables Train
         self._chat_thread: threading.Thread | None = None
         self._datanets: dict[str, Any] = {}
-        settings = {**_default_settings(), **(defaults or {})}
+        settings = {**default_settings(), **(defaults or {})}
         style = {"description_width": "110px"}
         layout = w.Layout(width="260px")
 
@@ -303,7 +235,7 @@ class FinetunePanel:
         kwargs: dict[str, Any] = {
             "base": config.base,
             "lora": config.lora,
-            **_train_fields(config),
+            **train_fields(config),
             "index": config.index,
             "models_dir": self.models_dir,
             "client": self.client,
@@ -340,10 +272,10 @@ class FinetunePanel:
         from openledger_sdk.modelfactory.trainer import finetune
 
         try:
-            model = finetune(**kwargs, callbacks=[_PanelCallback(self)], stop=self._stop)
+            model = finetune(**kwargs, callbacks=[PanelCallback(self)], stop=self._stop)
             self.model = model
             self.chart.value = render_loss_chart(self.loss_points, model.metrics["total_steps"])
-            self.eval_html.value = _eval_table(model)
+            self.eval_html.value = eval_table(model)
             self.chat_button.disabled = self.chat_input.disabled = False
             if model.complete:
                 self.progress.bar_style = "success"
@@ -419,37 +351,6 @@ class FinetunePanel:
                 if thread.is_alive():
                     return False
         return True
-
-
-def _train_fields(config: TrainConfig) -> dict[str, Any]:
-    """The TrainConfig fields that are one control each in the panel, by name (the defaults, finetune()'s keywords)."""
-    return {name: getattr(config, name) for name in TRAIN_FIELDS}
-
-
-def _default_settings() -> dict[str, Any]:
-    lora, config, index = LoraSettings(), TrainConfig(base=DEFAULT_BASE_MODEL), IndexSettings()
-    return {
-        "r": lora.r,
-        "alpha": lora.alpha,
-        "dropout": lora.dropout,
-        "target_modules": lora.target_modules,
-        **_train_fields(config),
-        "index_dim": index.dim,
-    }
-
-
-def _eval_table(model: Any) -> str:
-    ev = model.manifest.get("eval")
-    losses = model.metrics["epoch_losses"]
-    head = f"<b>epoch losses:</b> {', '.join(f'{x:.4f}' for x in losses) or '-'}"
-    if not ev:
-        return head + "<br><i>no held-out evaluation (eval split 0, or the run was stopped)</i>"
-    return (
-        head + f"<table style='margin-top:4px'><tr><th></th><th>loss</th><th>perplexity</th></tr>"
-        f"<tr><td>base model</td><td>{ev['loss_before']:.4f}</td><td>{ev['perplexity_before']:.2f}</td></tr>"
-        f"<tr><td>fine-tuned</td><td>{ev['loss_after']:.4f}</td><td>{ev['perplexity_after']:.2f}</td></tr>"
-        f"</table><small>{ev['rows']} held-out rows, {ev['tokens']} response tokens</small>"
-    )
 
 
 __all__ = ["FinetunePanel", "linear_layer_names", "render_loss_chart"]
