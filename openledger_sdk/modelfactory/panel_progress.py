@@ -28,6 +28,8 @@ class PanelCallback:
         self.total = info["total_steps"]
         bar = self.panel.progress
         bar.max, bar.value = max(self.total, 1), 0
+        bar.description = f"0/{self.total}"
+        self.panel.eta.value = ""
         self.panel._status(
             f"training {info['train_rows']} rows ({info['eval_rows']} held out) on {info['device']}, "
             f"{info['trainable_params']:,} LoRA parameters, {self.total} steps"
@@ -38,6 +40,7 @@ class PanelCallback:
         panel.loss_points.append((info.step, info.loss))
         panel.progress.value = info.step
         panel.progress.description = f"{info.step}/{info.total_steps}"
+        panel.eta.value = eta_text(info.elapsed, info.step, info.total_steps)
         now = time.monotonic()
         if now - self._last_draw >= CHART_INTERVAL or info.step == info.total_steps:
             self._last_draw = now
@@ -45,6 +48,19 @@ class PanelCallback:
 
     def on_index_progress(self, done: int, total: int) -> None:
         self.panel._status(f"attribution index: {done}/{total} examples")
+
+
+def eta_text(elapsed: float, step: int, total: int) -> str:
+    """Time left for the remaining steps at the pace so far (the first step's warm-up included, so it errs long)."""
+    if step <= 0 or step >= total:
+        return ""
+    left = elapsed / step * (total - step)
+    return f"about {duration_text(left)} left"
+
+
+def duration_text(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"
 
 
 def eval_table(model: Any) -> str:

@@ -1,4 +1,5 @@
-"""What the fine-tune panel edits: its default values (TrainConfig's own) and the Linear layers LoRA can target."""
+"""What the fine-tune panel edits: its default values (TrainConfig's own, or the keywords a notebook passes to
+`finetune()`) and the Linear layers LoRA can target."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from openledger_sdk.modelfactory.config import IndexSettings, LoraSettings, Trai
 
 FALLBACK_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # TrainConfig fields that the panel edits as they are (LoRA and index settings are nested objects there).
-TRAIN_FIELDS = ("lr", "epochs", "batch_size", "grad_accum", "max_len", "seed", "eval_split")
+TRAIN_FIELDS = ("lr", "epochs", "max_steps", "batch_size", "grad_accum", "max_len", "seed", "eval_split")
+NO_STEP_CAP = 0  # the max-steps field's value for "train every epoch in full" (max_steps=None)
 
 
 def linear_layer_names(base_dir: Path) -> list[str]:
@@ -34,13 +36,23 @@ def train_fields(config: TrainConfig) -> dict[str, Any]:
     return {name: getattr(config, name) for name in TRAIN_FIELDS}
 
 
-def default_settings() -> dict[str, Any]:
-    lora, config, index = LoraSettings(), TrainConfig(base=DEFAULT_BASE_MODEL), IndexSettings()
-    return {
+def default_settings(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One value per panel control. `overrides` takes `finetune()`'s own keywords (`lora=LoraSettings(...)`,
+    `index=IndexSettings(...)`, `lr=...`, `max_steps=...`) or the controls' flat names (`r`, `alpha`, `index_dim`), so
+    a notebook can hand the panel exactly the settings of the run it did in code."""
+    given = dict(overrides or {})
+    lora = given.pop("lora", None) or LoraSettings()
+    index = given.pop("index", None)
+    index = index if isinstance(index, IndexSettings) else IndexSettings()
+    settings = {
         "r": lora.r,
         "alpha": lora.alpha,
         "dropout": lora.dropout,
         "target_modules": lora.target_modules,
-        **train_fields(config),
+        **train_fields(TrainConfig(base=DEFAULT_BASE_MODEL)),
         "index_dim": index.dim,
+        **given,
     }
+    if settings["max_steps"] is None:
+        settings["max_steps"] = NO_STEP_CAP
+    return settings

@@ -26,9 +26,11 @@ from openledger_sdk.errors import OpenLedgerError
 from openledger_sdk.modelfactory.config import DEFAULT_TARGETS, IndexSettings, LoraSettings, TrainConfig
 from openledger_sdk.modelfactory.config import validation_problems as config_problems
 from openledger_sdk.modelfactory.panel_chart import render_loss_chart
-from openledger_sdk.modelfactory.panel_progress import PanelCallback, eval_table
+from openledger_sdk.modelfactory.panel_progress import PanelCallback, duration_text, eval_table
+from openledger_sdk.modelfactory.panel_publish import follow_registration, published_html
 from openledger_sdk.modelfactory.panel_settings import (
     FALLBACK_TARGETS,
+    NO_STEP_CAP,
     TRAIN_FIELDS,
     default_settings,
     linear_layer_names,
@@ -64,8 +66,9 @@ class FinetunePanel:
         self._thread: threading.Thread | None = None
         self._running = False  # set by the button, cleared by the training thread before it re-enables Train
         self._chat_thread: threading.Thread | None = None
+        self._publish_thread: threading.Thread | None = None
         self._datanets: dict[str, Any] = {}
-        settings = {**default_settings(), **(defaults or {})}
+        settings = default_settings(defaults)
         style = {"description_width": "110px"}
         layout = w.Layout(width="260px")
 
@@ -87,6 +90,13 @@ class FinetunePanel:
             "dropout": w.FloatText(value=settings["dropout"], description="LoRA dropout", style=style, layout=layout),
             "lr": w.FloatText(value=settings["lr"], description="learning rate", style=style, layout=layout),
             "epochs": w.IntText(value=settings["epochs"], description="epochs", style=style, layout=layout),
+            "max_steps": w.IntText(
+                value=settings["max_steps"],
+                description="max steps",
+                tooltip="cap on optimizer steps; 0 trains every epoch in full",
+                style=style,
+                layout=layout,
+            ),
             "batch_size": w.IntText(value=settings["batch_size"], description="batch size", style=style, layout=layout),
             "grad_accum": w.IntText(value=settings["grad_accum"], description="grad accum", style=style, layout=layout),
             "max_len": w.IntText(value=settings["max_len"], description="max tokens", style=style, layout=layout),
@@ -104,6 +114,7 @@ class FinetunePanel:
         self.train_button = w.Button(description="Train", button_style="primary", icon="play")
         self.stop_button = w.Button(description="Stop", button_style="warning", icon="stop", disabled=True)
         self.progress = w.IntProgress(value=0, min=0, max=1, description="0/0", layout=w.Layout(width="420px"))
+        self.eta = w.Label("")
         self.status = w.HTML("<i>set up the run, then press Train</i>")
         self.chart = w.Image(value=render_loss_chart([]), format="png", layout=w.Layout(width="500px"))
         self.eval_html = w.HTML()
@@ -136,7 +147,7 @@ class FinetunePanel:
                     [w.VBox([self.datanet, self.version, self.base, self.targets]), w.VBox(grid[:6]), w.VBox(grid[6:])]
                 ),  # fmt: skip
                 self.problems,
-                w.HBox([self.train_button, self.stop_button, self.progress]),
+                w.HBox([self.train_button, self.stop_button, self.progress, self.eta]),
                 self.status,
                 self.chart,
                 self.eval_html,
@@ -198,7 +209,8 @@ class FinetunePanel:
         return TrainConfig(
             base=self.base.value,
             lora=LoraSettings(r=c["r"], alpha=c["alpha"], dropout=c["dropout"], target_modules=self.targets.value),
-            **{name: c[name] for name in TRAIN_FIELDS},
+            **{name: c[name] for name in TRAIN_FIELDS if name != "max_steps"},
+            max_steps=None if c["max_steps"] == NO_STEP_CAP else c["max_steps"],
             index=IndexSettings(dim=c["index_dim"]),
         )
 
@@ -259,7 +271,9 @@ class FinetunePanel:
         self.loss_points = []
         self.model, self.last_error = None, None
         self.chart.value = render_loss_chart([])
-        self.progress.value, self.progress.bar_style = 0, ""
+        # A fresh label at once: the last run's "4/4" would otherwise show until the model has loaded.
+        self.progress.value, self.progress.bar_style, self.progress.description = 0, "", "starting"
+        self.eta.value = ""
         self.eval_html.value = self.publish_result.value = ""
         for widget in (self.publish_button, self.chat_button, self.chat_input, self.train_button):
             widget.disabled = True
@@ -271,12 +285,14 @@ class FinetunePanel:
     def _run(self, kwargs: dict[str, Any]) -> None:
         from openledger_sdk.modelfactory.trainer import finetune
 
+        started = time.monotonic()
         try:
             model = finetune(**kwargs, callbacks=[PanelCallback(self)], stop=self._stop)
             self.model = model
             self.chart.value = render_loss_chart(self.loss_points, model.metrics["total_steps"])
             self.eval_html.value = eval_table(model)
             self.chat_button.disabled = self.chat_input.disabled = False
+            self.eta.value = f"took {duration_text(time.monotonic() - started)}"
             if model.complete:
                 self.progress.bar_style = "success"
                 self._status(f"done: {model.path}")
@@ -331,21 +347,28 @@ class FinetunePanel:
     def _on_publish(self, _button: Any = None) -> None:
         from openledger_sdk.modelfactory.publish import publish
 
+        self.publish_button.disabled = True  # one click, one model: a second would only meet "name taken"
+        self.publish_result.value = "<i>uploading and registering…</i>"
         try:
             self.last_record = publish(self.client, self.model, self.publish_name.value, self.publish_price.value)
         except OpenLedgerError as err:
             self.publish_result.value = f"<span style='color:#b00020'>{html.escape(str(err))}</span>"
+            self.publish_button.disabled = False  # e.g. a bad name: fix it and press again
             return
-        record = self.last_record or {}
-        self.publish_result.value = (
-            f"published <b>{html.escape(str(record.get('name', self.publish_name.value)))}</b> "
-            f"(manifest {html.escape(self.model.manifest_hash[:16])}…)"
-        )
+        self.publish_result.value = published_html(self.last_record, self.client)
+        self._publish_thread = threading.Thread(target=self._follow_registration, daemon=True)
+        self._publish_thread.start()
+
+    def _follow_registration(self) -> None:
+        """The on-chain registration is sent by the platform's relay a moment later: show its transaction then."""
+        record = follow_registration(self.client, self.last_record or {})
+        self.last_record = record
+        self.publish_result.value = published_html(record, self.client)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until training (and any chat answer) finishes; True if it did within `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in (self._thread, self._chat_thread):
+        for thread in (self._thread, self._chat_thread, self._publish_thread):
             if thread is not None:
                 thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
                 if thread.is_alive():
