@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -239,3 +240,19 @@ def test_welcome_grant_is_paid_once_and_only_to_oneself(first_hub: RunningHub) -
     with hub.admin() as admin:
         assert admin.get("/services/platform/api/me").json()["kind"] == "service"
         assert admin.get("/services/platform/api/wallet").status_code == 403
+
+
+def test_dashboard_links_lead_to_ones_own_dashboards_only(first_hub: RunningHub) -> None:
+    token = first_hub.ensure_user("link-user")
+    with first_hub.as_token(token) as client:
+        answer = client.get("/hub/openledger/dashboards/model_owner", follow_redirects=False)
+        assert answer.status_code == 302
+        assert answer.headers["location"] == (
+            "/hub/spawn/link-user/dashboards?next=%2Fuser%2Flink-user%2Fdashboards%2Fvoila%2Frender%2Fmodel_owner.ipynb"
+        )
+        # Only the curated dashboards: no path of the user's choosing reaches the redirect.
+        for name in ("..%2F..%2Fadmin", "tree", "model_owner.ipynb%2F..%2F..%2Fsecret"):
+            assert client.get(f"/hub/openledger/dashboards/{name}", follow_redirects=False).status_code == 404
+    # Without a login: to the login page, nothing about anyone's server.
+    anonymous = httpx.get(f"{first_hub.url}/hub/openledger/dashboards/contributor", follow_redirects=False)
+    assert anonymous.status_code == 302 and "/hub/login" in anonymous.headers["location"]
