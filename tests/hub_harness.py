@@ -49,7 +49,8 @@ def write_settings(directory: Path, **sections: dict) -> Path:
             "chain_port": free_port(),
             "cull_idle_timeout": 0,
         },
-        "chain": {"anvil_port": free_port()},
+        # No welcome grant: tests count OPEN exactly; tests of the grant (and the first-run test) turn it on.
+        "chain": {"anvil_port": free_port(), "welcome_grant": "0"},
         # The template notebooks explore the demo datanet, as on a `make run` hub.
         "datanets": {"seed_demo": True},
     }

@@ -10,8 +10,9 @@ import torch
 from fastapi.testclient import TestClient
 
 from openledger_sdk import Client
-from openledger_sdk.modelfactory import FinetunePanel
+from openledger_sdk.modelfactory import FinetunePanel, LoraSettings, TrainConfig
 from openledger_sdk.modelfactory.manifest import read_manifest
+from openledger_sdk.modelfactory.panel_progress import eta_text
 from openledger_sdk.modelfactory.widgets import IN_MEMORY, linear_layer_names
 from tests.test_modelfactory_publish import make_app
 from tests.test_modelfactory_train import rows
@@ -96,13 +97,16 @@ def test_train_shows_loss_progress_eval_and_chat(tmp_path: Path, hub_client) -> 
     assert "<b>model:</b>" in panel.chat_log.value and panel.chat_input.value == ""
     # Publish is enabled for a complete model with a hub connection.
     assert not panel.publish_button.disabled
-    panel.publish_name.value, panel.publish_price.value = "panel-bot", 0.5
-    panel.publish_button.click()
-    assert "published <b>panel-bot</b>" in panel.publish_result.value
-    assert received[0]["manifest_hash"] == model.manifest_hash and received[0]["price_per_1k_tokens"] == "0.5"
     panel.publish_name.value = "Bad Name"
     panel.publish_button.click()
-    assert "must be 1-64 characters" in panel.publish_result.value and len(received) == 1
+    assert "must be 1-64 characters" in panel.publish_result.value and received == []
+    assert not panel.publish_button.disabled  # a bad name is fixed and tried again
+    panel.publish_name.value, panel.publish_price.value = "panel-bot", 0.5
+    panel.publish_button.click()
+    assert panel.wait(60)
+    assert "published <b>panel-bot</b>" in panel.publish_result.value
+    assert received[0]["manifest_hash"] == model.manifest_hash and received[0]["price_per_1k_tokens"] == "0.5"
+    assert panel.publish_button.disabled  # published: a second click would only meet "name taken"
 
 
 def test_validation_messages_gate_the_train_button() -> None:
@@ -167,3 +171,38 @@ def test_datanets_and_versions_come_from_the_client() -> None:
     assert panel.validate() == []
     kwargs = panel._finetune_kwargs()
     assert kwargs["version"] == 3 and kwargs["datanet"].name == "support-chats" and "rows" not in kwargs
+
+
+def test_panel_starts_from_the_settings_of_the_code_run(tmp_path: Path) -> None:
+    """Notebook 03 hands the panel the keywords it gave finetune(): the panel must train with exactly those."""
+    settings = dict(lora=LoraSettings(r=4, alpha=8, dropout=0.0), lr=3e-2, epochs=2, max_steps=3, batch_size=4,
+                    max_len=64, seed=0, eval_split=0.0)  # fmt: skip
+    base = str(shared_tiny_model())
+    panel = FinetunePanel(rows=rows(), base=base, defaults=settings, output_root=tmp_path)
+    code_run = TrainConfig(base=base, lora=settings["lora"], **{k: v for k, v in settings.items() if k != "lora"})
+    assert panel.config() == code_run
+    # Without defaults the panel is finetune()'s own defaults (the documented code path), max steps included.
+    plain = FinetunePanel(rows=rows(), base=base)
+    assert plain.config() == TrainConfig(base=base) and plain.controls["max_steps"].value == 0
+    assert plain.config().max_steps is None  # 0 in the field: every epoch in full
+    plain.controls["max_steps"].value = -2
+    assert plain.train_button.disabled and "max_steps must be a positive integer" in plain.problems.value
+
+    panel.controls["index_dim"].value = 64
+    panel.progress.description = "9/9"  # what the previous run left
+    panel.train_button.click()
+    assert panel.progress.description == "starting" and panel.eta.value == ""  # fresh at once, not "9/9"
+    etas: set[str] = set()
+    while panel.training:
+        etas.add(panel.eta.value)
+        time.sleep(0.005)
+    assert panel.wait(120) and panel.last_error is None, panel.status.value
+    assert panel.model.metrics["steps"] == 3 and panel.progress.description == "3/3"  # max steps honoured
+    assert any(eta.startswith("about ") and eta.endswith(" left") for eta in etas), etas
+    assert panel.eta.value.startswith("took ")
+
+
+def test_eta_text() -> None:
+    assert eta_text(10.0, 2, 6) == "about 20 s left"
+    assert eta_text(60.0, 1, 3) == "about 2 min 00 s left"
+    assert eta_text(5.0, 0, 6) == eta_text(5.0, 6, 6) == ""  # nothing to extrapolate from, or nothing left

@@ -80,7 +80,8 @@ class PlatformMetering:
             raise InsufficientFundsError(
                 f"your wallet {wallet.address} can spend {open_text(max(short.spendable, 0))} OPEN (balance minus "
                 f"fees not settled yet and requests in flight); this request to {model} may cost up to "
-                f"{open_text(most)} OPEN. Ask your instructor or admin for OPEN, or lower max_tokens."
+                f"{open_text(most)} OPEN. To get OPEN, ask your instructor or admin to fund your wallet "
+                "(`openledger-workshop fund <workshop>`, or the faucet in the admin notebook), or lower max_tokens."
             ) from None
 
     def release(self, request_id: str) -> None:

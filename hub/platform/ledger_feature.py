@@ -33,6 +33,7 @@ from hub.ledger.errors import ChainUnreachableError, LedgerError, WrongChainErro
 from hub.ledger.tx import PreparedCall, send_call
 from hub.platform.idempotency import idempotent
 from hub.platform.runtime import Feature, PlatformRuntime, get_runtime, stop_task
+from hub.platform.welcome_grant import grant_welcome_open, is_dev_chain
 from hub.relay.finality import settings_finality
 from hub.relay.outbox import OPERATOR, OutboxEntry, OutboxStatus, enqueue
 from hub.relay.parts import RelayConfig
@@ -60,14 +61,6 @@ class LedgerState:
 
     def set(self, status: str, message: str) -> None:
         self.status, self.message, self.since = status, message, time.time()
-
-
-def is_dev_chain(w3: Web3) -> bool:
-    try:
-        require_dev_chain(w3)
-    except FaucetRefusedError:
-        return False
-    return True
 
 
 def fund_operator(deployment: LedgerDeployment, operator: str) -> None:
@@ -194,7 +187,8 @@ def wallet_view(wallet: UserWallet, deployment: LedgerDeployment, rpc_url: str) 
 def my_wallet(user: HubUser = Depends(current_user), runtime: PlatformRuntime = Depends(get_runtime)) -> dict:
     """My custodial address (created on first use), OPEN and ETH balances, and linked payout address."""
     deployment, _, keys = ledger_parts(runtime)
-    wallet = ensure_wallet(runtime.engine, user_only(user).name, keys)
+    grant_welcome_open(runtime, user_only(user).name)
+    wallet = ensure_wallet(runtime.engine, user.name, keys)
     return wallet_view(wallet, deployment, runtime.settings.chain_rpc_url)
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Depends, HTTPException, Request
 
 from hub.auth import HubUser, current_user, hub_user, token_from_request
-from hub.platform.runtime import Feature
+from hub.platform.runtime import Feature, PlatformRuntime, get_runtime
+from hub.platform.welcome_grant import grant_welcome_open
 
 router = APIRouter()
 
@@ -15,8 +18,11 @@ def user_profile(user: HubUser) -> dict:
 
 
 @router.get("/api/me")
-async def me(user: HubUser = Depends(current_user)) -> dict:
-    """The hub user behind the request's token."""
+async def me(user: HubUser = Depends(current_user), runtime: PlatformRuntime = Depends(get_runtime)) -> dict:
+    """The hub user behind the request's token. A user's first call also brings their welcome grant of OPEN (dev
+    chains only; see hub.platform.welcome_grant), so notebook 00's `ol.whoami()` is all a newcomer needs."""
+    if user.kind == "user":
+        await asyncio.to_thread(grant_welcome_open, runtime, user.name)
     return user_profile(user)
 
 

@@ -13,7 +13,6 @@ matplotlib's Agg canvas (no pyplot state, no Lab-only renderer) into an `Image` 
 from __future__ import annotations
 
 import html
-import io
 import threading
 import time
 import traceback
@@ -26,84 +25,19 @@ from openledger_sdk.catalog import CATALOG, DEFAULT_BASE_MODEL, resolve_base_mod
 from openledger_sdk.errors import OpenLedgerError
 from openledger_sdk.modelfactory.config import DEFAULT_TARGETS, IndexSettings, LoraSettings, TrainConfig
 from openledger_sdk.modelfactory.config import validation_problems as config_problems
+from openledger_sdk.modelfactory.panel_chart import render_loss_chart
+from openledger_sdk.modelfactory.panel_progress import PanelCallback, duration_text, eval_table
+from openledger_sdk.modelfactory.panel_publish import follow_registration, published_html
+from openledger_sdk.modelfactory.panel_settings import (
+    FALLBACK_TARGETS,
+    NO_STEP_CAP,
+    TRAIN_FIELDS,
+    default_settings,
+    linear_layer_names,
+    train_fields,
+)
 
 IN_MEMORY = "(rows given to the panel)"
-CHART_INTERVAL = 0.5  # seconds between chart redraws while training (the PNG is re-sent each time)
-FALLBACK_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-# TrainConfig fields that the panel edits as they are (LoRA and index settings are nested objects there).
-TRAIN_FIELDS = ("lr", "epochs", "batch_size", "grad_accum", "max_len", "seed", "eval_split")
-
-
-def linear_layer_names(base_dir: Path) -> list[str]:
-    """Short names of the 2-D weights in a model's safetensors (the Linear layers LoRA can target), cheaply:
-    only the file header is read."""
-    from safetensors import safe_open
-
-    names: set[str] = set()
-    for path in sorted(base_dir.glob("*.safetensors")):
-        with safe_open(str(path), framework="numpy") as handle:
-            for key in handle.keys():  # noqa: SIM118 - safe_open handles are not iterable
-                if not key.endswith(".weight") or "embed" in key or "lm_head" in key:
-                    continue
-                if len(handle.get_slice(key).get_shape()) == 2:
-                    names.add(key[: -len(".weight")].rsplit(".", 1)[-1])
-    return sorted(names)
-
-
-def render_loss_chart(points: list[tuple[int, float]], total_steps: int | None = None) -> bytes:
-    """PNG of the training loss per optimizer step (a thread-safe Figure, not pyplot)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(5.5, 2.6), dpi=90)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot(1, 1, 1)
-    if points:
-        steps, losses = zip(*points, strict=True)
-        axes.plot(steps, losses, marker="o" if len(points) < 40 else None, markersize=3, linewidth=1.4)
-    axes.set_xlabel("step")
-    axes.set_ylabel("training loss")
-    if total_steps:
-        axes.set_xlim(0, max(total_steps, 1) + 0.5)
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
-
-
-class _PanelCallback:
-    """Training events → widget updates (runs in the training thread)."""
-
-    def __init__(self, panel: FinetunePanel) -> None:
-        self.panel = panel
-        self.total: int | None = None
-        self._last_draw = 0.0
-
-    def on_phase(self, phase: str) -> None:
-        self.panel._status(f"{phase}…")
-
-    def on_train_begin(self, info: dict[str, Any]) -> None:
-        self.total = info["total_steps"]
-        bar = self.panel.progress
-        bar.max, bar.value = max(self.total, 1), 0
-        self.panel._status(
-            f"training {info['train_rows']} rows ({info['eval_rows']} held out) on {info['device']}, "
-            f"{info['trainable_params']:,} LoRA parameters, {self.total} steps"
-        )
-
-    def on_step(self, info: Any) -> None:
-        panel = self.panel
-        panel.loss_points.append((info.step, info.loss))
-        panel.progress.value = info.step
-        panel.progress.description = f"{info.step}/{info.total_steps}"
-        now = time.monotonic()
-        if now - self._last_draw >= CHART_INTERVAL or info.step == info.total_steps:
-            self._last_draw = now
-            panel.chart.value = render_loss_chart(panel.loss_points, self.total)
-
-    def on_index_progress(self, done: int, total: int) -> None:
-        self.panel._status(f"attribution index: {done}/{total} examples")
 
 
 class FinetunePanel:
@@ -132,8 +66,9 @@ class FinetunePanel:
         self._thread: threading.Thread | None = None
         self._running = False  # set by the button, cleared by the training thread before it re-enables Train
         self._chat_thread: threading.Thread | None = None
+        self._publish_thread: threading.Thread | None = None
         self._datanets: dict[str, Any] = {}
-        settings = {**_default_settings(), **(defaults or {})}
+        settings = default_settings(defaults)
         style = {"description_width": "110px"}
         layout = w.Layout(width="260px")
 
@@ -155,6 +90,13 @@ class FinetunePanel:
             "dropout": w.FloatText(value=settings["dropout"], description="LoRA dropout", style=style, layout=layout),
             "lr": w.FloatText(value=settings["lr"], description="learning rate", style=style, layout=layout),
             "epochs": w.IntText(value=settings["epochs"], description="epochs", style=style, layout=layout),
+            "max_steps": w.IntText(
+                value=settings["max_steps"],
+                description="max steps",
+                tooltip="cap on optimizer steps; 0 trains every epoch in full",
+                style=style,
+                layout=layout,
+            ),
             "batch_size": w.IntText(value=settings["batch_size"], description="batch size", style=style, layout=layout),
             "grad_accum": w.IntText(value=settings["grad_accum"], description="grad accum", style=style, layout=layout),
             "max_len": w.IntText(value=settings["max_len"], description="max tokens", style=style, layout=layout),
@@ -172,6 +114,7 @@ class FinetunePanel:
         self.train_button = w.Button(description="Train", button_style="primary", icon="play")
         self.stop_button = w.Button(description="Stop", button_style="warning", icon="stop", disabled=True)
         self.progress = w.IntProgress(value=0, min=0, max=1, description="0/0", layout=w.Layout(width="420px"))
+        self.eta = w.Label("")
         self.status = w.HTML("<i>set up the run, then press Train</i>")
         self.chart = w.Image(value=render_loss_chart([]), format="png", layout=w.Layout(width="500px"))
         self.eval_html = w.HTML()
@@ -204,7 +147,7 @@ class FinetunePanel:
                     [w.VBox([self.datanet, self.version, self.base, self.targets]), w.VBox(grid[:6]), w.VBox(grid[6:])]
                 ),  # fmt: skip
                 self.problems,
-                w.HBox([self.train_button, self.stop_button, self.progress]),
+                w.HBox([self.train_button, self.stop_button, self.progress, self.eta]),
                 self.status,
                 self.chart,
                 self.eval_html,
@@ -266,7 +209,8 @@ class FinetunePanel:
         return TrainConfig(
             base=self.base.value,
             lora=LoraSettings(r=c["r"], alpha=c["alpha"], dropout=c["dropout"], target_modules=self.targets.value),
-            **{name: c[name] for name in TRAIN_FIELDS},
+            **{name: c[name] for name in TRAIN_FIELDS if name != "max_steps"},
+            max_steps=None if c["max_steps"] == NO_STEP_CAP else c["max_steps"],
             index=IndexSettings(dim=c["index_dim"]),
         )
 
@@ -303,7 +247,7 @@ class FinetunePanel:
         kwargs: dict[str, Any] = {
             "base": config.base,
             "lora": config.lora,
-            **_train_fields(config),
+            **train_fields(config),
             "index": config.index,
             "models_dir": self.models_dir,
             "client": self.client,
@@ -327,7 +271,9 @@ class FinetunePanel:
         self.loss_points = []
         self.model, self.last_error = None, None
         self.chart.value = render_loss_chart([])
-        self.progress.value, self.progress.bar_style = 0, ""
+        # A fresh label at once: the last run's "4/4" would otherwise show until the model has loaded.
+        self.progress.value, self.progress.bar_style, self.progress.description = 0, "", "starting"
+        self.eta.value = ""
         self.eval_html.value = self.publish_result.value = ""
         for widget in (self.publish_button, self.chat_button, self.chat_input, self.train_button):
             widget.disabled = True
@@ -339,12 +285,14 @@ class FinetunePanel:
     def _run(self, kwargs: dict[str, Any]) -> None:
         from openledger_sdk.modelfactory.trainer import finetune
 
+        started = time.monotonic()
         try:
-            model = finetune(**kwargs, callbacks=[_PanelCallback(self)], stop=self._stop)
+            model = finetune(**kwargs, callbacks=[PanelCallback(self)], stop=self._stop)
             self.model = model
             self.chart.value = render_loss_chart(self.loss_points, model.metrics["total_steps"])
-            self.eval_html.value = _eval_table(model)
+            self.eval_html.value = eval_table(model)
             self.chat_button.disabled = self.chat_input.disabled = False
+            self.eta.value = f"took {duration_text(time.monotonic() - started)}"
             if model.complete:
                 self.progress.bar_style = "success"
                 self._status(f"done: {model.path}")
@@ -399,57 +347,33 @@ class FinetunePanel:
     def _on_publish(self, _button: Any = None) -> None:
         from openledger_sdk.modelfactory.publish import publish
 
+        self.publish_button.disabled = True  # one click, one model: a second would only meet "name taken"
+        self.publish_result.value = "<i>uploading and registering…</i>"
         try:
             self.last_record = publish(self.client, self.model, self.publish_name.value, self.publish_price.value)
         except OpenLedgerError as err:
             self.publish_result.value = f"<span style='color:#b00020'>{html.escape(str(err))}</span>"
+            self.publish_button.disabled = False  # e.g. a bad name: fix it and press again
             return
-        record = self.last_record or {}
-        self.publish_result.value = (
-            f"published <b>{html.escape(str(record.get('name', self.publish_name.value)))}</b> "
-            f"(manifest {html.escape(self.model.manifest_hash[:16])}…)"
-        )
+        self.publish_result.value = published_html(self.last_record, self.client)
+        self._publish_thread = threading.Thread(target=self._follow_registration, daemon=True)
+        self._publish_thread.start()
+
+    def _follow_registration(self) -> None:
+        """The on-chain registration is sent by the platform's relay a moment later: show its transaction then."""
+        record = follow_registration(self.client, self.last_record or {})
+        self.last_record = record
+        self.publish_result.value = published_html(record, self.client)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until training (and any chat answer) finishes; True if it did within `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in (self._thread, self._chat_thread):
+        for thread in (self._thread, self._chat_thread, self._publish_thread):
             if thread is not None:
                 thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
                 if thread.is_alive():
                     return False
         return True
-
-
-def _train_fields(config: TrainConfig) -> dict[str, Any]:
-    """The TrainConfig fields that are one control each in the panel, by name (the defaults, finetune()'s keywords)."""
-    return {name: getattr(config, name) for name in TRAIN_FIELDS}
-
-
-def _default_settings() -> dict[str, Any]:
-    lora, config, index = LoraSettings(), TrainConfig(base=DEFAULT_BASE_MODEL), IndexSettings()
-    return {
-        "r": lora.r,
-        "alpha": lora.alpha,
-        "dropout": lora.dropout,
-        "target_modules": lora.target_modules,
-        **_train_fields(config),
-        "index_dim": index.dim,
-    }
-
-
-def _eval_table(model: Any) -> str:
-    ev = model.manifest.get("eval")
-    losses = model.metrics["epoch_losses"]
-    head = f"<b>epoch losses:</b> {', '.join(f'{x:.4f}' for x in losses) or '-'}"
-    if not ev:
-        return head + "<br><i>no held-out evaluation (eval split 0, or the run was stopped)</i>"
-    return (
-        head + f"<table style='margin-top:4px'><tr><th></th><th>loss</th><th>perplexity</th></tr>"
-        f"<tr><td>base model</td><td>{ev['loss_before']:.4f}</td><td>{ev['perplexity_before']:.2f}</td></tr>"
-        f"<tr><td>fine-tuned</td><td>{ev['loss_after']:.4f}</td><td>{ev['perplexity_after']:.2f}</td></tr>"
-        f"</table><small>{ev['rows']} held-out rows, {ev['tokens']} response tokens</small>"
-    )
 
 
 __all__ = ["FinetunePanel", "linear_layer_names", "render_loss_chart"]
