@@ -5,6 +5,7 @@
     for piece in ol.openlora.chat("my-model", messages, stream=True):
         print(piece, end="")
     ol.openlora.deploy("my-model")   # published models are served on demand; this loads and checks it now (free)
+    ol.openlora.deploy("my-model", wait_for_attribution=300)  # ... and waits until its answers are attributed
 
 The server speaks OpenAI's API, so `openai.OpenAI(base_url=ol.openlora.base_url, api_key=token)` works too.
 """
@@ -12,6 +13,7 @@ The server speaks OpenAI's API, so `openai.OpenAI(base_url=ol.openlora.base_url,
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -60,14 +62,22 @@ class OpenLoRA:
                     if piece:
                         yield piece
 
-    def deploy(self, model: str | dict[str, Any]) -> str:
+    def deploy(self, model: str | dict[str, Any], *, wait_for_attribution: float = 0) -> str:
         """Make sure a published model is served: it must be listed, and the server loads it now. Free: no inference
-        is made, nothing is recorded or charged."""
+        is made, nothing is recorded or charged.
+
+        A newly served adapter's attribution null threshold is calibrated once, in the background; until then its
+        answers say `"status": "pending"` and credit nobody. `wait_for_attribution` (seconds) waits for that
+        calibration to end (it returns anyway at the deadline: answers then still say which)."""
         name = model if isinstance(model, str) else model["name"]
         if name not in self.models():
             raise OpenLedgerError(f"{name!r} is not served: publish it first (ol.models.publish) or check its name")
-        try:
-            self._client.request("POST", "openlora", f"v1/models/{quote(name, safe='')}/load")
-        except OpenLedgerError as err:
-            raise OpenLedgerError(f"{name!r} did not load: {err}", err.status) from None
-        return name
+        deadline = time.monotonic() + wait_for_attribution
+        while True:
+            try:
+                info = self._client.request("POST", "openlora", f"v1/models/{quote(name, safe='')}/load")
+            except OpenLedgerError as err:
+                raise OpenLedgerError(f"{name!r} did not load: {err}", err.status) from None
+            if info.get("attribution") != "pending" or time.monotonic() >= deadline:
+                return name
+            time.sleep(min(2.0, max(deadline - time.monotonic(), 0.0)))

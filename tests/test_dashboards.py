@@ -170,7 +170,7 @@ def test_contributor_uploads_sees_the_submission_and_claims(
         page.screenshot(path=str(artifacts_dir / "dashboard-contributor.png"), full_page=True)
 
         contribute = page.get_by_role("button", name="Contribute")
-        page.locator(".widget-dropdown select").select_option(label=f"{contributor.datanet} (yours)")
+        page.get_by_label("Datanet").select_option(label=f"{contributor.datanet} (yours)")
         bad = [{"prompt": "What is a datanet?", "response": "A licensed dataset."}, {"prompt": "no response"}]
         choose_file(page, "bad.jsonl", jsonl(bad))
         contribute.click()

@@ -29,6 +29,13 @@ def quick(panel: FinetunePanel, **values) -> None:
         panel.controls[name].value = value
 
 
+@pytest.fixture(autouse=True)
+def unpaid_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This file's platform is a fake (models API only) that prices no training: runs here are unpaid. Paying for a
+    run through the real platform and chain is tests/test_training_fees_e2e.py's job."""
+    monkeypatch.setattr("openledger_sdk.modelfactory.trainer.paying_client", lambda client, fetches_datanet: None)
+
+
 @pytest.fixture
 def hub_client() -> tuple[Client, list[dict]]:
     received: list[dict] = []

@@ -125,7 +125,7 @@ def test_an_asker_who_cannot_pay_is_refused_before_any_generation(platform: Runn
         client.chat.completions.create(**ask)
     assert refused.value.status_code == 429 and refused.value.code == "insufficient_quota"
     message = refused.value.body["message"]
-    assert "can spend 0 OPEN" in message and "may cost up to" in message and "Ask your instructor" in message
+    assert "can spend 0 OPEN" in message and "may cost up to" in message and "ask your instructor" in message
     assert _revenue_requests(platform, published) == recorded  # nothing served, nothing recorded
 
     # The free base model still answers, and once funded the same request goes through (and is recorded).

@@ -87,7 +87,8 @@ def test_ledger_status_shows_deployed_contracts(platform: RunningHub, carol: str
     assert info["chain_id"] == platform.settings.chain.chain_id and info["dev_chain"]
     w3 = Web3(make_provider(platform.settings.anvil_rpc_url))  # the IPC socket: root (the test) may use it
     assert set(info["contracts"]) == {"OpenToken", "DatanetRegistry", "ModelRegistry", "AttributionLedger",
-                                      "RewardDistributor"}  # fmt: skip
+                                      "RewardDistributor", "GovernanceToken", "OpenLedgerGovernor",
+                                      "GovernanceTimelock", "ProtocolParameters"}  # fmt: skip
     for address in info["contracts"].values():
         assert len(w3.eth.get_code(address)) > 0
     relay = info["relay"]
