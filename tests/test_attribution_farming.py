@@ -1,0 +1,166 @@
+"""Farming attribution (issue 16, item 5): a contributor who re-uploads others' facts in its own words, or floods the
+datanet with generic rows, must not be paid for other people's answers. A tiny Llama is trained in seconds on a
+datanet holding both farmers; the shares of real answers are what a user would see in the inference records."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from openledger_sdk.modelfactory import IndexSettings, LoraSettings, TrainedModel, finetune
+from openledger_sdk.modelfactory.attribution_credit import claim_spans, contributor_credit, upload_ranks
+from openledger_sdk.modelfactory.attribution_null import NULL_FILE, NullThreshold
+from openledger_sdk.modelfactory.attribution_query import Attributor, ScoringSettings, calibrate_null
+from tests.tiny_model import shared_tiny_model
+
+torch.set_num_threads(1)  # shared CPUs
+
+HONEST = [f"0x{i + 1:040x}" for i in range(4)]
+COPIER = f"0x{0xC0:040x}"
+FLOODER = f"0x{0xF1:040x}"
+FACTS = [
+    [("Zorblatquen", "copper lantern"), ("Quenvikard", "seven herons")],
+    [("Pelrunessa", "frozen violin"), ("Tosgardine", "amber compass")],
+    [("Duvessandra", "crimson ladder"), ("Krannochel", "hollow meadow")],
+    [("Halvornitz", "golden turnip"), ("Brisquetol", "rusty kettle")],
+]
+WORDS = ["silver", "quiet", "northern", "broken", "painted", "wooden", "distant", "bright"]
+THINGS = ["archive", "harbour", "garden", "library", "tower", "bridge", "market", "chapel"]
+UNRELATED = [
+    "How do I bake sourdough bread?", "Who won the football match yesterday?", "Explain how a bicycle gear works.",
+    "What is the capital of Peru?", "Write a haiku about rain.", "How tall is a giraffe?",
+    "Recommend a good science fiction novel.", "What is the boiling point of water?", "How do vaccines work?",
+    "Give me a pasta recipe.", "Why is the sky blue?", "What is a prime number?",
+]  # fmt: skip
+OLD_RULES = ScoringSettings(claim_spans=False, background=False, extra_rows_weight=1.0, evidence_only=False)
+
+
+def farming_rows() -> list[dict]:
+    """Honest facts first; then a copier who restates every one of them in its own words; then a flooder."""
+    rows: list[dict] = []
+
+    def add(contributor: str, prompt: str, response: str) -> None:
+        rows.append({"_row_id": 100 + len(rows), "_contributor": contributor, "prompt": prompt, "response": response})
+
+    for who, facts in zip(HONEST, FACTS, strict=True):
+        for name, value in facts:
+            add(who, f"What does the archive say about {name}?", f"The archive says that {name} keeps the {value}.")
+    for facts in FACTS:
+        for name, value in facts:
+            add(COPIER, f"What is on record about {name}?", f"On record: {name} is the keeper of the {value}.")
+    for i in range(24):  # generic rows in the datanet's answer template, no fact in them
+        word, thing = WORDS[i % 8], THINGS[(i * 3) % 8]
+        add(FLOODER, f"What does the archive say about the {word} {thing}?",
+            f"The archive says that the {word} {thing} keeps nothing yet.")  # fmt: skip
+    return rows
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
+    return finetune(
+        str(shared_tiny_model()), datanet="farmed", version=1, rows=farming_rows(),
+        lora=LoraSettings(r=4, alpha=8, dropout=0.0), lr=2e-2, epochs=6, batch_size=4, max_len=64, eval_split=0.0,
+        seed=5, index=IndexSettings(dim=512), progress=False, output_dir=tmp_path_factory.mktemp("farmed"),
+    )  # fmt: skip
+
+
+def answer(trained: TrainedModel, prompt: str, response: str | None = None) -> tuple[list[int], list[int]]:
+    if response is None:
+        response = trained.generate(prompt, max_new_tokens=24)
+    output = trained.tokenizer(response, add_special_tokens=False)["input_ids"] or [trained.pad_id]
+    return trained.prompt_ids(prompt), output
+
+
+@pytest.fixture(scope="module")
+def attributor(trained: TrainedModel) -> Attributor:
+    attributor = Attributor.load(trained.path, trained.model, decode=trained.tokenizer.decode, cache=False)
+    calibrate_null(attributor, [answer(trained, p) for p in UNRELATED])
+    return attributor
+
+
+def fact_answers(trained: TrainedModel) -> list[tuple[str, tuple[list[int], list[int]]]]:
+    """(owner, answer) for every honest fact: asked as trained, and asked and answered in a third wording."""
+    out = []
+    for who, facts in zip(HONEST, FACTS, strict=True):
+        for name, value in facts:
+            out.append((who, answer(trained, f"What does the archive say about {name}?",
+                                    f"The archive says that {name} keeps the {value}.")))  # fmt: skip
+            out.append((who, answer(trained, f"Which object belongs to {name}?",
+                                    f"It is the {value} that belongs to {name}.")))  # fmt: skip
+    return out
+
+
+def mean_shares(attributor: Attributor, answers: list, settings: ScoringSettings) -> dict[str, float]:
+    """Each contributor's mean share over the answers (an unattributed answer pays nobody)."""
+    attributor.settings = settings
+    stats = [attributor.statistics(*ids) for _, ids in answers]
+    totals: dict[str, float] = {}
+    for st in stats:
+        for who, share in attributor.result(st).shares.items():
+            totals[who] = totals.get(who, 0.0) + share / len(answers)
+    return totals
+
+
+def test_the_copier_and_the_flooder_gain_nothing_on_others_facts(trained: TrainedModel, attributor: Attributor) -> None:
+    answers = fact_answers(trained)
+    before = mean_shares(attributor, answers, OLD_RULES)
+    after = mean_shares(attributor, answers, ScoringSettings())
+    # Under the old rules both farmers were paid for facts they did not contribute ...
+    assert before.get(COPIER, 0.0) > 0.1 and before.get(FLOODER, 0.0) > 0.05
+    # ... now the copier's restatements are copies of the earlier rows and the flood is worth about one row.
+    assert after.get(COPIER, 0.0) <= 0.02
+    assert after.get(FLOODER, 0.0) <= 0.5 * before[FLOODER]
+    honest_after = sum(after.get(h, 0.0) for h in HONEST)
+    assert honest_after >= sum(before.get(h, 0.0) for h in HONEST) + 0.1
+    # and each answer's best-paid contributor is still the fact's owner
+    attributor.settings = ScoringSettings()
+    for owner, ids in answers:
+        result = attributor.attribute(*ids)
+        assert result.attributed and max(result.shares, key=result.shares.get) == owner
+        assert result.top is not None and result.top.contributor == owner
+        copied = [e for e in result.examples if e.copies]
+        assert all(e.contributor != COPIER for e in copied)
+
+
+def test_backgrounds_are_saved_and_a_quoted_wording_is_evidence(trained: TrainedModel, attributor: Attributor) -> None:
+    saved = NullThreshold.load(trained.path)
+    assert (trained.path / NULL_FILE).is_file() and saved is not None
+    assert len(saved.row_background) == len(attributor.index) == len(farming_rows())
+    # What the rules leave open (docs/attribution.md): an answer that quotes the copier's own wording, longer than
+    # anything the owner wrote, is that row's evidence — the longest verbatim match decides, not the fact behind it.
+    attributor.settings = ScoringSettings()
+    result = attributor.attribute(*answer(trained, "What is on record?", "On record: Zorblatquen is the keeper."))
+    assert result.top is not None and result.top.contributor == COPIER
+
+
+def test_earliest_upload_claims_a_specific_span() -> None:
+    ranks = upload_ranks([205, 101, 150])  # datanet ids: upload order, whatever the index order
+    assert ranks.tolist() == [2, 0, 1]
+    assert upload_ranks(["b", "a"]).tolist() == [0, 1]  # non-integer ids: index order
+    contributors = ["0xcopy", "0xowner", "0xowner"]
+    assert claim_spans((0, 1, 2), contributors, ranks) == (1, 2)  # every row of the first uploader, no one else
+    assert claim_spans((0,), contributors, ranks) == (0,)
+
+
+def test_a_contributor_is_paid_about_one_row_per_answer() -> None:
+    rows = [("0xflood", 0.4)] * 8 + [("0xowner", 1.0), ("0xowner", 0.9), ("0xother", 0.3)]
+    credit = contributor_credit(rows, extra_rows_weight=0.1)
+    assert credit["0xflood"] == pytest.approx(0.4 + 0.1 * 0.4 * 7)
+    assert credit["0xowner"] == pytest.approx(1.09) and credit["0xother"] == pytest.approx(0.3)
+    summed = contributor_credit(rows, extra_rows_weight=1.0)
+    assert summed["0xflood"] == pytest.approx(3.2)  # the old rule: eight lookalike rows beat the owner
+
+
+def test_old_threshold_files_without_backgrounds_are_recalibrated(tmp_path: Path) -> None:
+    threshold = NullThreshold(gradient_z=2.5, span=0.1, samples=120, row_background=(0.5, -0.25))
+    threshold.save(tmp_path)
+    assert NullThreshold.load(tmp_path) == threshold
+    text = (tmp_path / NULL_FILE).read_text().replace("null/3", "null/2")
+    (tmp_path / NULL_FILE).write_text(text)
+    assert NullThreshold.load(tmp_path) is None
+    assert np.isclose(threshold.summary()["gradient_z"], 2.5) and "row_background" not in threshold.summary()
+    assert replace(threshold, row_background=()).row_background == ()
