@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -215,9 +216,27 @@ def workload(trained: Any, facts: Sequence[Mapping[str, Any]]) -> list[tuple[str
     return out
 
 
-def run_scenario(strategy: str, facts: list[dict], base: str, work: Path, args: argparse.Namespace) -> dict:
+def trained_scenario(
+    strategy: str, facts: list[dict], base: str, work: Path, args: argparse.Namespace
+) -> tuple[Any, dict[str, Any]]:
+    """Upload, publish and train one scenario; with `--farming-cache DIR` the trained model is kept there and
+    reused by later runs (training is seeded, so a rerun would train the same adapter: only scoring changes)."""
+    cache = Path(args.farming_cache) / strategy if getattr(args, "farming_cache", None) else None
+    if cache is not None and (cache / "rows.json").is_file():
+        from openledger_sdk.modelfactory.trained import TrainedModel
+
+        report = json.loads((cache / "rows.json").read_text())
+        return TrainedModel.load(cache / "model", base=base, device="cpu"), report
     rows, report = published_rows(work, uploads(strategy, facts, args))
-    trained = train(base, rows, work / "model", args)
+    trained = train(base, rows, (cache or work) / "model", args)
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        (cache / "rows.json").write_text(json.dumps(report))
+    return trained, report
+
+
+def run_scenario(strategy: str, facts: list[dict], base: str, work: Path, args: argparse.Namespace) -> dict:
+    trained, report = trained_scenario(strategy, facts, base, work, args)
     attributor = Attributor(trained.index, trained.spans, model=trained.model, settings=ScoringSettings())
     calibration = [tokens(trained, p, a)[:2] for p, a in UNRELATED[: len(UNRELATED) // 2]]
     calibrate_null(attributor, calibration, quantile=0.95)
@@ -230,7 +249,20 @@ def run_scenario(strategy: str, facts: list[dict], base: str, work: Path, args: 
     return {"rows": report, "final_epoch_loss": trained.metrics["epoch_losses"][-1], "ledgers": ledgers}
 
 
+def farming_base(args: argparse.Namespace, base: str) -> str:
+    """The base model the scenarios train on: a cached one beside the cached adapters (their hashes name it)."""
+    if not getattr(args, "farming_cache", None):
+        return base
+    from bench.attribution_facts import build_base
+
+    folder = Path(args.farming_cache) / "base"
+    if (folder / "config.json").is_file():
+        return str(folder)
+    return str(build_base(folder, args.hidden, args.layers))
+
+
 def evaluate_farming(args: argparse.Namespace, base: str, work: Path) -> dict[str, Any]:
+    base = farming_base(args, base)
     facts = planted_facts(args.farming_contributors + 1, args.facts, args.seed + 2)
     users = [f"honest-{i:02d}" for i in range(args.farming_contributors)] + [FARMER]
     for fact in facts:  # planted_facts numbers contributors; the datanet knows them by user name and address
