@@ -4,16 +4,11 @@ datanet holding both farmers; the shares of real answers are what a user would s
 
 from __future__ import annotations
 
-from dataclasses import replace
-from pathlib import Path
-
-import numpy as np
 import pytest
 import torch
 
 from openledger_sdk.modelfactory import IndexSettings, LoraSettings, TrainedModel, finetune
 from openledger_sdk.modelfactory.attribution_credit import claim_spans, contributor_credit, upload_ranks
-from openledger_sdk.modelfactory.attribution_null import NULL_FILE, NullThreshold
 from openledger_sdk.modelfactory.attribution_query import Attributor, ScoringSettings, calibrate_null
 from tests.tiny_model import shared_tiny_model
 
@@ -36,7 +31,7 @@ UNRELATED = [
     "Recommend a good science fiction novel.", "What is the boiling point of water?", "How do vaccines work?",
     "Give me a pasta recipe.", "Why is the sky blue?", "What is a prime number?",
 ]  # fmt: skip
-OLD_RULES = ScoringSettings(claim_spans=False, background=False, extra_rows_weight=1.0, evidence_only=False)
+OLD_RULES = ScoringSettings(claim_spans=False, extra_rows_weight=1.0, evidence_only=False)  # before issue 16.5
 
 
 def farming_rows() -> list[dict]:
@@ -126,15 +121,24 @@ def test_the_copier_and_the_flooder_gain_nothing_on_others_facts(trained: Traine
         assert all(e.contributor != COPIER for e in copied)
 
 
-def test_backgrounds_are_saved_and_a_quoted_wording_is_evidence(trained: TrainedModel, attributor: Attributor) -> None:
-    saved = NullThreshold.load(trained.path)
-    assert (trained.path / NULL_FILE).is_file() and saved is not None
-    assert len(saved.row_background) == len(attributor.index) == len(farming_rows())
+def test_a_quoted_wording_is_still_its_rows_evidence(trained: TrainedModel, attributor: Attributor) -> None:
     # What the rules leave open (docs/attribution.md): an answer that quotes the copier's own wording, longer than
     # anything the owner wrote, is that row's evidence — the longest verbatim match decides, not the fact behind it.
     attributor.settings = ScoringSettings()
     result = attributor.attribute(*answer(trained, "What is on record?", "On record: Zorblatquen is the keeper."))
     assert result.top is not None and result.top.contributor == COPIER
+
+
+def test_rows_without_evidence_are_reported_but_not_paid(trained: TrainedModel, attributor: Attributor) -> None:
+    attributor.settings = ScoringSettings()
+    owner, ids = fact_answers(trained)[1]  # a paraphrased answer: its top-k holds rows with no evidence of their own
+    result = attributor.attribute(*ids)
+    unpaid = [e for e in result.examples if not e.paid]
+    assert unpaid and all(e.to_dict()["paid"] is False for e in unpaid)
+    paid = [e for e in result.examples if e.paid]
+    assert set(result.shares) == {e.contributor for e in paid}  # shares come from the paid rows only
+    bar = attributor.threshold.gradient_z
+    assert all(e.span > 0 or e.gradient_z > bar or e.copies for e in paid)
 
 
 def test_earliest_upload_claims_a_specific_span() -> None:
@@ -153,14 +157,3 @@ def test_a_contributor_is_paid_about_one_row_per_answer() -> None:
     assert credit["0xowner"] == pytest.approx(1.09) and credit["0xother"] == pytest.approx(0.3)
     summed = contributor_credit(rows, extra_rows_weight=1.0)
     assert summed["0xflood"] == pytest.approx(3.2)  # the old rule: eight lookalike rows beat the owner
-
-
-def test_old_threshold_files_without_backgrounds_are_recalibrated(tmp_path: Path) -> None:
-    threshold = NullThreshold(gradient_z=2.5, span=0.1, samples=120, row_background=(0.5, -0.25))
-    threshold.save(tmp_path)
-    assert NullThreshold.load(tmp_path) == threshold
-    text = (tmp_path / NULL_FILE).read_text().replace("null/3", "null/2")
-    (tmp_path / NULL_FILE).write_text(text)
-    assert NullThreshold.load(tmp_path) is None
-    assert np.isclose(threshold.summary()["gradient_z"], 2.5) and "row_background" not in threshold.summary()
-    assert replace(threshold, row_background=()).row_background == ()

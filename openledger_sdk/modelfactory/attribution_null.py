@@ -23,8 +23,7 @@ if TYPE_CHECKING:
     from openledger_sdk.modelfactory.attribution_query import Attributor
 
 NULL_FILE = "attribution_null.json"
-NULL_FORMAT = "openledger-attribution-null/3"  # older files (/1: per-test quantiles; /2: no row background) are
-OLD_FORMATS = ("openledger-attribution-null/1", "openledger-attribution-null/2")  # recalibrated
+NULL_FORMAT = "openledger-attribution-null/2"  # /1 (each test at its own quantile, 12 samples) is recalibrated
 MIN_SAMPLES = 100  # calibration answers the platform asks for; fewer are accepted but flagged (`enough`)
 ALPHA = 0.05  # joint false-attribution rate on answers that owe nothing to the datanet
 __all__ = ["ALPHA", "MIN_SAMPLES", "NULL_FILE", "NullThreshold", "calibrate_null", "joint_thresholds"]
@@ -41,9 +40,6 @@ class NullThreshold:
     joint_rate: float | None = None  # share k / N of calibration answers either test flags ((k+1)/(N+1) <= alpha)
     samples: int = 0  # calibration answers (0: uncalibrated defaults)
     observed: dict[str, Any] = field(default_factory=dict)
-    # Each index row's mean gradient z over the calibration answers: what the row scores by being generic. Credit is
-    # only given for z above it (`Attributor.credit_z`); not part of the test itself.
-    row_background: tuple[float, ...] = ()
 
     @property
     def calibrated(self) -> bool:
@@ -54,7 +50,7 @@ class NullThreshold:
 
     def summary(self) -> dict[str, Any]:
         """What a response reports about the bar it was held to."""
-        return {  # (row_background is per row: kept in the file, not in every response)
+        return {
             "gradient_z": round(self.gradient_z, 4),
             "span": round(self.span, 6),
             "calibrated": self.calibrated,
@@ -75,11 +71,10 @@ class NullThreshold:
             return None
         data = json.loads(path.read_text(encoding="utf-8"))
         found = data.pop("format", None)
-        if found in OLD_FORMATS:
-            return None  # calibrated by an older rule (or without row backgrounds): recalibrate
+        if found == "openledger-attribution-null/1":
+            return None  # calibrated by the old rule (up to 2 x 5%): recalibrate
         if found != NULL_FORMAT:
             raise ValueError(f"{path} is not an {NULL_FORMAT} file")
-        data["row_background"] = tuple(data.get("row_background", ()))
         return cls(**data)
 
 
@@ -124,10 +119,8 @@ def calibrate_null(
     if not 0 < alpha < 1:
         raise ValueError(f"alpha (the joint false-attribution rate) must be in (0, 1), got {alpha}")
     max_z, max_s = [], []
-    z_sum = np.zeros(len(attributor.index), dtype=np.float64)
     for prompt_ids, output_ids in unrelated:
         stats = attributor.statistics(prompt_ids, output_ids, model)
-        z_sum += stats["z"]
         max_z.append(float(stats["z"].max()) if len(stats["z"]) else 0.0)
         max_s.append(float(stats["span"].max()) if len(stats["span"]) else 0.0)
     t_z, t_s, q, rate = joint_thresholds(max_z, max_s, alpha)
@@ -146,7 +139,6 @@ def calibrate_null(
             "span_nonzero_share": round(float(np.mean(np.asarray(max_s) > 0)), 4),
             "enough": len(unrelated) >= MIN_SAMPLES,
         },
-        row_background=tuple(round(float(v), 4) for v in z_sum / len(unrelated)),
     )
     attributor.threshold = threshold
     if save and attributor.directory is not None:

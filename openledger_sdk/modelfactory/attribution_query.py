@@ -88,7 +88,6 @@ class ScoringSettings:
     copy_cosine: float = 0.98  # feature cosine at or above which two rows sharing a span are one cluster
     specific_rows: int = 4  # a span in at most this many rows is specific content: its earliest uploader claims it
     claim_spans: bool = True  # earliest upload wins a specific span; a row whose evidence was all claimed is a copy
-    background: bool = True  # credit a row's gradient z above its mean on the null-calibration answers only
     extra_rows_weight: float = 0.1  # a contributor's credit: best row + this × its other top-k rows (1: plain sum)
     evidence_only: bool = True  # pay only rows with a verbatim span or a gradient z above the null bar themselves
     dense_limit: int = 1 << 26  # keep float32 features in memory up to this many numbers (256 MB); chunked above
@@ -276,15 +275,8 @@ class Attributor:
         span, where = self.span_scores(output_ids, lost_to)
         done = time.perf_counter()
         timings = {"backward": backward - started, "matvec": matvec - backward, "spans": done - matvec}
-        z_np = z.numpy().astype(np.float64)
+        z_np = z.numpy().astype(np.float64)  # lost_to: the rows whose specific spans an earlier contributor claimed
         return {"z": z_np, "span": span, "where": where, "lost_to": lost_to, "timings": timings}
-
-    def credit_z(self, z: np.ndarray) -> np.ndarray:
-        """The part of each row's z that the answer earns: z minus the row's mean z on the null answers."""
-        background = self.threshold.row_background
-        if self.settings.background and len(background) == len(z):
-            return z - np.asarray(background, dtype=np.float64)
-        return z
 
     def attribute(
         self, prompt_ids: Sequence[int], output_ids: Sequence[int], model: Any = None, top_k: int = 10
@@ -298,10 +290,9 @@ class Attributor:
     def result(self, stats: Mapping[str, Any], top_k: int = 10) -> AttributionResult:
         """Top examples and shares from `statistics()` (the scoring rules after the backward pass)."""
         z, span, where = stats["z"], stats["span"], stats["where"]
-        max_z = float(z.max()) if len(z) else 0.0  # the null test uses the raw statistics (as calibrated)
+        max_z = float(z.max()) if len(z) else 0.0
         max_span = float(span.max()) if len(span) else 0.0
-        earned = np.clip(self.credit_z(z), 0.0, None)
-        gradient = earned / max(float(earned.max()) if len(earned) else 0.0, 1e-12)
+        gradient = np.clip(z, 0.0, None) / max(max_z, 1e-12)
         weight = self.settings.gradient_weight
         combined = weight * gradient + (1.0 - weight) * span / max(max_span, 1e-12)
         settings = self.settings
@@ -313,6 +304,8 @@ class Attributor:
         # Only rows that carry evidence on their own are paid: a verbatim span (after claims) or a gradient z that
         # clears the null bar by itself. The rest of the top-k is reported (explanation) but earns nothing.
         paid = (span > 0) | (z > self.threshold.gradient_z) if settings.evidence_only else np.ones(len(z), bool)
+        for source, rows in copies.items():  # a cluster's evidence is its members' (the source took their score)
+            paid[source] |= bool(paid[rows].any())
         order = [int(i) for i in np.argsort(-credited, kind="stable")[:top_k] if credited[i] > 0]
         examples = [
             AttributedExample(
