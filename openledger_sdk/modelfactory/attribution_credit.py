@@ -10,9 +10,10 @@ contributor cannot earn by re-uploading others' facts in new words or by floodin
 * **A row whose evidence was all claimed is a copy** (`evidence_copies`). If the answer's spans that a later row
   contains were all won by an earlier contributor's row, and the later row has no evidence of its own, the later row
   is a copy *for this answer*: its whole score (gradient part too) goes to the row it copied, whatever its wording.
-* **Background subtraction** (`RowBackground`). Each row's gradient z on the null-calibration answers (answers that
-  owe nothing to the datanet) is what the row earns by being generic; a row is credited only for the part of its z
-  above that mean, so a row that lights up for every answer earns little from any of them.
+* **Only rows with evidence of their own are paid** (`Attributor.result`). A top-k row is paid when it holds a
+  verbatim span of the answer (after claims) or its own gradient z clears the null bar t_z; the rest of the top-k is
+  reported for explanation (`paid: false`) but earns nothing, so rows that merely look like every answer (a flood
+  of template rows) fill no paid slots.
 * **One row's worth per contributor** (`contributor_credit`). A contributor's credit on one answer is its best row's
   score plus a small fraction of the rest (`extra_rows_weight`): many lookalike rows in the top-k are worth about
   one, while an honest contributor's best row is paid in full.

@@ -28,12 +28,14 @@ How one answer is scored (n training examples in the adapter's index):
    together so that at most alpha (5%) of answers to off-topic prompts clear either (`attribution_null`), stored
    beside the index in `attribution_null.json`. Otherwise the result is "unattributed": no shares (the rewards side
    sends the whole contributors' pool to the unattributed bucket), top examples still reported.
-5. Near-copies. Among the top candidates, examples whose preconditioned features have cosine ≥ `copy_cosine` and
-   share a verbatim span are one cluster; the cluster's score goes to its earliest row (index order = datanet
-   order), so a later near-copy of someone's row, or a flood of near-identical rows, earns what one row earns.
-6. Top-k by c (> 0) → per-contributor shares: Σ c_i over the contributor's top-k rows, normalised to sum to 1.
-   Negatives never enter (clipped in 1 and 2); the per-contributor cap and "never more than the fee" are applied
-   by `hub.rewards.split` when the record is metered.
+5. Who owns a span, and copies (`attribution_credit`). A span found in at most `specific_rows` rows is claimed by
+   the contributor who uploaded it first (lowest datanet row id): other contributors' rows get none of its weight.
+   A row whose spans were all claimed is a copy for this answer: its score goes to the claiming row. Among the top
+   candidates, rows with feature cosine ≥ `copy_cosine` sharing a span are one cluster too (earliest row keeps it).
+6. Pay. Only top-k rows with evidence of their own are paid: S_i > 0 (after claims) or z_i > t_z (the null bar,
+   row by row); the others are reported with `paid: false`. A contributor's credit is its best paid row's c plus
+   `extra_rows_weight` (0.1) × its other paid rows' c; shares = credits normalised to sum to 1. The per-contributor
+   cap and "never more than the fee" are applied by `hub.rewards.split` when the record is metered.
 """
 
 from __future__ import annotations
