@@ -107,8 +107,8 @@ def test_the_copier_and_the_flooder_gain_nothing_on_others_facts(trained: Traine
     # Under the old rules both farmers were paid for facts they did not contribute ...
     assert before.get(COPIER, 0.0) > 0.1 and before.get(FLOODER, 0.0) > 0.05
     # ... now the copier's restatements are copies of the earlier rows and the flood is worth about one row.
-    assert after.get(COPIER, 0.0) <= 0.02
-    assert after.get(FLOODER, 0.0) <= 0.5 * before[FLOODER]
+    # (measured: copier 0.24 → 0, flooder 0.07 → 0, each owner 0.16–0.18 → 0.25 = all of its own answers)
+    assert after.get(COPIER, 0.0) <= 0.02 and after.get(FLOODER, 0.0) <= 0.02
     honest_after = sum(after.get(h, 0.0) for h in HONEST)
     assert honest_after >= sum(before.get(h, 0.0) for h in HONEST) + 0.1
     # and each answer's best-paid contributor is still the fact's owner
@@ -131,7 +131,7 @@ def test_a_quoted_wording_is_still_its_rows_evidence(trained: TrainedModel, attr
 
 def test_rows_without_evidence_are_reported_but_not_paid(trained: TrainedModel, attributor: Attributor) -> None:
     attributor.settings = ScoringSettings()
-    owner, ids = fact_answers(trained)[1]  # a paraphrased answer: its top-k holds rows with no evidence of their own
+    _, ids = fact_answers(trained)[1]  # a paraphrased answer: its top-k holds rows with no evidence of their own
     result = attributor.attribute(*ids)
     unpaid = [e for e in result.examples if not e.paid]
     assert unpaid and all(e.to_dict()["paid"] is False for e in unpaid)
