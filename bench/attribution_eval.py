@@ -287,6 +287,11 @@ def parse_args() -> argparse.Namespace:
                         help="also score raw TRAK at these dampings on the same retrains")  # fmt: skip
     parser.add_argument("--lds-hidden", type=int, default=64, help="hidden size of the LDS model (retrains dominate)")
     parser.add_argument("--farming-contributors", type=int, default=12, help="honest contributors beside the farmer")
+    parser.add_argument(
+        "--farming-cache",
+        default=None,
+        help="keep the farming scenarios' trained models here and reuse them (re-scores only)",
+    )
     parser.add_argument("--flood-rows", type=int, default=48, help="generic rows the flooding farmer uploads")
     parser.add_argument("--speed-base", default=".openledger-data/models/smollm2-135m-instruct",
                         help="model folder for the speed test ('tiny' = the quality model)")  # fmt: skip

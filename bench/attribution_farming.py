@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -215,22 +216,62 @@ def workload(trained: Any, facts: Sequence[Mapping[str, Any]]) -> list[tuple[str
     return out
 
 
-def run_scenario(strategy: str, facts: list[dict], base: str, work: Path, args: argparse.Namespace) -> dict:
+def trained_scenario(
+    strategy: str, facts: list[dict], base: str, work: Path, args: argparse.Namespace
+) -> tuple[Any, dict[str, Any]]:
+    """Upload, publish and train one scenario; with `--farming-cache DIR` the trained model is kept there and
+    reused by later runs (training is seeded, so a rerun would train the same adapter: only scoring changes)."""
+    cache = Path(args.farming_cache) / strategy if getattr(args, "farming_cache", None) else None
+    if cache is not None and (cache / "rows.json").is_file():
+        from openledger_sdk.modelfactory.trained import TrainedModel
+
+        report = json.loads((cache / "rows.json").read_text())
+        return TrainedModel.load(cache / "model", base=base, device="cpu"), report
     rows, report = published_rows(work, uploads(strategy, facts, args))
-    trained = train(base, rows, work / "model", args)
-    attributor = Attributor(trained.index, trained.spans, model=trained.model, settings=ScoringSettings())
+    trained = train(base, rows, (cache or work) / "model", args)
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        (cache / "rows.json").write_text(json.dumps(report))
+    return trained, report
+
+
+def run_scenario(strategy: str, facts: list[dict], base: str, work: Path, args: argparse.Namespace) -> dict:
+    trained, report = trained_scenario(strategy, facts, base, work, args)
+    # Spans judged in words with the tokenizer, as OpenLoRA does (without `decode` only 8-token spans would count).
+    decode, scoring = trained.tokenizer.decode, ScoringSettings()
+    attributor = Attributor(trained.index, trained.spans, model=trained.model, settings=scoring, decode=decode)
     calibration = [tokens(trained, p, a)[:2] for p, a in UNRELATED[: len(UNRELATED) // 2]]
     calibrate_null(attributor, calibration, quantile=0.95)
     by_kind: dict[str, list[dict[str, float]]] = {}
-    for kind, prompt_ids, output in workload(trained, facts):
-        by_kind.setdefault(kind, []).append(attributor.attribute(prompt_ids, output, top_k=args.top_k).shares)
+    owners = [fact["contributor"] for fact in facts for _ in range(2)]  # workload order: each fact asked twice
+    owned: dict[str, list[float]] = {}  # the fact owner's share of each answer about its fact (honest pay)
+    for i, (kind, prompt_ids, output) in enumerate(workload(trained, facts)):
+        shares = attributor.attribute(prompt_ids, output, top_k=args.top_k).shares
+        by_kind.setdefault(kind, []).append(shares)
+        if i < len(owners):
+            owned.setdefault(kind, []).append(shares.get(owners[i], 0.0))
     settings = RewardSettings()
     ledgers = {kind: earnings(shares, settings) for kind, shares in by_kind.items()}
     ledgers["all"] = earnings([s for shares in by_kind.values() for s in shares], settings)
-    return {"rows": report, "final_epoch_loss": trained.metrics["epoch_losses"][-1], "ledgers": ledgers}
+    owner_share = {kind: round(float(np.mean(v)), 4) for kind, v in owned.items()}
+    return {"rows": report, "final_epoch_loss": trained.metrics["epoch_losses"][-1], "ledgers": ledgers,
+            "owner_share_of_its_answers": owner_share}  # fmt: skip
+
+
+def farming_base(args: argparse.Namespace, base: str) -> str:
+    """The base model the scenarios train on: a cached one beside the cached adapters (their hashes name it)."""
+    if not getattr(args, "farming_cache", None):
+        return base
+    from bench.attribution_facts import build_base
+
+    folder = Path(args.farming_cache) / "base"
+    if (folder / "config.json").is_file():
+        return str(folder)
+    return str(build_base(folder, args.hidden, args.layers))
 
 
 def evaluate_farming(args: argparse.Namespace, base: str, work: Path) -> dict[str, Any]:
+    base = farming_base(args, base)
     facts = planted_facts(args.farming_contributors + 1, args.facts, args.seed + 2)
     users = [f"honest-{i:02d}" for i in range(args.farming_contributors)] + [FARMER]
     for fact in facts:  # planted_facts numbers contributors; the datanet knows them by user name and address
@@ -258,6 +299,8 @@ def evaluate_farming(args: argparse.Namespace, base: str, work: Path) -> dict[st
             "flood_rows": args.flood_rows,
             "epochs": args.epochs,
             "top_k": args.top_k,
+            "spans": "judged in words (the tokenizer's decode), as on the OpenLoRA request path",
+            "scoring": {k: v for k, v in asdict(ScoringSettings()).items() if k != "dense_limit"},
             "fee_per_inference": "1 OPEN",
             "reward_settings": {
                 "owner_bps": RewardSettings().owner_bps,
@@ -272,6 +315,7 @@ def evaluate_farming(args: argparse.Namespace, base: str, work: Path) -> dict[st
         "scenarios": {
             s: {
                 "final_epoch_loss": v["final_epoch_loss"],
+                "owner_share_of_its_answers": v["owner_share_of_its_answers"],
                 "unattributed_share": round(v["ledgers"]["all"]["unattributed"] / v["ledgers"]["all"]["pool"], 4),
                 "honest_contributors_share": round(
                     1

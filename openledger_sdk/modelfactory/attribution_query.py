@@ -28,12 +28,14 @@ How one answer is scored (n training examples in the adapter's index):
    together so that at most alpha (5%) of answers to off-topic prompts clear either (`attribution_null`), stored
    beside the index in `attribution_null.json`. Otherwise the result is "unattributed": no shares (the rewards side
    sends the whole contributors' pool to the unattributed bucket), top examples still reported.
-5. Near-copies. Among the top candidates, examples whose preconditioned features have cosine ≥ `copy_cosine` and
-   share a verbatim span are one cluster; the cluster's score goes to its earliest row (index order = datanet
-   order), so a later near-copy of someone's row, or a flood of near-identical rows, earns what one row earns.
-6. Top-k by c (> 0) → per-contributor shares: Σ c_i over the contributor's top-k rows, normalised to sum to 1.
-   Negatives never enter (clipped in 1 and 2); the per-contributor cap and "never more than the fee" are applied
-   by `hub.rewards.split` when the record is metered.
+5. Who owns a span, and copies (`attribution_credit`). A span found in at most `specific_rows` rows is claimed by
+   the contributor who uploaded it first (lowest datanet row id): other contributors' rows get none of its weight.
+   A row whose spans were all claimed is a copy for this answer: its score goes to the claiming row. Among the top
+   candidates, rows with feature cosine ≥ `copy_cosine` sharing a span are one cluster too (earliest row keeps it).
+6. Pay. Only top-k rows with evidence of their own are paid: S_i > 0 (after claims) or z_i > t_z (the null bar,
+   row by row); the others are reported with `paid: false`. A contributor's credit is its best paid row's c plus
+   `extra_rows_weight` (0.1) × its other paid rows' c; shares = credits normalised to sum to 1. The per-contributor
+   cap and "never more than the fee" are applied by `hub.rewards.split` when the record is metered.
 """
 
 from __future__ import annotations
@@ -49,9 +51,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from openledger_sdk.modelfactory.attribution_credit import (
+    claim_spans,
+    contributor_credit,
+    cosine_copies,
+    evidence_copies,
+    upload_ranks,
+)
 from openledger_sdk.modelfactory.attribution_index import INDEX_FILE, INDEX_META, AttributionIndex, query_projection
 from openledger_sdk.modelfactory.attribution_null import NULL_FILE, NullThreshold, calibrate_null
-from openledger_sdk.modelfactory.attribution_result import AttributedExample, AttributionResult, contributor_shares
+from openledger_sdk.modelfactory.attribution_result import AttributedExample, AttributionResult, normalised_shares
 from openledger_sdk.modelfactory.data import IGNORE
 from openledger_sdk.modelfactory.span_evidence import answer_words, is_evidence
 from openledger_sdk.modelfactory.span_index import SPAN_META, SpanIndex
@@ -79,6 +88,10 @@ class ScoringSettings:
     rare_span: int = 2  # tokens: the shortest candidate span the suffix array reports for the rules above
     candidates: int = 64  # top examples by combined score examined for near-copies
     copy_cosine: float = 0.98  # feature cosine at or above which two rows sharing a span are one cluster
+    specific_rows: int = 4  # a span in at most this many rows is specific content: its earliest uploader claims it
+    claim_spans: bool = True  # earliest upload wins a specific span; a row whose evidence was all claimed is a copy
+    extra_rows_weight: float = 0.1  # a contributor's credit: best row + this × its other top-k rows (1: plain sum)
+    evidence_only: bool = True  # pay only rows with a verbatim span or a gradient z above the null bar themselves
     dense_limit: int = 1 << 26  # keep float32 features in memory up to this many numbers (256 MB); chunked above
 
 
@@ -125,6 +138,7 @@ class Attributor:
         n = len(index)
         self._dense = index.features.to(torch.float32) if n * index.dim <= self.settings.dense_limit else None
         self._norms = index.raw_norms.to(torch.float32).clamp_min(1e-12)
+        self._ranks = upload_ranks(index.row_ids)  # upload order: who uploaded a specific span first
         sources = index.meta.get("datanets") or []
         self._source = (sources[0].get("name"), sources[0].get("version")) if sources else (None, None)
         # Every row's datanet and version: one source per index today (ModelFactory trains on one datanet version).
@@ -200,8 +214,12 @@ class Attributor:
             raw = (self.index.features @ unit.to(torch.float16)).to(torch.float32)
         return raw * self.index.scale / self._norms
 
-    def span_scores(self, output_ids: Sequence[int]) -> tuple[np.ndarray, dict[int, list[tuple[int, int]]]]:
-        """S_i for every row [n], and the (start, length) spans each credited row contains (`span_evidence`)."""
+    def span_scores(
+        self, output_ids: Sequence[int], lost_to: dict[int, set[int]] | None = None
+    ) -> tuple[np.ndarray, dict[int, list[tuple[int, int]]]]:
+        """S_i for every row [n], and the (start, length) spans each credited row contains (`span_evidence`).
+
+        `lost_to` (filled in when given): row → the earlier contributor's rows that claimed a span it contains."""
         n = len(self.index)
         scores = np.zeros(n, dtype=np.float64)
         where: dict[int, list[tuple[int, int]]] = {}
@@ -233,7 +251,13 @@ class Attributor:
                 size = max(measured.words, 1)
             df = max(len(match.examples), 1)
             weight = min(size / total, 1.0) * (math.log1p(n / df) / norm if n > 1 else 1.0)
-            for example in match.examples:
+            paid = match.examples
+            if settings.claim_spans and df <= settings.specific_rows:  # specific content: first uploader only
+                paid = claim_spans(match.examples, self.index.contributors, self._ranks)
+                if lost_to is not None:
+                    for example in set(match.examples) - set(paid):
+                        lost_to.setdefault(example, set()).update(paid)
+            for example in paid:
                 scores[example] += weight
                 where.setdefault(example, []).append((match.start, match.length))
         return np.minimum(scores, 1.0), where
@@ -249,24 +273,41 @@ class Attributor:
         std = float(g.std()) if len(g) > 1 else 0.0
         z = (g - g.mean()) / std if std > 0 else torch.zeros_like(g)
         matvec = time.perf_counter()
-        span, where = self.span_scores(output_ids)
+        lost_to: dict[int, set[int]] = {}
+        span, where = self.span_scores(output_ids, lost_to)
         done = time.perf_counter()
         timings = {"backward": backward - started, "matvec": matvec - backward, "spans": done - matvec}
-        return {"z": z.numpy().astype(np.float64), "span": span, "where": where, "timings": timings}
+        z_np = z.numpy().astype(np.float64)  # lost_to: the rows whose specific spans an earlier contributor claimed
+        return {"z": z_np, "span": span, "where": where, "lost_to": lost_to, "timings": timings}
 
     def attribute(
         self, prompt_ids: Sequence[int], output_ids: Sequence[int], model: Any = None, top_k: int = 10
     ) -> AttributionResult:
         """Attribute one generated answer (`output_ids`, after `prompt_ids`) to training rows and contributors."""
         started = time.perf_counter()
-        stats = self.statistics(prompt_ids, output_ids, model)
+        result = self.result(self.statistics(prompt_ids, output_ids, model), top_k)
+        result.timings["total"] = time.perf_counter() - started
+        return result
+
+    def result(self, stats: Mapping[str, Any], top_k: int = 10) -> AttributionResult:
+        """Top examples and shares from `statistics()` (the scoring rules after the backward pass)."""
         z, span, where = stats["z"], stats["span"], stats["where"]
         max_z = float(z.max()) if len(z) else 0.0
         max_span = float(span.max()) if len(span) else 0.0
         gradient = np.clip(z, 0.0, None) / max(max_z, 1e-12)
         weight = self.settings.gradient_weight
         combined = weight * gradient + (1.0 - weight) * span / max(max_span, 1e-12)
-        credited, copies = self._cluster_copies(combined, where)
+        settings = self.settings
+        features = self.index.features
+        credited, copies = cosine_copies(combined, features, where, settings.candidates, settings.copy_cosine)
+        credited, claimed = evidence_copies(credited, where, stats.get("lost_to", {}), self._ranks)
+        for source, rows in claimed.items():
+            copies.setdefault(source, []).extend(rows)
+        # Only rows that carry evidence on their own are paid: a verbatim span (after claims) or a gradient z that
+        # clears the null bar by itself. The rest of the top-k is reported (explanation) but earns nothing.
+        paid = (span > 0) | (z > self.threshold.gradient_z) if settings.evidence_only else np.ones(len(z), bool)
+        for source, rows in copies.items():  # a cluster's evidence is its members' (the source took their score)
+            paid[source] |= bool(paid[rows].any())
         order = [int(i) for i in np.argsort(-credited, kind="stable")[:top_k] if credited[i] > 0]
         examples = [
             AttributedExample(
@@ -281,43 +322,12 @@ class Attributor:
                 span=float(span[i]),
                 spans=tuple(where.get(i, ())),
                 copies=tuple(self.index.row_ids[j] for j in copies.get(i, ())),
+                paid=bool(paid[i]),
             )
             for i in order
         ]
-        attributed = bool(examples) and self.threshold.clears(max_z, max_span)
-        shares = contributor_shares(examples) if attributed else {}
-        timings = {**stats["timings"], "total": time.perf_counter() - started}
+        credit = contributor_credit([(e.contributor, e.score) for e in examples if e.paid], settings.extra_rows_weight)
+        attributed = bool(credit) and self.threshold.clears(max_z, max_span)
+        shares = normalised_shares(credit) if attributed else {}
+        timings = {**stats["timings"], "total": sum(stats["timings"].values())}
         return AttributionResult(attributed, examples, shares, max_z, max_span, self.threshold, timings)
-
-    def _cluster_copies(
-        self, combined: np.ndarray, where: Mapping[int, list[tuple[int, int]]]
-    ) -> tuple[np.ndarray, dict[int, list[int]]]:
-        """Give each near-copy cluster's best score to its earliest row; the later copies get 0."""
-        credited = combined.copy()
-        k = min(self.settings.candidates, len(combined))
-        top = [int(i) for i in np.argsort(-combined, kind="stable")[:k] if combined[i] > 0]
-        copies: dict[int, list[int]] = {}
-        if len(top) < 2:
-            return credited, copies
-        feats = self.index.features[top].to(torch.float32)
-        feats = feats / feats.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        cosine = (feats @ feats.T).numpy()
-        spans_of = [set(where.get(i, ())) for i in top]
-        claimed: set[int] = set()
-        for a in sorted(range(len(top)), key=lambda j: top[j]):  # earliest row first: it keeps the credit
-            if a in claimed:
-                continue
-            members = [
-                b
-                for b in range(len(top))
-                if b != a and b not in claimed and top[b] > top[a] and cosine[a, b] >= self.settings.copy_cosine
-                and (spans_of[a] & spans_of[b] or not spans_of[a])  # same verbatim evidence (or none to tell apart)
-            ]  # fmt: skip
-            if not members:
-                continue
-            credited[top[a]] = max(combined[top[j]] for j in [a, *members])
-            for b in members:
-                credited[top[b]] = 0.0
-                claimed.add(b)
-            copies[top[a]] = [top[b] for b in members]
-        return credited, copies

@@ -8,7 +8,7 @@ from typing import Any
 
 from openledger_sdk.modelfactory.attribution_null import NullThreshold
 
-__all__ = ["AttributedExample", "AttributionResult", "contributor_shares"]
+__all__ = ["AttributedExample", "AttributionResult", "contributor_shares", "normalised_shares"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class AttributedExample:
     span: float  # S_i
     spans: tuple[tuple[int, int], ...] = ()  # (start, length) of the answer's verbatim spans found in this row
     copies: tuple[Any, ...] = ()  # row ids of later near-copies whose credit this row received
+    paid: bool = True  # False: in the top-k for explanation, but without evidence of its own (earns nothing)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -39,6 +40,7 @@ class AttributedExample:
             "span": round(self.span, 6),
             "spans": [list(s) for s in self.spans],
             **({"copies": list(self.copies)} if self.copies else {}),
+            **({} if self.paid else {"paid": False}),
         }
 
 
@@ -83,3 +85,9 @@ def contributor_shares(examples: Sequence[AttributedExample]) -> dict[str, float
             totals[example.contributor] = totals.get(example.contributor, 0.0) + example.score
     total = sum(totals.values())
     return {who: value / total for who, value in sorted(totals.items())} if total > 0 else {}
+
+
+def normalised_shares(credit: dict[str, float]) -> dict[str, float]:
+    """Per-contributor credit (non-negative) normalised to sum to 1; empty when nobody has any."""
+    total = sum(v for v in credit.values() if v > 0)
+    return {who: v / total for who, v in sorted(credit.items()) if v > 0} if total > 0 else {}
