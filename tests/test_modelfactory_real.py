@@ -59,6 +59,15 @@ def test_template_notebook_runs_top_to_bottom(platform: RunningHub, tmp_path: Pa
     03 trains on the version 02 published and the model answers its own training questions. (papermill starts the
     kernel here, which finds the base model in this checkout's .openledger-data/models; nothing is published.)"""
     user = "nb-real-finetune"
+    platform.ensure_user(user)
+    # The kernel trains on this checkout's converted model; the platform prices the run with that base model's
+    # tokenizer from its own models folder (on a real hub both are the platform's data dir), so it gets it too.
+    served = platform.settings.data_dir / "models" / DEFAULT_BASE_MODEL
+    if not served.exists():
+        served.symlink_to(MODELS / DEFAULT_BASE_MODEL, target_is_directory=True)
+    with platform.admin() as admin:  # training is paid on the hub: OPEN for the run, ETH for its gas
+        funded = admin.post("/services/platform/api/admin/faucet", json={"user": user, "open": "5", "eth": "1"})
+        assert funded.status_code == 200, funded.text
     run_notebook(platform, user, "02-contribute-data.ipynb", tmp_path)
     text = run_notebook(platform, user, "03-finetune-lora.ipynb", tmp_path, publish=False, output_dir=str(tmp_path))
     assert f"training on datanet {user}-support version latest: 8 rows" in text

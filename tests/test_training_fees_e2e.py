@@ -175,6 +175,10 @@ def test_abuse_another_wallet_a_smaller_report_a_reused_run_and_bad_numbers(
         ):
             answer = as_alice.post(RUNS, json=run_body(base, datanet, **config))
             assert answer.status_code == 400 and expected in answer.json()["detail"], answer.text
+        # A base model the platform does not have: the refusal names the ones it has.
+        unknown = as_alice.post(RUNS, json=run_body(base.with_name("no-such-base"), datanet))
+        assert unknown.status_code == 422 and "no base model 'no-such-base'" in unknown.json()["detail"], unknown.text
+        assert "uses one of its base models: " in unknown.json()["detail"] and base.name in unknown.json()["detail"]
         # More tokens than the wallet holds: the refusal says what it costs and what the wallet can spend.
         huge = as_alice.post(RUNS, json=run_body(base, datanet, epochs=1000))
         assert huge.status_code == 402 and "can spend" in huge.json()["detail"], huge.text

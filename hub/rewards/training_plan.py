@@ -100,11 +100,11 @@ def base_tokenizer(runtime: PlatformRuntime, base: str) -> tuple[str, Any]:
     name = ref_name(base)
     folder = Path(runtime.settings.data_dir) / "models" / name
     if not name or not (folder / "config.json").is_file():
-        have = sorted(p.name for p in (Path(runtime.settings.data_dir) / "models").glob("*/config.json"))
+        have = sorted(p.parent.name for p in (Path(runtime.settings.data_dir) / "models").glob("*/config.json"))
         raise PlanError(
             422,
             f"this platform has no base model {name!r} to price the run with; paid training uses one of its base "
-            f"models: {', '.join(p.split('/')[0] for p in have) or 'none installed'}",
+            f"models: {', '.join(have) or 'none installed'}",
         )
     key = (str(folder), (folder / "config.json").stat().st_mtime_ns)
     with _tokenizers_lock:
