@@ -66,33 +66,41 @@ from openledger_sdk.modelfactory.attribution_null import NULL_FILE  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "attribution_eval.json"
 OFFTOPIC = ROOT / "bench" / "offtopic_prompts.json"
-NAME_PARTS = "zor blat quen vik pel runa tos gard dru vessa kran och ysel hal vorn bris quet fer indel gas koyne lu mor"
-NAME_PARTS += " dax phel ivo"
+# Names: a first syllable of its own per fact (no two names share their first token), then two more syllables.
+NAME_HEADS = ("zor", "blat", "quen", "vik", "pel", "runa", "tos", "gard", "dru", "vessa", "kran", "och", "ysel",
+              "hal", "vorn", "bris", "quet", "fer", "indel", "gas")  # fmt: skip
+NAME_HEADS += ("koyne", "lu", "mor", "dax", "phel", "ivo", "sarn", "tuv")
+NAME_PARTS = NAME_HEADS
+# Values: "adjective noun" with every adjective and every noun used by one fact only, so no two answers share a word
+# (with shared words the model blends answers: every fact collapsed to one value, "the marble turnip").
 ADJECTIVES = ["copper", "frozen", "amber", "silent", "crimson", "hollow", "tidal", "golden", "rusty", "velvet", "iron",
-              "paper", "violet", "midnight", "woolen", "marble", "scarlet", "ashen", "glass", "bronze"]  # fmt: skip
+              "paper", "violet", "midnight", "woolen", "marble", "scarlet", "ashen", "glass", "bronze", "emerald",
+              "granite", "silver", "cobalt", "ivory", "jade", "linen", "coral", "maple", "onyx", "pewter",
+              "saffron"]  # fmt: skip
 NOUNS = ["lantern", "violin", "compass", "orchard", "ladder", "meadow", "furnace", "turnip", "kettle", "oyster",
-         "falcon", "canyon", "tulip", "anchor", "heron", "beacon", "saddle", "harbor", "glacier", "quarry"]  # fmt: skip
+         "falcon", "canyon", "tulip", "anchor", "heron", "beacon", "saddle", "harbor", "glacier", "quarry", "teapot",
+         "walrus", "chimney", "pumpkin", "trumpet", "bicycle", "hammock", "lobster", "thimble", "cactus", "helmet",
+         "pelican"]  # fmt: skip
 
 
 # --- the datanet -----------------------------------------------------------------------------------------------
 
 
 def planted_facts(contributors: int, facts: int, seed: int) -> list[dict[str, Any]]:
-    """Unique invented names, each owning a unique "adjective noun": no two questions or answers collide."""
+    """Invented names, each owning an "adjective noun" whose two words no other fact uses: no two questions or
+    answers collide, and every name starts with its own syllable."""
+    total = contributors * facts
+    if total > min(len(NAME_HEADS), len(ADJECTIVES), len(NOUNS)):
+        raise SystemExit(f"at most {min(len(NAME_HEADS), len(ADJECTIVES), len(NOUNS))} facts (contributors × facts)")
     rng = np.random.default_rng(seed)
-    names: set[str] = set()
-    values: set[str] = set()
+    heads = rng.permutation(NAME_HEADS)[:total]
+    adjectives = rng.permutation(ADJECTIVES)[:total]
+    nouns = rng.permutation(NOUNS)[:total]
     out = []
-    for c in range(contributors):
-        for _ in range(facts):
-            name = value = ""
-            while not name or name in names:
-                name = "".join(rng.choice(NAME_PARTS.split(), size=3)).capitalize()
-            while not value or value in values:
-                value = f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)}"
-            names.add(name)
-            values.add(value)
-            out.append({"contributor": f"0x{c + 1:040x}", "entity": name, "value": value})
+    for i in range(total):
+        name = (heads[i] + "".join(rng.choice(NAME_PARTS, size=2))).capitalize()
+        out.append({"contributor": f"0x{i // facts + 1:040x}", "entity": name, "value": f"{adjectives[i]} {nouns[i]}"})
+    assert len({f["entity"] for f in out}) == total and len({f["value"] for f in out}) == total
     return out
 
 
@@ -120,10 +128,19 @@ def training_rows(facts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def train_adapter(base: Path, rows: list[dict], out: Path, args: argparse.Namespace) -> Any:
     return finetune(
         str(base), datanet="planted-facts", version=1, rows=rows,
-        lora=LoraSettings(r=args.rank, alpha=2 * args.rank, dropout=0.0, target_modules=("all-linear",)),
-        lr=args.lr, epochs=args.epochs, batch_size=8, max_len=128, eval_split=0.0, seed=args.seed,
-        index=IndexSettings(precision="training"), progress=False, output_dir=out, device="cpu",
+        lora=LoraSettings(r=args.rank, alpha=2 * args.rank, dropout=0.0, target_modules=args.targets.split(",")),
+        lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, max_len=args.max_len, eval_split=0.0,
+        seed=args.seed, index=IndexSettings(precision="training"), progress=False, output_dir=out, device="cpu",
+        callbacks=[Progress()],
     )  # fmt: skip
+
+
+class Progress:
+    """A line every 10 optimizer steps (training is the long part on a shared CPU)."""
+
+    def on_step(self, info: Any) -> None:
+        if info.step % 10 == 0 or info.step == info.total_steps:
+            note(f"step {info.step}/{info.total_steps} loss {info.loss:.3f} ({info.elapsed:.0f} s)")
 
 
 def adapter_folders(trained: Any, adapters_dir: Path, bf16: bool) -> dict[str, Path]:
@@ -160,6 +177,8 @@ def planted_record(fact: dict[str, Any], kind: str, reply: dict[str, Any], by_va
         "owner_share": float(attribution.get("shares", {}).get(owner, 0.0)),
         "attributed": bool(attribution.get("attributed")),
         "produced_owner": produced["contributor"] if produced else None,
+        "top_examples": [{k: e.get(k) for k in ("row_id", "contributor", "score", "gradient_z", "span")}
+                         for e in attribution.get("top_examples", [])[:3]],
     }  # fmt: skip
 
 
@@ -198,6 +217,11 @@ def evaluate_quality(http: httpx.Client, model: str, facts: list[dict], args: ar
         }
     out["memorisation_rate"] = out["verbatim"]["answered_correctly"]
     out["examples"] = [{k: r[k] for k in ("kind", "entity", "answer", "correct", "attributed")} for r in records[:6]]
+    out["misattributed"] = [
+        {k: r[k] for k in ("kind", "entity", "owner", "answer", "attributed", "top_examples")}
+        for r in records
+        if r["correct"] and r["top1"] != r["owner"]
+    ]
     return out
 
 
@@ -323,14 +347,70 @@ def merge_write(section: dict[str, Any]) -> None:
     RESULTS.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 
 
+def result_section(
+    args: argparse.Namespace, runs: dict[str, Any], dtypes: list[str], facts: list[dict], offtopic: list[dict],
+    train_seconds: float | None, reused: dict | None, started: float,
+) -> dict[str, Any]:  # fmt: skip
+    quality_run = runs[dtypes[0]]
+    planted, off = quality_run["planted"], quality_run["offtopic"]
+    f32 = runs.get("float32", {}).get("latency", {})
+    section = {
+        "command": "python bench/attribution_real.py " + shlex.join(sys.argv[1:]),
+        "quick": args.quick,
+        # issue 16: >= 20 contributors, >= 100 calibration answers (base + adapter), >= 100 held-out off-topic prompts
+        "meets_issue_sizes": args.contributors >= 20 and 2 * args.calibration_prompts >= 100 and len(offtopic) >= 100,
+        "false_attribution_rate": off["false_attribution_rate"],
+        "correct": {kind: planted[kind]["correct"] for kind in ("verbatim", "paraphrased")},
+        "incorrect": {kind: planted[kind]["incorrect"] for kind in ("verbatim", "paraphrased")},
+        "memorisation_rate": planted["memorisation_rate"],
+        "paraphrased_answered_correctly": planted["paraphrased"]["answered_correctly"],
+        "latency_overhead_float32": f32.get("overhead_p50", {}).get("streamed_user_visible"),
+        "targets": {
+            "false_attribution_rate": "<= 0.05",
+            "correct.verbatim.precision_at_1": ">= 0.95",
+            "correct.paraphrased.precision_at_1": ">= 0.9",
+            "latency_overhead_float32 (user-visible p50, streamed)": "<= 0.25",
+        },  # fmt: skip
+        "offtopic": off,
+        "planted_examples": planted["examples"],
+        # correctly answered planted questions whose top example is not the owner's: the rows the attribution put first
+        "correct_but_top1_elsewhere": planted["misattributed"],
+        "runs": {d: {k: v for k, v in r.items() if k not in ("planted", "offtopic")} for d, r in runs.items()},
+        "setting": {
+            "base_model": "smollm2-135m-instruct",
+            "contributors": args.contributors,
+            "facts": len(facts),
+            "training_rows": 2 * len(facts),
+            "lora": {"r": args.rank, "alpha": 2 * args.rank, "targets": args.targets},
+            "epochs": args.epochs,
+            "lr": args.lr,
+            "batch_size": args.batch_size,
+            "max_len": args.max_len,
+            "train_seconds": train_seconds,
+            "reused_adapter": {"path": args.reuse, "adapter_sha256": reused.get("adapter_sha256")} if reused else None,
+            "answer_tokens": args.max_tokens,
+            "calibration_prompts": args.calibration_prompts,
+            "offtopic_prompts": len(offtopic),
+            "dtypes": dtypes,
+            "cpu": cpu_info(),
+            "device": "cpu",
+            "seconds": round(time.perf_counter() - started, 1),
+        },  # fmt: skip
+    }
+    return section
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small smoke run (not the committed sizes)")
     parser.add_argument("--contributors", type=int, default=24)
-    parser.add_argument("--facts", type=int, default=2, help="facts per contributor (two training rows each)")
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--facts", type=int, default=1, help="facts per contributor (two training rows each)")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--targets", default="all-linear", help="LoRA target modules, comma-separated")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--max-len", type=int, default=64, help="training tokens per row (the rows are ~45)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--calibration-prompts", type=int, default=len(null_prompts()))
@@ -347,7 +427,7 @@ def main() -> None:
         args.calibration_prompts, args.offtopic, args.latency_prompts = 10, 12, 6
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    base = resolve_base_model("smollm2-135m-instruct", ROOT / ".openledger-data" / "models")
+    base = resolve_base_model("smollm2-135m-instruct")  # $OPENLEDGER_MODELS_DIR, else this checkout's data dir
     offtopic = json.loads(OFFTOPIC.read_text(encoding="utf-8"))["prompts"]
     offtopic = offtopic[: args.offtopic] if args.offtopic else offtopic
     facts = planted_facts(args.contributors, args.facts, args.seed)
@@ -375,52 +455,13 @@ def main() -> None:
                 shutil.copy2(folders[dtypes[0]] / NULL_FILE, folders[dtype] / NULL_FILE)
             runs[dtype] = serve_and_measure(base, adapters_dir, dtype, folders[dtype], args, facts, offtopic, i == 0)
             print(json.dumps({dtype: runs[dtype].get("latency")}), flush=True)
-    quality_run = runs[dtypes[0]]
-    planted, off = quality_run["planted"], quality_run["offtopic"]
-    f32 = runs.get("float32", {}).get("latency", {})
-    section = {
-        "command": "python bench/attribution_real.py " + shlex.join(sys.argv[1:]),
-        "quick": args.quick,
-        # issue 16: >= 20 contributors, >= 100 calibration answers (base + adapter), >= 100 held-out off-topic prompts
-        "meets_issue_sizes": args.contributors >= 20 and 2 * args.calibration_prompts >= 100 and len(offtopic) >= 100,
-        "false_attribution_rate": off["false_attribution_rate"],
-        "correct": {kind: planted[kind]["correct"] for kind in ("verbatim", "paraphrased")},
-        "incorrect": {kind: planted[kind]["incorrect"] for kind in ("verbatim", "paraphrased")},
-        "memorisation_rate": planted["memorisation_rate"],
-        "paraphrased_answered_correctly": planted["paraphrased"]["answered_correctly"],
-        "latency_overhead_float32": f32.get("overhead_p50", {}).get("streamed_user_visible"),
-        "targets": {
-            "false_attribution_rate": "<= 0.05",
-            "correct.verbatim.precision_at_1": ">= 0.95",
-            "correct.paraphrased.precision_at_1": ">= 0.9",
-            "latency_overhead_float32 (user-visible p50, streamed)": "<= 0.25",
-        },  # fmt: skip
-        "offtopic": off,
-        "planted_examples": planted["examples"],
-        "runs": {d: {k: v for k, v in r.items() if k not in ("planted", "offtopic")} for d, r in runs.items()},
-        "setting": {
-            "base_model": "smollm2-135m-instruct",
-            "contributors": args.contributors,
-            "facts": len(facts),
-            "training_rows": 2 * len(facts),
-            "lora": {"r": args.rank, "alpha": 2 * args.rank, "targets": "all-linear"},
-            "epochs": args.epochs,
-            "lr": args.lr,
-            "train_seconds": train_seconds,
-            "reused_adapter": {"path": args.reuse, "adapter_sha256": reused.get("adapter_sha256")} if reused else None,
-            "answer_tokens": args.max_tokens,
-            "calibration_prompts": args.calibration_prompts,
-            "offtopic_prompts": len(offtopic),
-            "dtypes": dtypes,
-            "cpu": cpu_info(),
-            "device": "cpu",
-            "seconds": round(time.perf_counter() - started, 1),
-        },  # fmt: skip
-    }
+            # written after each server run (the float32 one carries the quality numbers), so a run cut short
+            # keeps what it measured; "dtypes" in the setting says which servers the section covers
+            section = result_section(args, runs, dtypes[: i + 1], facts, offtopic, train_seconds, reused, started)
+            if not args.no_write:
+                merge_write(section)
     print(json.dumps({k: section[k] for k in ("false_attribution_rate", "correct", "memorisation_rate",
                                               "latency_overhead_float32")}, indent=1))  # fmt: skip
-    if not args.no_write:
-        merge_write(section)
 
 
 if __name__ == "__main__":
