@@ -225,7 +225,12 @@ def evaluate_quality(http: httpx.Client, model: str, facts: list[dict], args: ar
     return out
 
 
-def evaluate_offtopic(http: httpx.Client, model: str, items: list[dict], args: argparse.Namespace) -> dict[str, Any]:
+def evaluate_offtopic(
+    http: httpx.Client, model: str, items: list[dict], args: argparse.Namespace, values: list[str]
+) -> dict[str, Any]:
+    """`values`: the planted facts' values; an off-topic answer that recites one (an overfitted adapter answers
+    "The capital of Japan is the silent violin.") does reproduce a contributor's data, so the rate is also split by
+    that (the headline rate counts every attributed answer as false)."""
     rows = []
     for item in items:
         reply = ask(http, model, item["prompt"], args, True)
@@ -236,6 +241,7 @@ def evaluate_offtopic(http: httpx.Client, model: str, items: list[dict], args: a
             "attributed": bool(attribution.get("attributed")), "status": attribution.get("status"),
             "gradient_fired": attribution.get("max_gradient_z", 0) > threshold.get("gradient_z", float("inf")),
             "span_fired": attribution.get("max_span", 0) > threshold.get("span", float("inf")),
+            "recites": any(v in reply["text"].lower() for v in values),
         })  # fmt: skip
     per_category = {
         c: round(float(np.mean([r["attributed"] for r in rows if r["category"] == c])), 4)
@@ -245,6 +251,9 @@ def evaluate_offtopic(http: httpx.Client, model: str, items: list[dict], args: a
         "prompts": len(rows),
         "false_attribution_rate": round(float(np.mean([r["attributed"] for r in rows])), 4),
         "by_category": per_category,
+        "answers_reciting_a_planted_value": sum(r["recites"] for r in rows),
+        "attributed_among_reciting": sum(r["attributed"] for r in rows if r["recites"]),
+        "attributed_among_not_reciting": sum(r["attributed"] for r in rows if not r["recites"]),
         "fired": {
             "gradient_only": sum(r["gradient_fired"] and not r["span_fired"] for r in rows),
             "span_only": sum(r["span_fired"] and not r["gradient_fired"] for r in rows),
@@ -325,7 +334,7 @@ def serve_and_measure(
         if quality:
             out["planted"] = evaluate_quality(http, folder.name, facts, args)
             note(f"planted: {json.dumps({k: out['planted'][k] for k in ('verbatim', 'paraphrased')})}")
-            out["offtopic"] = evaluate_offtopic(http, folder.name, offtopic, args)
+            out["offtopic"] = evaluate_offtopic(http, folder.name, offtopic, args, [f["value"] for f in facts])
             note(f"off-topic: {out['offtopic']['false_attribution_rate']} {out['offtopic']['fired']}")
         half = args.latency_prompts // 2
         prompts = [verbatim_question(f) for f in facts[:half]] + [
@@ -421,6 +430,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--reuse", help="an adapter folder an earlier run trained with the same facts flags")
+    parser.add_argument("--keep", help="copy the trained float32 adapter folder here (for a later --reuse)")
     args = parser.parse_args()
     if args.quick:
         args.contributors, args.facts, args.epochs = 20, 1, 2
@@ -449,6 +459,8 @@ def main() -> None:
             note(f"trained in {train_seconds:.0f} s")
             folders = adapter_folders(trained, adapters_dir, "bfloat16" in dtypes)
             del trained
+            if args.keep:
+                shutil.copytree(folders["float32"], args.keep, dirs_exist_ok=True)
         runs = {}
         for i, dtype in enumerate(dtypes):
             if i > 0:  # the bf16 server only measures latency: it reuses the float32 null file (same adapter)
