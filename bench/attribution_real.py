@@ -66,33 +66,41 @@ from openledger_sdk.modelfactory.attribution_null import NULL_FILE  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "attribution_eval.json"
 OFFTOPIC = ROOT / "bench" / "offtopic_prompts.json"
-NAME_PARTS = "zor blat quen vik pel runa tos gard dru vessa kran och ysel hal vorn bris quet fer indel gas koyne lu mor"
-NAME_PARTS += " dax phel ivo"
+# Names: a first syllable of its own per fact (no two names share their first token), then two more syllables.
+NAME_HEADS = ("zor", "blat", "quen", "vik", "pel", "runa", "tos", "gard", "dru", "vessa", "kran", "och", "ysel",
+              "hal", "vorn", "bris", "quet", "fer", "indel", "gas")  # fmt: skip
+NAME_HEADS += ("koyne", "lu", "mor", "dax", "phel", "ivo", "sarn", "tuv")
+NAME_PARTS = NAME_HEADS
+# Values: "adjective noun" with every adjective and every noun used by one fact only, so no two answers share a word
+# (with shared words the model blends answers: every fact collapsed to one value, "the marble turnip").
 ADJECTIVES = ["copper", "frozen", "amber", "silent", "crimson", "hollow", "tidal", "golden", "rusty", "velvet", "iron",
-              "paper", "violet", "midnight", "woolen", "marble", "scarlet", "ashen", "glass", "bronze"]  # fmt: skip
+              "paper", "violet", "midnight", "woolen", "marble", "scarlet", "ashen", "glass", "bronze", "emerald",
+              "granite", "silver", "cobalt", "ivory", "jade", "linen", "coral", "maple", "onyx", "pewter",
+              "saffron"]  # fmt: skip
 NOUNS = ["lantern", "violin", "compass", "orchard", "ladder", "meadow", "furnace", "turnip", "kettle", "oyster",
-         "falcon", "canyon", "tulip", "anchor", "heron", "beacon", "saddle", "harbor", "glacier", "quarry"]  # fmt: skip
+         "falcon", "canyon", "tulip", "anchor", "heron", "beacon", "saddle", "harbor", "glacier", "quarry", "teapot",
+         "walrus", "chimney", "pumpkin", "trumpet", "bicycle", "hammock", "lobster", "thimble", "cactus", "helmet",
+         "pelican"]  # fmt: skip
 
 
 # --- the datanet -----------------------------------------------------------------------------------------------
 
 
 def planted_facts(contributors: int, facts: int, seed: int) -> list[dict[str, Any]]:
-    """Unique invented names, each owning a unique "adjective noun": no two questions or answers collide."""
+    """Invented names, each owning an "adjective noun" whose two words no other fact uses: no two questions or
+    answers collide, and every name starts with its own syllable."""
+    total = contributors * facts
+    if total > min(len(NAME_HEADS), len(ADJECTIVES), len(NOUNS)):
+        raise SystemExit(f"at most {min(len(NAME_HEADS), len(ADJECTIVES), len(NOUNS))} facts (contributors × facts)")
     rng = np.random.default_rng(seed)
-    names: set[str] = set()
-    values: set[str] = set()
+    heads = rng.permutation(NAME_HEADS)[:total]
+    adjectives = rng.permutation(ADJECTIVES)[:total]
+    nouns = rng.permutation(NOUNS)[:total]
     out = []
-    for c in range(contributors):
-        for _ in range(facts):
-            name = value = ""
-            while not name or name in names:
-                name = "".join(rng.choice(NAME_PARTS.split(), size=3)).capitalize()
-            while not value or value in values:
-                value = f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)}"
-            names.add(name)
-            values.add(value)
-            out.append({"contributor": f"0x{c + 1:040x}", "entity": name, "value": value})
+    for i in range(total):
+        name = (heads[i] + "".join(rng.choice(NAME_PARTS, size=2))).capitalize()
+        out.append({"contributor": f"0x{i // facts + 1:040x}", "entity": name, "value": f"{adjectives[i]} {nouns[i]}"})
+    assert len({f["entity"] for f in out}) == total and len({f["value"] for f in out}) == total
     return out
 
 
@@ -120,10 +128,19 @@ def training_rows(facts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def train_adapter(base: Path, rows: list[dict], out: Path, args: argparse.Namespace) -> Any:
     return finetune(
         str(base), datanet="planted-facts", version=1, rows=rows,
-        lora=LoraSettings(r=args.rank, alpha=2 * args.rank, dropout=0.0, target_modules=("all-linear",)),
-        lr=args.lr, epochs=args.epochs, batch_size=8, max_len=128, eval_split=0.0, seed=args.seed,
-        index=IndexSettings(precision="training"), progress=False, output_dir=out, device="cpu",
+        lora=LoraSettings(r=args.rank, alpha=2 * args.rank, dropout=0.0, target_modules=args.targets.split(",")),
+        lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, max_len=args.max_len, eval_split=0.0,
+        seed=args.seed, index=IndexSettings(precision="training"), progress=False, output_dir=out, device="cpu",
+        callbacks=[Progress()],
     )  # fmt: skip
+
+
+class Progress:
+    """A line every 10 optimizer steps (training is the long part on a shared CPU)."""
+
+    def on_step(self, info: Any) -> None:
+        if info.step % 10 == 0 or info.step == info.total_steps:
+            note(f"step {info.step}/{info.total_steps} loss {info.loss:.3f} ({info.elapsed:.0f} s)")
 
 
 def adapter_folders(trained: Any, adapters_dir: Path, bf16: bool) -> dict[str, Path]:
@@ -160,6 +177,8 @@ def planted_record(fact: dict[str, Any], kind: str, reply: dict[str, Any], by_va
         "owner_share": float(attribution.get("shares", {}).get(owner, 0.0)),
         "attributed": bool(attribution.get("attributed")),
         "produced_owner": produced["contributor"] if produced else None,
+        "top_examples": [{k: e.get(k) for k in ("row_id", "contributor", "score", "gradient_z", "span")}
+                         for e in attribution.get("top_examples", [])[:3]],
     }  # fmt: skip
 
 
@@ -198,10 +217,20 @@ def evaluate_quality(http: httpx.Client, model: str, facts: list[dict], args: ar
         }
     out["memorisation_rate"] = out["verbatim"]["answered_correctly"]
     out["examples"] = [{k: r[k] for k in ("kind", "entity", "answer", "correct", "attributed")} for r in records[:6]]
+    out["misattributed"] = [
+        {k: r[k] for k in ("kind", "entity", "owner", "answer", "attributed", "top_examples")}
+        for r in records
+        if r["correct"] and r["top1"] != r["owner"]
+    ]
     return out
 
 
-def evaluate_offtopic(http: httpx.Client, model: str, items: list[dict], args: argparse.Namespace) -> dict[str, Any]:
+def evaluate_offtopic(
+    http: httpx.Client, model: str, items: list[dict], args: argparse.Namespace, values: list[str]
+) -> dict[str, Any]:
+    """`values`: the planted facts' values; an off-topic answer that recites one (an overfitted adapter answers
+    "The capital of Japan is the silent violin.") does reproduce a contributor's data, so the rate is also split by
+    that (the headline rate counts every attributed answer as false)."""
     rows = []
     for item in items:
         reply = ask(http, model, item["prompt"], args, True)
@@ -212,6 +241,7 @@ def evaluate_offtopic(http: httpx.Client, model: str, items: list[dict], args: a
             "attributed": bool(attribution.get("attributed")), "status": attribution.get("status"),
             "gradient_fired": attribution.get("max_gradient_z", 0) > threshold.get("gradient_z", float("inf")),
             "span_fired": attribution.get("max_span", 0) > threshold.get("span", float("inf")),
+            "recites": any(v in reply["text"].lower() for v in values),
         })  # fmt: skip
     per_category = {
         c: round(float(np.mean([r["attributed"] for r in rows if r["category"] == c])), 4)
@@ -221,6 +251,9 @@ def evaluate_offtopic(http: httpx.Client, model: str, items: list[dict], args: a
         "prompts": len(rows),
         "false_attribution_rate": round(float(np.mean([r["attributed"] for r in rows])), 4),
         "by_category": per_category,
+        "answers_reciting_a_planted_value": sum(r["recites"] for r in rows),
+        "attributed_among_reciting": sum(r["attributed"] for r in rows if r["recites"]),
+        "attributed_among_not_reciting": sum(r["attributed"] for r in rows if not r["recites"]),
         "fired": {
             "gradient_only": sum(r["gradient_fired"] and not r["span_fired"] for r in rows),
             "span_only": sum(r["span_fired"] and not r["gradient_fired"] for r in rows),
@@ -301,7 +334,7 @@ def serve_and_measure(
         if quality:
             out["planted"] = evaluate_quality(http, folder.name, facts, args)
             note(f"planted: {json.dumps({k: out['planted'][k] for k in ('verbatim', 'paraphrased')})}")
-            out["offtopic"] = evaluate_offtopic(http, folder.name, offtopic, args)
+            out["offtopic"] = evaluate_offtopic(http, folder.name, offtopic, args, [f["value"] for f in facts])
             note(f"off-topic: {out['offtopic']['false_attribution_rate']} {out['offtopic']['fired']}")
         half = args.latency_prompts // 2
         prompts = [verbatim_question(f) for f in facts[:half]] + [
@@ -323,58 +356,10 @@ def merge_write(section: dict[str, Any]) -> None:
     RESULTS.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a small smoke run (not the committed sizes)")
-    parser.add_argument("--contributors", type=int, default=24)
-    parser.add_argument("--facts", type=int, default=2, help="facts per contributor (two training rows each)")
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-tokens", type=int, default=32)
-    parser.add_argument("--calibration-prompts", type=int, default=len(null_prompts()))
-    parser.add_argument("--offtopic", type=int, default=0, help="held-out prompts used (0: all)")
-    parser.add_argument("--latency-prompts", type=int, default=30)
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "both"], default="both",
-                        help="bf16 runs only where the CPU computes it natively")  # fmt: skip
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--no-write", action="store_true")
-    parser.add_argument("--reuse", help="an adapter folder an earlier run trained with the same facts flags")
-    args = parser.parse_args()
-    if args.quick:
-        args.contributors, args.facts, args.epochs = 20, 1, 2
-        args.calibration_prompts, args.offtopic, args.latency_prompts = 10, 12, 6
-    torch.set_num_threads(args.threads)
-    started = time.perf_counter()
-    base = resolve_base_model("smollm2-135m-instruct", ROOT / ".openledger-data" / "models")
-    offtopic = json.loads(OFFTOPIC.read_text(encoding="utf-8"))["prompts"]
-    offtopic = offtopic[: args.offtopic] if args.offtopic else offtopic
-    facts = planted_facts(args.contributors, args.facts, args.seed)
-    bf16 = native_bfloat16("cpu")
-    dtypes = [d for d in (["float32", "bfloat16"] if args.dtype == "both" else [args.dtype]) if d == "float32" or bf16]
-    with tempfile.TemporaryDirectory(prefix="attribution-real-") as work:
-        work_dir = Path(work)
-        t0 = time.perf_counter()
-        adapters_dir = work_dir / "adapters"
-        reused = None
-        if args.reuse:  # an adapter trained by an earlier run with the same facts flags (float32 only)
-            reused = json.loads((Path(args.reuse) / "manifest.json").read_text(encoding="utf-8"))
-            shutil.copytree(args.reuse, adapters_dir / "facts-float32", ignore=shutil.ignore_patterns(NULL_FILE))
-            folders, dtypes, train_seconds = {"float32": adapters_dir / "facts-float32"}, ["float32"], None
-        else:
-            note(f"training on {2 * len(facts)} rows, {args.epochs} epochs")
-            trained = train_adapter(base, training_rows(facts), work_dir / "trained", args)
-            train_seconds = round(time.perf_counter() - t0, 1)
-            note(f"trained in {train_seconds:.0f} s")
-            folders = adapter_folders(trained, adapters_dir, "bfloat16" in dtypes)
-            del trained
-        runs = {}
-        for i, dtype in enumerate(dtypes):
-            if i > 0:  # the bf16 server only measures latency: it reuses the float32 null file (same adapter)
-                shutil.copy2(folders[dtypes[0]] / NULL_FILE, folders[dtype] / NULL_FILE)
-            runs[dtype] = serve_and_measure(base, adapters_dir, dtype, folders[dtype], args, facts, offtopic, i == 0)
-            print(json.dumps({dtype: runs[dtype].get("latency")}), flush=True)
+def result_section(
+    args: argparse.Namespace, runs: dict[str, Any], dtypes: list[str], facts: list[dict], offtopic: list[dict],
+    train_seconds: float | None, reused: dict | None, started: float,
+) -> dict[str, Any]:  # fmt: skip
     quality_run = runs[dtypes[0]]
     planted, off = quality_run["planted"], quality_run["offtopic"]
     f32 = runs.get("float32", {}).get("latency", {})
@@ -397,15 +382,19 @@ def main() -> None:
         },  # fmt: skip
         "offtopic": off,
         "planted_examples": planted["examples"],
+        # correctly answered planted questions whose top example is not the owner's: the rows the attribution put first
+        "correct_but_top1_elsewhere": planted["misattributed"],
         "runs": {d: {k: v for k, v in r.items() if k not in ("planted", "offtopic")} for d, r in runs.items()},
         "setting": {
             "base_model": "smollm2-135m-instruct",
             "contributors": args.contributors,
             "facts": len(facts),
             "training_rows": 2 * len(facts),
-            "lora": {"r": args.rank, "alpha": 2 * args.rank, "targets": "all-linear"},
+            "lora": {"r": args.rank, "alpha": 2 * args.rank, "targets": args.targets},
             "epochs": args.epochs,
             "lr": args.lr,
+            "batch_size": args.batch_size,
+            "max_len": args.max_len,
             "train_seconds": train_seconds,
             "reused_adapter": {"path": args.reuse, "adapter_sha256": reused.get("adapter_sha256")} if reused else None,
             "answer_tokens": args.max_tokens,
@@ -417,10 +406,74 @@ def main() -> None:
             "seconds": round(time.perf_counter() - started, 1),
         },  # fmt: skip
     }
+    return section
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a small smoke run (not the committed sizes)")
+    parser.add_argument("--contributors", type=int, default=24)
+    parser.add_argument("--facts", type=int, default=1, help="facts per contributor (two training rows each)")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--targets", default="all-linear", help="LoRA target modules, comma-separated")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--max-len", type=int, default=64, help="training tokens per row (the rows are ~45)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--calibration-prompts", type=int, default=len(null_prompts()))
+    parser.add_argument("--offtopic", type=int, default=0, help="held-out prompts used (0: all)")
+    parser.add_argument("--latency-prompts", type=int, default=30)
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "both"], default="both",
+                        help="bf16 runs only where the CPU computes it natively")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--reuse", help="an adapter folder an earlier run trained with the same facts flags")
+    parser.add_argument("--keep", help="copy the trained float32 adapter folder here (for a later --reuse)")
+    args = parser.parse_args()
+    if args.quick:
+        args.contributors, args.facts, args.epochs = 20, 1, 2
+        args.calibration_prompts, args.offtopic, args.latency_prompts = 10, 12, 6
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    base = resolve_base_model("smollm2-135m-instruct")  # $OPENLEDGER_MODELS_DIR, else this checkout's data dir
+    offtopic = json.loads(OFFTOPIC.read_text(encoding="utf-8"))["prompts"]
+    offtopic = offtopic[: args.offtopic] if args.offtopic else offtopic
+    facts = planted_facts(args.contributors, args.facts, args.seed)
+    bf16 = native_bfloat16("cpu")
+    dtypes = [d for d in (["float32", "bfloat16"] if args.dtype == "both" else [args.dtype]) if d == "float32" or bf16]
+    with tempfile.TemporaryDirectory(prefix="attribution-real-") as work:
+        work_dir = Path(work)
+        t0 = time.perf_counter()
+        adapters_dir = work_dir / "adapters"
+        reused = None
+        if args.reuse:  # an adapter trained by an earlier run with the same facts flags (float32 only)
+            reused = json.loads((Path(args.reuse) / "manifest.json").read_text(encoding="utf-8"))
+            shutil.copytree(args.reuse, adapters_dir / "facts-float32", ignore=shutil.ignore_patterns(NULL_FILE))
+            folders, dtypes, train_seconds = {"float32": adapters_dir / "facts-float32"}, ["float32"], None
+        else:
+            note(f"training on {2 * len(facts)} rows, {args.epochs} epochs")
+            trained = train_adapter(base, training_rows(facts), work_dir / "trained", args)
+            train_seconds = round(time.perf_counter() - t0, 1)
+            note(f"trained in {train_seconds:.0f} s")
+            folders = adapter_folders(trained, adapters_dir, "bfloat16" in dtypes)
+            del trained
+            if args.keep:
+                shutil.copytree(folders["float32"], args.keep, dirs_exist_ok=True)
+        runs = {}
+        for i, dtype in enumerate(dtypes):
+            if i > 0:  # the bf16 server only measures latency: it reuses the float32 null file (same adapter)
+                shutil.copy2(folders[dtypes[0]] / NULL_FILE, folders[dtype] / NULL_FILE)
+            runs[dtype] = serve_and_measure(base, adapters_dir, dtype, folders[dtype], args, facts, offtopic, i == 0)
+            print(json.dumps({dtype: runs[dtype].get("latency")}), flush=True)
+            # written after each server run (the float32 one carries the quality numbers), so a run cut short
+            # keeps what it measured; "dtypes" in the setting says which servers the section covers
+            section = result_section(args, runs, dtypes[: i + 1], facts, offtopic, train_seconds, reused, started)
+            if not args.no_write:
+                merge_write(section)
     print(json.dumps({k: section[k] for k in ("false_attribution_rate", "correct", "memorisation_rate",
                                               "latency_overhead_float32")}, indent=1))  # fmt: skip
-    if not args.no_write:
-        merge_write(section)
 
 
 if __name__ == "__main__":

@@ -183,3 +183,26 @@ def test_cpu_description_reads_model_and_bf16_flags() -> None:
     described = cpu_description(info)
     assert described["cpu_flags"] == ["avx2", "avx512f", "amx_bf16", "amx_tile"]
     assert described["cpu_model"] == "Example CPU 9000"
+
+
+# --- the real-model harness's planted facts (bench/attribution_real.py) ---------------------------------------------
+
+
+def test_real_planted_facts_never_collide() -> None:
+    """No two facts share a name, a name's first syllable, or any word of their values (shared words made SmolLM2
+    blend every answer into one value); one fact per contributor at the committed sizes."""
+    from bench.attribution_real import paraphrased_question, planted_facts, training_rows, verbatim_question
+
+    facts = planted_facts(24, 1, seed=0)
+    assert len({f["contributor"] for f in facts}) == 24
+    words = [w for f in facts for w in f["value"].split()]
+    assert len(words) == len(set(words)) == 48
+    assert len({f["entity"] for f in facts}) == 24
+    rows = training_rows(facts)
+    prompts = {r["prompt"] for r in rows}
+    assert len(prompts) == len(rows)
+    assert not prompts & {paraphrased_question(f) for f in facts}  # the paraphrase is never trained on
+    assert {verbatim_question(f) for f in facts} <= prompts
+    assert planted_facts(24, 1, seed=0) == facts
+    with pytest.raises(SystemExit):
+        planted_facts(40, 1, seed=0)
