@@ -65,6 +65,23 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> float:
     raise AssertionError(f"not within {timeout} s: {what}")
 
 
+def longest_stall_until_confirmed(engine: Engine, n: int, timeout: float) -> float:
+    """Wait until all `n` writes are confirmed; return the longest time without a newly confirmed write. On a loaded
+    machine the writes trickle (the total time says little), but a relay stuck on a dead connection (web3's IPC
+    once spun 30 s on EOF) or sleeping a long backoff shows as a stall."""
+    started = last_progress = time.monotonic()
+    confirmed, longest = counts(engine)["confirmed"], 0.0
+    while confirmed < n:
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"not within {timeout} s: every write confirmed after the restart ({confirmed}/{n})")
+        time.sleep(0.05)
+        now, current = time.monotonic(), counts(engine)["confirmed"]
+        longest = max(longest, now - last_progress)
+        if current > confirmed:
+            confirmed, last_progress = current, now
+    return longest
+
+
 def compare(engine: Engine, ledger: Ledger, recs: list[InferenceRecord]) -> dict[str, int]:
     """Database against chain: confirmed rows whose record is not on chain (lost), records on chain twice (doubled)."""
     on_chain = [event["args"]["recordId"] for event in ledger.attribution.events("InferenceRecorded")]
@@ -158,7 +175,7 @@ def anvil_sigkill(directory: Path, n: int = 200) -> dict[str, Any]:
             wait_for(lambda: chain_health(settings)[0] == 200, 30, "the chain service restarted anvil")
             recovery = time.monotonic() - killed
             health = chain_health(settings)[1]
-            wait_for(lambda: counts(engine)["confirmed"] == n, 90, "every write confirmed after the restart")
+            longest_stall = longest_stall_until_confirmed(engine, n, 90)
             all_confirmed_s = time.monotonic() - killed
         finally:
             stop(relay)
@@ -167,6 +184,7 @@ def anvil_sigkill(directory: Path, n: int = 200) -> dict[str, Any]:
             "recovery_s": round(recovery, 2),
             "unhealthy_reported_after_s": round(reported_down_s, 2),
             "all_confirmed_after_s": round(all_confirmed_s, 2),
+            "longest_stall_s": round(longest_stall, 2),
             "confirmed_at_kill": confirmed_at_kill,
             "anvil_restarts": health.get("restarts"),
             "last_state_dump_s": health.get("last_dump_s"),

@@ -21,7 +21,9 @@ def test_anvil_sigkill_right_after_confirmations_loses_no_confirmed_write(tmp_pa
     assert result["confirmed_at_kill"] >= 5  # killed with confirmed writes (anvil's own state file was 5 s old)
     assert result["anvil_restarts"] == 1 and result["recovery_s"] < 10, result  # restarted by the chain service
     assert result["unhealthy_reported_after_s"] < 5  # the chain service said so meanwhile
-    assert result["all_confirmed_after_s"] < 15, result  # the relay goes on at once (web3's IPC spun 30 s on EOF)
+    # The relay goes on at once: never 15 s without a newly confirmed write (web3's IPC once spun 30 s on EOF). The
+    # total time is the benchmark's (bench/faults.py): on a loaded 2-core machine 192 writes took 62 s, 2-4 s idle.
+    assert result["longest_stall_s"] < 15, result
 
 
 def test_writes_a_rewound_chain_dropped_are_sent_again(tmp_path: Path) -> None:
