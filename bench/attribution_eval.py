@@ -83,7 +83,7 @@ from bench.attribution_stats import (  # noqa: E402
     spearman,
 )
 from hub.rewards.config import RewardSettings  # noqa: E402
-from hub.rewards.split import split_fee  # noqa: E402
+from hub.rewards.split import split_fee_under  # noqa: E402
 from openledger_sdk.modelfactory import LoraSettings  # noqa: E402
 from openledger_sdk.modelfactory.attribution_query import Attributor, calibrate_null  # noqa: E402
 
@@ -104,8 +104,7 @@ def score_query(attributor: Attributor, query: dict[str, Any], top_k: int, setti
     """One query through one attributor: combined ranking, fee split, and the gradient-/span-only baselines."""
     owner = query["owner"]
     result = attributor.attribute(query["prompt_ids"], query["output"], top_k=top_k)
-    split = split_fee(10**18, result.shares, owner_bps=settings.owner_bps,
-                      contributors_bps=settings.contributors_bps, contributor_cap=settings.contributor_cap)  # fmt: skip
+    split = split_fee_under(10**18, result.shares, settings)
     pool = 10**18 * settings.contributors_bps // 10000
     owner_amount = split.contributors.get(to_checksum_address(owner), 0)
     record = {

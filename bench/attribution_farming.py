@@ -44,7 +44,7 @@ from bench.attribution_facts import (
     training_rows,
 )
 from hub.rewards.config import RewardSettings
-from hub.rewards.split import split_fee
+from hub.rewards.split import split_fee_under
 from openledger_sdk.modelfactory.attribution_query import Attributor, ScoringSettings, calibrate_null
 
 FEE = 10**18  # one OPEN per inference, in base units
@@ -171,13 +171,7 @@ def earnings(shares_per_inference: Iterable[Mapping[str, float]], settings: Rewa
     paid: dict[str, int] = {}
     pool = unattributed = inferences = 0
     for shares in shares_per_inference:
-        split = split_fee(
-            FEE,
-            shares,
-            owner_bps=settings.owner_bps,
-            contributors_bps=settings.contributors_bps,
-            contributor_cap=settings.contributor_cap,
-        )
+        split = split_fee_under(FEE, shares, settings)
         for account, amount in split.contributors.items():
             paid[account] = paid.get(account, 0) + amount
         pool += split.contributors_total + split.unattributed

@@ -30,7 +30,7 @@ from eth_abi import decode, encode
 from eth_hash.auto import keccak
 
 from openledger_sdk.errors import OpenLedgerError
-from openledger_sdk.ledger.fees import inference_fee, split_fee
+from openledger_sdk.ledger.fees import inference_fee, split_fee_under
 from openledger_sdk.ledger.parameters import GovernedParameters
 from openledger_sdk.ledger.records import RECORD_LEAF_TYPES, derive_id
 from openledger_sdk.merkle import MerkleError, verify
@@ -223,13 +223,7 @@ def split_matches(document: Mapping[str, Any], parameters: GovernedParameters) -
             parameters.platform_fee,
         )
         shares = {part["address"]: Fraction(part["weight"]) for part in document["contributors"]}
-        split = split_fee(
-            fee,
-            shares,
-            owner_bps=parameters.owner_bps,
-            contributors_bps=parameters.contributors_bps,
-            contributor_cap=parameters.contributor_cap,
-        )
+        split = split_fee_under(fee, shares, parameters)
     except (KeyError, TypeError, ValueError, ZeroDivisionError):
         return False
     recorded = {part["address"]: int(part["amount"]) for part in document["contributors"]}

@@ -25,7 +25,7 @@ from hub.governance.parameters import rewards_with
 from hub.governance.periods import parameters_for_metering
 from hub.rewards.config import RewardSettings
 from hub.rewards.models import InferenceRecordRow
-from hub.rewards.split import FeeSplit, Weight, inference_fee, split_fee
+from hub.rewards.split import FeeSplit, Weight, inference_fee, split_fee_under
 from openledger_sdk.attribution import DOCUMENT_VERSION, attribution_hash, canonical_document
 from openledger_sdk.ledger.records import InferenceRecord, derive_id, to_bytes32
 
@@ -151,13 +151,7 @@ def record_inference(
     price_out = price_per_1k_wei if price_out_per_1k_wei is None else price_out_per_1k_wei
     try:
         fee = inference_fee(prompt_tokens, completion_tokens, price_per_1k_wei, price_out, settings.platform_fee_wei)
-        split = split_fee(
-            fee,
-            shares,
-            owner_bps=settings.owner_bps,
-            contributors_bps=settings.contributors_bps,
-            contributor_cap=settings.contributor_cap,
-        )
+        split = split_fee_under(fee, shares, settings)
     except ValueError as err:
         raise MeteringError(str(err)) from None
     document = attribution_document(

@@ -9,6 +9,16 @@ from openledger_sdk.ledger.fees import (
     inference_fee,
     normalize_shares,
     split_fee,
+    split_fee_under,
 )
 
-__all__ = ["FeeSplit", "SplitError", "Weight", "capped_shares", "inference_fee", "normalize_shares", "split_fee"]
+__all__ = [
+    "FeeSplit",
+    "SplitError",
+    "Weight",
+    "capped_shares",
+    "inference_fee",
+    "normalize_shares",
+    "split_fee",
+    "split_fee_under",
+]

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
+from typing import Protocol
 
 from eth_utils import is_address, to_checksum_address
 
@@ -139,3 +140,25 @@ def split_fee(
     contributors = {account: pool * share.numerator // share.denominator for account, share in exact.items()}
     unattributed = pool - sum(contributors.values())
     return FeeSplit(fee, owner, fee - owner - pool, unattributed, contributors).check()
+
+
+class SplitTerms(Protocol):
+    """What a split needs from the rules in force: the [rewards] settings and the governed parameters both have it."""
+
+    @property
+    def owner_bps(self) -> int: ...
+    @property
+    def contributors_bps(self) -> int: ...
+    @property
+    def contributor_cap(self) -> Fraction: ...
+
+
+def split_fee_under(fee: int, shares: Mapping[str, Weight], terms: SplitTerms) -> FeeSplit:
+    """`split_fee` with the owner share, contributors' share and cap of `terms`."""
+    return split_fee(
+        fee,
+        shares,
+        owner_bps=terms.owner_bps,
+        contributors_bps=terms.contributors_bps,
+        contributor_cap=terms.contributor_cap,
+    )
