@@ -81,6 +81,11 @@ def test_notebook_06_and_the_dashboard_panel_through_a_whole_vote(
     printed = run_06(platform, user, tmp_path, 5, wrap="0")
     assert f"executed {description!r}: executed" in printed
     assert ol.governance.parameters()["training_price_per_token"] == str(2 * 10**13)
+    with platform.as_token(token) as client:  # what a training run is charged follows the vote at once
+        rows = [{"prompt": "What is gOPEN?", "response": "OPEN wrapped 1:1, with votes."}]
+        quote = client.post("/services/platform/api/training/quote", json={"rows": rows, "config": {}})
+    assert quote.status_code == 200, quote.text
+    assert quote.json()["price_per_token_wei"] == str(2 * 10**13)
 
     # Back to the genesis price for the rest of the suite on this shared hub.
     restore = ol.governance.propose(f"restore the training price ({user})", training_price="0.00001")

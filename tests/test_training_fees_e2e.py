@@ -272,6 +272,7 @@ def test_outside_the_hub_training_is_free_and_the_manifest_says_so(base: Path, t
     assert model.manifest["training_charge"] == unpaid
 
 
-def test_price_is_the_setting_until_governance_wires_it(platform: RunningHub) -> None:
+def test_the_genesis_training_price_is_the_setting(platform: RunningHub) -> None:
+    # What a run is charged once holders vote another price: tests/test_governance_e2e.py.
     assert platform.settings.rewards.training_price == Decimal("0.00001")
     assert platform.settings.rewards.training_price_wei == PRICE_WEI
