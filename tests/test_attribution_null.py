@@ -108,3 +108,19 @@ def test_an_old_per_test_threshold_file_is_recalibrated_and_a_foreign_one_refuse
     saved = NullThreshold(gradient_z=2.5, span=0.1, alpha=0.05, quantile=0.97, joint_rate=0.05, samples=120)
     saved.save(tmp_path)
     assert NullThreshold.load(tmp_path) == saved and saved.calibrated and not NullThreshold().calibrated
+
+
+def test_a_calibration_killed_while_saving_leaves_the_previous_threshold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL between writing the new file and renaming it over the old one (simulated: the rename never happens)."""
+    first = NullThreshold(gradient_z=2.5, span=0.1, alpha=0.05, quantile=0.97, joint_rate=0.05, samples=120)
+    first.save(tmp_path)
+
+    def killed(*_args: object) -> None:
+        raise SystemExit("killed before the rename")
+
+    monkeypatch.setattr("openledger_sdk.files.os.replace", killed)
+    with pytest.raises(SystemExit):
+        NullThreshold(gradient_z=9.0, span=0.9, samples=100).save(tmp_path)
+    assert NullThreshold.load(tmp_path) == first  # whole and loadable: the old threshold, not half of the new one

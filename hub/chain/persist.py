@@ -11,28 +11,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from hub.chain.anvil import rpc_call
 from hub.relay.finality import marker_path
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` with `data`: readers see the old file or the new one, never a torn one, even after a crash."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)  # the rename itself must survive a power loss too
-    finally:
-        os.close(folder)
+from openledger_sdk.files import write_atomically
 
 
 @dataclass

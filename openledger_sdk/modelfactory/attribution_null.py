@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from openledger_sdk.files import write_atomically
+
 if TYPE_CHECKING:
     from openledger_sdk.modelfactory.attribution_query import Attributor
 
@@ -60,7 +62,8 @@ class NullThreshold:
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / NULL_FILE
-        path.write_text(json.dumps({"format": NULL_FORMAT, **asdict(self)}, indent=1), encoding="utf-8")
+        # Atomic: a calibration killed while saving must not leave a torn file that every later load trips on.
+        write_atomically(path, json.dumps({"format": NULL_FORMAT, **asdict(self)}, indent=1).encode())
         return path
 
     @classmethod
