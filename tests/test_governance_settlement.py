@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -21,14 +20,9 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from hub.db import make_engine, migrate, session_scope
+from hub.db import session_scope
 from hub.governance.parameters import from_settings
-from hub.keys.store import WalletKeyStore
 from hub.keys.wallets import ensure_wallet
-from hub.platform.runtime import PlatformRuntime
-from hub.relay.service import RelayService
-from hub.relay.signers import KeyRing
-from hub.relay.worker import RelayConfig
 from hub.rewards.config import RewardSettings
 from hub.rewards.metering import record_inference
 from hub.rewards.models import InferenceRecordRow
@@ -38,11 +32,11 @@ from openledger_sdk.attribution import Attribution, Explanation
 from tests import ledger_fixtures
 from tests.governance_fixtures import governance, pass_proposal, voter
 from tests.ledger_fixtures import LedgerEnv, fund
+from tests.settlement_fixtures import settlement_parts
 
 anvil_node = ledger_fixtures.anvil_node
 ledger_env = ledger_fixtures.ledger_env
 
-FAST = RelayConfig(batch_size=20, poll_interval=0.01, idle_interval=0.05, stuck_after=30, orphan_grace=0)
 OWNER = "0x" + "33" * 20
 SETTINGS = RewardSettings()
 OPEN = 10**18
@@ -94,23 +88,12 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(ledger_env: LedgerEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     directory: Path = tmp_path_factory.mktemp("governance-settlement")
-    engine = make_engine(f"sqlite:///{directory / 'platform.sqlite'}")
-    migrate(engine)
-    wallets = WalletKeyStore.for_data_dir(directory)
-    payer = ensure_wallet(engine, "payer", wallets).address
-    contributor = ensure_wallet(engine, "contributor", wallets).address
-    fund(ledger_env.node, payer, 10**18)
-    ledger_env.ledger.token.send(ledger_env.ledger.token.mint(payer, 10**21), ledger_env.operator)
-    relay = RelayService(engine, ledger_env.node.rpc_url, ledger_env.node.chain_id,
-                         KeyRing(engine, ledger_env.operator, wallets), directory / "relay", FAST)  # fmt: skip
-    relay.start()
-    deployment = SimpleNamespace(ledger=ledger_env.ledger, operator=ledger_env.operator.address)
-    runtime = PlatformRuntime(ledger_env.settings, engine, {"ledger": deployment, "relay": relay})
-    try:
-        yield Stack(ledger_env, engine, Settler(runtime, SETTINGS), contributor)
-    finally:
-        relay.stop()
-        engine.dispose()
+    with settlement_parts(ledger_env, directory, SETTINGS) as parts:
+        payer = ensure_wallet(parts.engine, "payer", parts.wallets).address
+        contributor = ensure_wallet(parts.engine, "contributor", parts.wallets).address
+        fund(ledger_env.node, payer, 10**18)
+        ledger_env.ledger.token.send(ledger_env.ledger.token.mint(payer, 10**21), ledger_env.operator)
+        yield Stack(ledger_env, parts.engine, parts.settler, contributor)
 
 
 def test_a_vote_takes_effect_at_the_next_epoch_and_payouts_verify_from_chain(stack: Stack) -> None:

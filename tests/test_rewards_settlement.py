@@ -12,21 +12,15 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from hub.chain.anvil import rpc_call
-from hub.db import make_engine, migrate, session_scope
-from hub.keys.store import WalletKeyStore
+from hub.db import session_scope
 from hub.keys.wallets import ensure_wallet
-from hub.platform.runtime import PlatformRuntime
 from hub.relay.outbox import OutboxEntry
-from hub.relay.service import RelayService
-from hub.relay.signers import KeyRing
-from hub.relay.worker import RelayConfig
 from hub.rewards.config import RewardSettings
 from hub.rewards.metering import attribution_ledger_address, record_inference
 from hub.rewards.models import InferenceRecordRow, RewardEpoch
@@ -34,11 +28,11 @@ from hub.rewards.settlement import Settler
 from tests import ledger_fixtures
 from tests.governance_fixtures import governance, pass_proposal, voter
 from tests.ledger_fixtures import LedgerEnv, fund
+from tests.settlement_fixtures import settlement_parts
 
 anvil_node = ledger_fixtures.anvil_node
 ledger_env = ledger_fixtures.ledger_env
 
-FAST = RelayConfig(batch_size=20, poll_interval=0.01, idle_interval=0.05, stuck_after=30, orphan_grace=0)
 OWNER = "0x" + "22" * 20
 SETTINGS = RewardSettings()
 
@@ -83,30 +77,14 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(ledger_env: LedgerEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     directory: Path = tmp_path_factory.mktemp("rewards-settlement")
-    engine = make_engine(f"sqlite:///{directory / 'platform.sqlite'}")
-    migrate(engine)
-    wallets = WalletKeyStore.for_data_dir(directory)
-    addresses = {name: ensure_wallet(engine, name, wallets).address for name in ("rich", "broke", "contributor")}
-    token = ledger_env.ledger.token
-    for name in ("rich", "broke"):
-        fund(ledger_env.node, addresses[name], 10**18)
-    token.send(token.mint(addresses["rich"], 10**21), ledger_env.operator)
-    relay = RelayService(
-        engine,
-        ledger_env.node.rpc_url,
-        ledger_env.node.chain_id,
-        KeyRing(engine, ledger_env.operator, wallets),
-        directory / "relay",
-        FAST,
-    )
-    relay.start()
-    deployment = SimpleNamespace(ledger=ledger_env.ledger, operator=ledger_env.operator.address)
-    runtime = PlatformRuntime(ledger_env.settings, engine, {"ledger": deployment, "relay": relay})
-    try:
-        yield Stack(ledger_env, engine, Settler(runtime, SETTINGS), addresses)
-    finally:
-        relay.stop()
-        engine.dispose()
+    with settlement_parts(ledger_env, directory, SETTINGS) as parts:
+        names = ("rich", "broke", "contributor")
+        addresses = {name: ensure_wallet(parts.engine, name, parts.wallets).address for name in names}
+        token = ledger_env.ledger.token
+        for name in ("rich", "broke"):
+            fund(ledger_env.node, addresses[name], 10**18)
+        token.send(token.mint(addresses["rich"], 10**21), ledger_env.operator)
+        yield Stack(ledger_env, parts.engine, parts.settler, addresses)
 
 
 def test_a_transfer_that_reverts_leaves_only_that_payers_records_unpaid(
