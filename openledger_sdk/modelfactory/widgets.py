@@ -124,7 +124,8 @@ class FinetunePanel:
         self.chat_log = w.HTML()
         # Publish.
         self.publish_name = w.Text(description="model name", style=style, layout=w.Layout(width="340px"))
-        self.publish_price = w.FloatText(value=0.1, description="OPEN / 1k tok", style=style, layout=layout)
+        # The same default as notebook 03 teaches (the owner sets it here before publishing).
+        self.publish_price = w.FloatText(value=0.5, description="OPEN / 1k tok", style=style, layout=layout)
         self.publish_button = w.Button(description="Publish", button_style="success", icon="upload", disabled=True)
         self.publish_result = w.HTML()
 
