@@ -337,7 +337,7 @@ def main() -> None:
         work = Path(tmp)
         base = str(build_base(work / "base", args.hidden, args.layers))
         if "quality" not in args.skip:
-            results["quality"] = evaluate_quality(args, base, work)
+            results["quality"] = {**evaluate_quality(args, base, work), "run": run_record(DTYPE)}
             print(json.dumps(results["quality"], indent=1), flush=True)
         if "lds" not in args.skip:
             lds_base = str(build_base(work / "lds-base", args.lds_hidden, args.layers))

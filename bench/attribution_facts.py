@@ -220,8 +220,11 @@ def trained_modes(
 
 
 def mode_attributors(trained: Any, indexes: dict[str, AttributionIndex]) -> dict[str, Attributor]:
+    """One Attributor per index mode, scoring as OpenLoRA does: spans judged in words (the tokenizer's decode) and,
+    the model being PEFT, by the base model's surprisal."""
+    decode = trained.tokenizer.decode
     return {
-        mode: Attributor(index, trained.spans, model=trained.model, settings=ScoringSettings())
+        mode: Attributor(index, trained.spans, model=trained.model, settings=ScoringSettings(), decode=decode)
         for mode, index in indexes.items()
     }
 

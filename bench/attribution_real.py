@@ -22,7 +22,10 @@ The result says whether the run met issue 16's sizes (`meets_issue_sizes`); Smol
    contributors in top-example order), owner share (the owner's attribution share; 0 when unattributed), and the
    attributed rate. For incorrect answers, also how often the top contributor owns the fact the answer did produce.
 4. False attribution: the adapter's answers to the held-out off-topic prompts (bench/offtopic_prompts.json, never
-   used for calibration) that are attributed, per category and by which test fired.
+   used for calibration) that are attributed although they recite no planted value, or whose largest share goes to
+   someone owning none of the values recited (an overfitted adapter's "The capital of Japan is the silent violin."
+   credited to the violin's owner is right); also every attributed answer, per category and by which test fired.
+   (Steps 3-5 are in bench/attribution_real_measure.py.)
 5. Latency: per prompt, interleaved — a non-streamed answer without attribution, one with it, and a streamed one
    with it (time to the last content token: what a user sees; the attribution arrives in the final chunk after it).
    p50 overheads relative to the answer without attribution; compute share = the server's attribution seconds /
@@ -40,7 +43,6 @@ import os
 import platform
 import shlex
 import shutil
-import statistics
 import sys
 import tempfile
 import threading
@@ -56,7 +58,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-from bench.attribution_real_server import TOKEN, ask, ask_streamed, openlora, wait_calibrated  # noqa: E402
+from bench.attribution_real_measure import (  # noqa: E402
+    evaluate_latency,
+    evaluate_offtopic,
+    evaluate_quality,
+    verbatim_question,
+)
+from bench.attribution_real_server import TOKEN, ask, openlora, wait_calibrated  # noqa: E402
 from openledger_sdk.catalog import resolve_base_model  # noqa: E402
 from openledger_sdk.hardware import native_bfloat16  # noqa: E402
 from openledger_sdk.modelfactory import IndexSettings, LoraSettings, finetune  # noqa: E402
@@ -104,14 +112,6 @@ def planted_facts(contributors: int, facts: int, seed: int) -> list[dict[str, An
     return out
 
 
-def verbatim_question(fact: dict[str, Any]) -> str:
-    return f"What does the registry record for {fact['entity']}?"
-
-
-def paraphrased_question(fact: dict[str, Any]) -> str:
-    return f"Which object belongs to {fact['entity']}?"  # never trained on
-
-
 def training_rows(facts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for fact in facts:
@@ -157,151 +157,6 @@ def adapter_folders(trained: Any, adapters_dir: Path, bf16: bool) -> dict[str, P
     return folders
 
 
-# --- quality -----------------------------------------------------------------------------------------------------
-
-
-def ranking(attribution: dict[str, Any]) -> list[str]:
-    return list(dict.fromkeys(e["contributor"] for e in attribution.get("top_examples", []) if "contributor" in e))
-
-
-def planted_record(fact: dict[str, Any], kind: str, reply: dict[str, Any], by_value: dict[str, dict]) -> dict:
-    attribution = reply["attribution"] or {}
-    order = ranking(attribution)
-    owner = fact["contributor"]
-    produced = next((f for v, f in by_value.items() if v in reply["text"].lower()), None)
-    return {
-        "kind": kind, "entity": fact["entity"], "owner": owner, "answer": reply["text"],
-        "correct": fact["value"] in reply["text"].lower(),
-        "top1": order[0] if order else None,
-        "rr": 1.0 / (order.index(owner) + 1) if owner in order else 0.0,
-        "owner_share": float(attribution.get("shares", {}).get(owner, 0.0)),
-        "attributed": bool(attribution.get("attributed")),
-        "produced_owner": produced["contributor"] if produced else None,
-        "top_examples": [{k: e.get(k) for k in ("row_id", "contributor", "score", "gradient_z", "span")}
-                         for e in attribution.get("top_examples", [])[:3]],
-    }  # fmt: skip
-
-
-def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
-    if not records:
-        return {"queries": 0}
-    out = {
-        "queries": len(records),
-        "precision_at_1": round(float(np.mean([r["top1"] == r["owner"] for r in records])), 4),
-        "mrr": round(float(np.mean([r["rr"] for r in records])), 4),
-        "owner_share": round(float(np.mean([r["owner_share"] for r in records])), 4),
-        "attributed_rate": round(float(np.mean([r["attributed"] for r in records])), 4),
-    }
-    produced = [r for r in records if r["produced_owner"] and not r["correct"]]
-    if produced:
-        out["top1_owns_the_fact_produced"] = round(
-            float(np.mean([r["top1"] == r["produced_owner"] for r in produced])), 4
-        )
-        out["answers_producing_another_fact"] = len(produced)
-    return out
-
-
-def evaluate_quality(http: httpx.Client, model: str, facts: list[dict], args: argparse.Namespace) -> dict[str, Any]:
-    by_value = {f["value"]: f for f in facts}
-    records = []
-    for fact in facts:
-        for kind, question in (("verbatim", verbatim_question(fact)), ("paraphrased", paraphrased_question(fact))):
-            records.append(planted_record(fact, kind, ask(http, model, question, args, True), by_value))
-    out: dict[str, Any] = {}
-    for kind in ("verbatim", "paraphrased"):
-        mine = [r for r in records if r["kind"] == kind]
-        out[kind] = {
-            "answered_correctly": round(float(np.mean([r["correct"] for r in mine])), 4),
-            "correct": summarise([r for r in mine if r["correct"]]),
-            "incorrect": summarise([r for r in mine if not r["correct"]]),
-        }
-    out["memorisation_rate"] = out["verbatim"]["answered_correctly"]
-    out["examples"] = [{k: r[k] for k in ("kind", "entity", "answer", "correct", "attributed")} for r in records[:6]]
-    out["misattributed"] = [
-        {k: r[k] for k in ("kind", "entity", "owner", "answer", "attributed", "top_examples")}
-        for r in records
-        if r["correct"] and r["top1"] != r["owner"]
-    ]
-    return out
-
-
-def evaluate_offtopic(
-    http: httpx.Client, model: str, items: list[dict], args: argparse.Namespace, values: list[str]
-) -> dict[str, Any]:
-    """`values`: the planted facts' values; an off-topic answer that recites one (an overfitted adapter answers
-    "The capital of Japan is the silent violin.") does reproduce a contributor's data, so the rate is also split by
-    that (the headline rate counts every attributed answer as false)."""
-    rows = []
-    for item in items:
-        reply = ask(http, model, item["prompt"], args, True)
-        attribution = reply["attribution"] or {}
-        threshold = attribution.get("threshold") or {}
-        rows.append({
-            "category": item["category"], "prompt": item["prompt"], "answer": reply["text"],
-            "attributed": bool(attribution.get("attributed")), "status": attribution.get("status"),
-            "gradient_fired": attribution.get("max_gradient_z", 0) > threshold.get("gradient_z", float("inf")),
-            "span_fired": attribution.get("max_span", 0) > threshold.get("span", float("inf")),
-            "recites": any(v in reply["text"].lower() for v in values),
-        })  # fmt: skip
-    per_category = {
-        c: round(float(np.mean([r["attributed"] for r in rows if r["category"] == c])), 4)
-        for c in sorted({r["category"] for r in rows})
-    }
-    return {
-        "prompts": len(rows),
-        "false_attribution_rate": round(float(np.mean([r["attributed"] for r in rows])), 4),
-        "by_category": per_category,
-        "answers_reciting_a_planted_value": sum(r["recites"] for r in rows),
-        "attributed_among_reciting": sum(r["attributed"] for r in rows if r["recites"]),
-        "attributed_among_not_reciting": sum(r["attributed"] for r in rows if not r["recites"]),
-        "fired": {
-            "gradient_only": sum(r["gradient_fired"] and not r["span_fired"] for r in rows),
-            "span_only": sum(r["span_fired"] and not r["gradient_fired"] for r in rows),
-            "both": sum(r["span_fired"] and r["gradient_fired"] for r in rows),
-        },
-        "statuses": sorted({str(r["status"]) for r in rows}),
-        "attributed_examples": [{k: r[k] for k in ("prompt", "answer")} for r in rows if r["attributed"]][:10],
-    }
-
-
-# --- latency -----------------------------------------------------------------------------------------------------
-
-
-def p50(values: list[float]) -> float:
-    return float(statistics.median(values)) if values else float("nan")
-
-
-def evaluate_latency(http: httpx.Client, model: str, prompts: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    """Interleaved per prompt, so each comparison is taken side by side on a shared machine."""
-    plain, attributed, streamed_last, streamed_final, compute = [], [], [], [], []
-    for prompt in prompts:
-        plain.append(ask(http, model, prompt, args, False)["wall"])
-        with_attr = ask(http, model, prompt, args, True)
-        attributed.append(with_attr["wall"])
-        seconds = (with_attr["attribution"] or {}).get("seconds")
-        if seconds is not None:
-            compute.append(seconds / with_attr["wall"])
-        stream = ask_streamed(http, model, prompt, args)
-        streamed_last.append(stream["last_token"])
-        streamed_final.append(stream["final"])
-    base = p50(plain)
-    return {
-        "prompts": len(prompts),
-        "p50_seconds": {
-            "no_attribution": round(base, 4),
-            "attribution": round(p50(attributed), 4),
-            "streamed_last_token": round(p50(streamed_last), 4),
-            "streamed_final_chunk": round(p50(streamed_final), 4),
-        },  # fmt: skip
-        "overhead_p50": {
-            "non_streamed": round(p50(attributed) / base - 1, 4),
-            "streamed_user_visible": round(p50(streamed_last) / base - 1, 4),
-            "streamed_final_chunk": round(p50(streamed_final) / base - 1, 4),
-        },
-        "compute_share_p50": round(p50(compute), 4) if compute else None,
-    }
-
-
 # --- the run -----------------------------------------------------------------------------------------------------
 
 
@@ -334,7 +189,9 @@ def serve_and_measure(
         if quality:
             out["planted"] = evaluate_quality(http, folder.name, facts, args)
             note(f"planted: {json.dumps({k: out['planted'][k] for k in ('verbatim', 'paraphrased')})}")
-            out["offtopic"] = evaluate_offtopic(http, folder.name, offtopic, args, [f["value"] for f in facts])
+            out["offtopic"] = evaluate_offtopic(
+                http, folder.name, offtopic, args, {f["value"]: f["contributor"] for f in facts}
+            )
             note(f"off-topic: {out['offtopic']['false_attribution_rate']} {out['offtopic']['fired']}")
         half = args.latency_prompts // 2
         prompts = [verbatim_question(f) for f in facts[:half]] + [
@@ -366,8 +223,11 @@ def result_section(
     section = {
         "command": "python bench/attribution_real.py " + shlex.join(sys.argv[1:]),
         "quick": args.quick,
-        # issue 16: >= 20 contributors, >= 100 calibration answers (base + adapter), >= 100 held-out off-topic prompts
-        "meets_issue_sizes": args.contributors >= 20 and 2 * args.calibration_prompts >= 100 and len(offtopic) >= 100,
+        # issue 16: >= 20 contributors, >= 100 calibration answers (base + adapter, after those reciting the datanet
+        # were left out), >= 100 held-out off-topic prompts
+        "meets_issue_sizes": args.contributors >= 20
+        and quality_run["null_threshold"]["samples"] >= 100
+        and len(offtopic) >= 100,
         "false_attribution_rate": off["false_attribution_rate"],
         "correct": {kind: planted[kind]["correct"] for kind in ("verbatim", "paraphrased")},
         "incorrect": {kind: planted[kind]["incorrect"] for kind in ("verbatim", "paraphrased")},

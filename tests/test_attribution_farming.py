@@ -4,6 +4,7 @@ datanet holding both farmers; the shares of real answers are what a user would s
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -157,3 +158,26 @@ def test_a_contributor_is_paid_about_one_row_per_answer() -> None:
     assert credit["0xowner"] == pytest.approx(1.09) and credit["0xother"] == pytest.approx(0.3)
     summed = contributor_credit(rows, extra_rows_weight=1.0)
     assert summed["0xflood"] == pytest.approx(3.2)  # the old rule: eight lookalike rows beat the owner
+
+
+def test_paid_rows_come_first_and_noise_gradients_do_not_tie_with_a_span(
+    trained: TrainedModel, attributor: Attributor
+) -> None:
+    # Seen on the real model: a generic row whose gradient z (3.2) was below the null bar (4.9) tied with the fact
+    # owner's span row at c = 0.5 and was listed first, so the answer's top example was a row that earns nothing.
+    attributor.settings = ScoringSettings()
+    n = len(attributor.index)
+    bar = attributor.threshold.gradient_z
+    z = np.zeros(n)
+    z[0] = 0.9 * bar  # noise: the gradient test does not fire on it
+    span = np.zeros(n)
+    span[n - 1] = 0.6  # the owner's row holds a verbatim span of the answer
+    result = attributor.result({"z": z, "span": span, "where": {n - 1: [(0, 3)]}, "lost_to": {}, "timings": {}})
+    assert result.top is not None and result.top.position == n - 1 and result.top.paid
+    assert result.examples[1].position == 0 and not result.examples[1].paid
+    assert result.examples[1].score == pytest.approx(0.5 * 0.9)  # scaled to the bar, not to the best z
+    assert result.shares == {attributor.index.contributors[n - 1]: 1.0}
+    # and in any answer's list, every paid row precedes every unpaid one
+    for _, ids in fact_answers(trained):
+        paid = [e.paid for e in attributor.attribute(*ids).examples]
+        assert paid == sorted(paid, reverse=True)

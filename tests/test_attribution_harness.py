@@ -191,7 +191,8 @@ def test_cpu_description_reads_model_and_bf16_flags() -> None:
 def test_real_planted_facts_never_collide() -> None:
     """No two facts share a name, a name's first syllable, or any word of their values (shared words made SmolLM2
     blend every answer into one value); one fact per contributor at the committed sizes."""
-    from bench.attribution_real import paraphrased_question, planted_facts, training_rows, verbatim_question
+    from bench.attribution_real import planted_facts, training_rows
+    from bench.attribution_real_measure import paraphrased_question, verbatim_question
 
     facts = planted_facts(24, 1, seed=0)
     assert len({f["contributor"] for f in facts}) == 24
@@ -206,3 +207,19 @@ def test_real_planted_facts_never_collide() -> None:
     assert planted_facts(24, 1, seed=0) == facts
     with pytest.raises(SystemExit):
         planted_facts(40, 1, seed=0)
+
+
+def test_an_offtopic_answer_reciting_a_value_is_rightly_credited_to_its_owner() -> None:
+    """The real harness's false-attribution rule: attributed without reciting a planted value, or with the largest
+    share going to someone who owns none of the values recited."""
+    from bench.attribution_real_measure import offtopic_verdict
+
+    owner_of = {"silent violin": "0xviolin", "ivory pumpkin": "0xpumpkin"}
+    text = "The capital of Japan is the silent violin."
+    right = offtopic_verdict({"attributed": True, "shares": {"0xviolin": 0.8, "0xpumpkin": 0.2}}, text, owner_of)
+    assert right == {"recites": True, "attributed": True, "false": False}
+    wrong = offtopic_verdict({"attributed": True, "shares": {"0xviolin": 0.3, "0xpumpkin": 0.7}}, text, owner_of)
+    assert wrong["false"]  # recites the violin, pays the pumpkin's owner most
+    plain = "The capital of Japan is Tokyo."
+    assert offtopic_verdict({"attributed": True, "shares": {"0xviolin": 1.0}}, plain, owner_of)["false"]
+    assert not offtopic_verdict({"attributed": False, "shares": {}}, plain, owner_of)["false"]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from openledger_sdk.modelfactory.attribution_index import AttributionIndex
-from openledger_sdk.modelfactory.attribution_null import NULL_FILE, NullThreshold, joint_thresholds
+from openledger_sdk.modelfactory.attribution_null import NULL_FILE, NullThreshold, calibrate_null, joint_thresholds
 from openledger_sdk.modelfactory.attribution_query import Attributor
 from openledger_sdk.modelfactory.span_evidence import is_evidence
 from openledger_sdk.modelfactory.span_index import SpanIndex
@@ -102,6 +102,8 @@ def test_an_old_per_test_threshold_file_is_recalibrated_and_a_foreign_one_refuse
     old = {"format": "openledger-attribution-null/1", "gradient_z": 99.0, "span": 1.0, "quantile": 0.95, "samples": 12}
     (tmp_path / NULL_FILE).write_text(json.dumps(old))
     assert NullThreshold.load(tmp_path) is None  # made by the 2 x 5% rule: not trusted, recalibrated
+    (tmp_path / NULL_FILE).write_text(json.dumps({**old, "format": "openledger-attribution-null/2"}))
+    assert NullThreshold.load(tmp_path) is None  # reciting answers set its span bar: recalibrated too
     (tmp_path / NULL_FILE).write_text(json.dumps({"format": "something-else/1"}))
     with pytest.raises(ValueError, match="is not an"):
         NullThreshold.load(tmp_path)
@@ -124,3 +126,23 @@ def test_a_calibration_killed_while_saving_leaves_the_previous_threshold(
     with pytest.raises(SystemExit):
         NullThreshold(gradient_z=9.0, span=0.9, samples=100).save(tmp_path)
     assert NullThreshold.load(tmp_path) == first  # whole and loadable: the old threshold, not half of the new one
+
+
+def test_an_adapter_answer_reciting_the_datanet_does_not_set_the_span_bar() -> None:
+    """An over-fitted adapter answers off-topic prompts with its rows' content; those spans are evidence, not the
+    chance matches the span bar bounds. Kept in, they put the bar above every honest paraphrase."""
+    attributor = span_attributor(HONEST + FARMER)
+    attributor.projection = lambda *_args, **_kwargs: torch.ones(8)  # type: ignore[method-assign]  # no model here
+    base = [(ids("Q:"), ids(f"The weather is nice today, friend number {i}.")) for i in range(40)]
+    reciting = [(ids("Q:"), ids(f"It is Zorblatquen{i} who has it, they say.")) for i in range(10)]
+    answers = base + reciting
+    kept_in = calibrate_null(attributor, answers, save=False)
+    assert kept_in.span > 0  # 10 of 50 answers hold a span: the bar sits at their level
+    fresh = attributor.span_scores(ids("It is Zorblatquen33 who has it, they say."))[0].max()
+    assert not kept_in.clears(0.0, fresh)  # ... so a fresh paraphrase of a row is not attributed
+    adapter = [False] * len(base) + [True] * len(reciting)
+    threshold = calibrate_null(attributor, answers, save=False, from_adapter=adapter)
+    assert threshold.span == 0.0 and threshold.observed["reciting"] == 10 and threshold.samples == 50
+    assert threshold.clears(0.0, fresh)
+    with pytest.raises(ValueError, match="from_adapter has 3 entries"):
+        calibrate_null(attributor, answers, save=False, from_adapter=[True] * 3)

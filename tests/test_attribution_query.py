@@ -147,7 +147,7 @@ def test_verbatim_fact_goes_to_its_owner(trained: TrainedModel, attributor: Attr
     assert top.gradient == 1.0 and top.span == max(e.span for e in result.examples) and top.span > 0.5
     assert top.spans and max(result.shares, key=result.shares.get) == CONTRIBUTORS[c]
     assert all(v >= 0 for v in result.shares.values()) and sum(result.shares.values()) == pytest.approx(1.0)
-    assert set(result.timings) == {"backward", "matvec", "spans", "total"}
+    assert set(result.timings) == {"backward", "matvec", "surprisal", "spans", "total"}
     assert len(result.top_examples()) == len(result.examples) <= 10
 
 

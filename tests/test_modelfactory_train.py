@@ -248,14 +248,18 @@ def test_generate_evaluate_attribute_save_load(trained: TrainedModel, base: Path
     fresh = trained.evaluate(rows()[:3])
     assert fresh["rows"] == 3 and fresh["loss_after"] < fresh["loss_before"]
     report = trained.attribute("What is the code word for locker 5?", "The code word for locker 5 is fjord.", top_k=3)
-    assert len(report["examples"]) == 3 and report["spans"], report
+    # Scored as OpenLoRA scores it: the row that says it is paid, first; the threshold is the uncalibrated default.
+    owner = rows()[5]["_contributor"]
+    assert report["attributed"] and report["top_examples"][0]["contributor"] == owner, report
+    assert max(report["shares"], key=report["shares"].get) == owner and report["spans"]
+    assert report["threshold"]["calibrated"] is False
     saved = trained.save(tmp_path / "saved")
     loaded = TrainedModel.load(saved, device="cpu")
     assert loaded.complete and loaded.manifest == trained.manifest
     assert loaded.generate("What is the code word for locker 3?", max_new_tokens=12) == answer
     assert (
-        loaded.attribute("What is the code word for locker 5?", report["response"], top_k=3)["examples"]
-        == report["examples"]
+        loaded.attribute("What is the code word for locker 5?", report["response"], top_k=3)["top_examples"]
+        == report["top_examples"]
     )
 
 
@@ -425,3 +429,14 @@ def test_last_epoch_capture_matches_the_final_pass_when_weights_stand_still(base
     cut = finetune(str(base), rows=rows(10), output_dir=tmp_path / "cut",
                    **{**still, "epochs": 3, "max_steps": 2, "index": last_epoch})  # fmt: skip
     assert "(0 examples; the other 10 at the final adapter)" in cut.index.meta["gradient"]
+
+
+def test_a_calibrated_null_threshold_is_kept_with_the_model(trained: TrainedModel, tmp_path: Path) -> None:
+    folder = trained.save(tmp_path / "calibrated")
+    model = TrainedModel.load(folder, device="cpu")
+    threshold = model.calibrate_attribution(prompts=["What is the capital of France?", "Tell me a joke."])
+    assert threshold.calibrated and threshold.samples >= 2  # answers of the base model and of the adapter
+    reloaded = TrainedModel.load(folder, device="cpu")  # a later session reuses it instead of the defaults
+    report = reloaded.attribute("What is the code word for locker 5?", "The code word for locker 5 is fjord.")
+    assert report["threshold"]["calibrated"] and report["threshold"]["gradient_z"] == round(threshold.gradient_z, 4)
+    assert not manifest_problems(folder)  # the extra file does not break the sealed manifest

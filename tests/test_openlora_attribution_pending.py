@@ -4,7 +4,7 @@ record keeps); once calibration exists, answers are attributed — a planted fac
 nobody.
 
 Real parts: a tiny Llama fine-tuned through the SDK with its attribution index, the real background calibration
-(base model's and adapter's answers to the SDK's 60 off-topic prompts = 120 answers), the real Attributor. The only
+(base model's and adapter's answers to the SDK's 100 off-topic prompts = 200 answers), the real Attributor. The only
 stand-in: the calibration is held at a gate until the test has seen the pending answer (it would otherwise race).
 """
 

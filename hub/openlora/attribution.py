@@ -14,7 +14,7 @@ keeps its frozen Linear weights in bf16 after calibration: the same results, wit
 The null threshold (below it an answer is "unattributed" and the contributors' pool is not paid out by influence)
 is calibrated here, by the platform — never taken from the model owner's upload, who could otherwise set it so high
 that contributors are never paid (the catalog does not materialise an uploaded `attribution_null.json`). Its samples
-are the base model's and the adapter's greedy answers to the SDK's off-topic prompts (120 answers,
+are the base model's and the adapter's greedy answers to the SDK's off-topic prompts (200 answers,
 `attribution_calibration`), which takes minutes on a CPU: so it runs in a background thread the first time an
 adapter is asked, never on a request's path. Until it exists, answers of that adapter say `"status": "pending"` in
 the response and in the inference record (unattributed: the contributors' pool goes to the unattributed bucket);

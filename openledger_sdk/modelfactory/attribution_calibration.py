@@ -3,7 +3,8 @@
 The samples are greedy answers to prompts off any datanet's topic (`null_prompts.json`: general knowledge,
 arithmetic, code, small talk), generated twice — by the base model (adapter disabled: answers that cannot owe
 anything to the training rows) and by the adapter itself (what the adapter really says off-topic, so the null has
-the gradient statistics of the model being attributed). 60 prompts × 2 = 120 answers ≥ `MIN_SAMPLES`.
+the gradient statistics of the model being attributed); the span of an adapter answer that recites the datanet is
+evidence, not a chance match, and does not set the span bar (`calibrate_null`). 100 prompts × 2 = 200 answers.
 
 This takes minutes on a CPU (a generation and a backward pass per answer): the platform runs it when a model is
 published or, in OpenLoRA, in the background when an adapter is first asked — never on a request's path.
@@ -66,11 +67,12 @@ def null_answers(
     max_new_tokens: int = ANSWER_TOKENS,
     who: Sequence[str] = ("base", "adapter"),
     prompt_ids: Callable[[Any, str], list[int]] = chat_prompt_ids,
-) -> list[tuple[list[int], list[int]]]:
-    """(prompt ids, answer ids) of the base model's and the adapter's greedy answers; empty answers are dropped.
+) -> list[tuple[list[int], list[int], str]]:
+    """(prompt ids, answer ids, "base" or "adapter") of the base model's and the adapter's greedy answers; empty
+    answers are dropped.
 
     `model` is the PEFT model with the adapter active (`disable_adapter()` gives the base model's answers)."""
-    pairs = []
+    answers = []
     for prompt in prompts if prompts is not None else null_prompts():
         ids = prompt_ids(tokenizer, prompt)
         for kind in who:
@@ -80,8 +82,8 @@ def null_answers(
             else:
                 answer = _greedy(model, tokenizer, ids, max_new_tokens)
             if answer:
-                pairs.append((ids, answer))
-    return pairs
+                answers.append((ids, answer, kind))
+    return answers
 
 
 def calibrate_adapter(
@@ -99,11 +101,13 @@ def calibrate_adapter(
     if model is None:
         raise ValueError("calibration needs the PEFT model with this adapter active")
     started = time.perf_counter()
-    pairs = null_answers(model, tokenizer, prompts, max_new_tokens=max_new_tokens)
-    if not pairs:
+    answers = null_answers(model, tokenizer, prompts, max_new_tokens=max_new_tokens)
+    if not answers:
         raise ValueError("neither the base model nor the adapter answered any calibration prompt")
     generated = time.perf_counter()
-    threshold = calibrate_null(attributor, pairs, alpha=alpha, model=model, save=False)
+    pairs = [(ids, answer) for ids, answer, _ in answers]
+    from_adapter = [kind == "adapter" for _, _, kind in answers]
+    threshold = calibrate_null(attributor, pairs, alpha=alpha, model=model, save=False, from_adapter=from_adapter)
     observed = {
         **threshold.observed,
         "seconds": {"generate": round(generated - started, 2), "score": round(time.perf_counter() - generated, 2)},

@@ -6,7 +6,8 @@ answers (prompts off the datanet's topic, answered by the base model and by the 
 level q the thresholds are t_z = Q_z(q), t_S = Q_S(q) (empirical quantiles, taken at observed values), and q is the
 smallest level at which the calibration answers that either test flags number k with (k + 1) / (N + 1) <= `alpha`
 (the configured joint false-attribution rate, default 5%; the conformal bound, so a fresh unrelated answer is
-flagged with probability at most alpha).
+flagged with probability at most alpha). The span of an adapter's answer that recites the datanet is evidence, not
+a sample of the null: it counts as no span there (`calibrate_null`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ if TYPE_CHECKING:
     from openledger_sdk.modelfactory.attribution_query import Attributor
 
 NULL_FILE = "attribution_null.json"
-NULL_FORMAT = "openledger-attribution-null/2"  # /1 (each test at its own quantile, 12 samples) is recalibrated
+NULL_FORMAT = "openledger-attribution-null/3"
+# Older files are recalibrated: /1 set each test at its own quantile on 12 samples; /2 kept adapter answers that
+# recite the datanet in the span null and judged short spans without the base model's surprisal.
+STALE_FORMATS = ("openledger-attribution-null/1", "openledger-attribution-null/2")
 MIN_SAMPLES = 100  # calibration answers the platform asks for; fewer are accepted but flagged (`enough`)
 ALPHA = 0.05  # joint false-attribution rate on answers that owe nothing to the datanet
 __all__ = ["ALPHA", "MIN_SAMPLES", "NULL_FILE", "NullThreshold", "calibrate_null", "joint_thresholds"]
@@ -74,8 +78,8 @@ class NullThreshold:
             return None
         data = json.loads(path.read_text(encoding="utf-8"))
         found = data.pop("format", None)
-        if found == "openledger-attribution-null/1":
-            return None  # calibrated by the old rule (up to 2 x 5%): recalibrate
+        if found in STALE_FORMATS:
+            return None  # calibrated by an older rule: recalibrate
         if found != NULL_FORMAT:
             raise ValueError(f"{path} is not an {NULL_FORMAT} file")
         return cls(**data)
@@ -107,25 +111,39 @@ def calibrate_null(
     quantile: float | None = None,
     model: Any = None,
     save: bool = True,
+    from_adapter: Sequence[bool] | None = None,
 ) -> NullThreshold:
     """Set both null thresholds so that at most `alpha` of the answers to unrelated prompts are attributed.
 
     `unrelated`: (prompt_ids, output_ids) pairs — prompts the datanet says nothing about, answered by the base model
     and by the adapter (`attribution_calibration.null_answers`); `MIN_SAMPLES` or more make alpha mean something.
+    `from_adapter[i]`: answer i was written by the adapter. An adapter's off-topic answer that holds span evidence
+    recites the datanet ("The capital of Japan is the silent violin." after training on "… the silent violin."):
+    its span is evidence, not the chance match t_S has to bound, so its S counts as 0 (`observed["reciting"]`).
+    Its gradient z is kept: the adapter's own off-topic answers are the only sample of what the adapter's gradient
+    looks like off-topic (measured on SmolLM2: leaving them out lowered t_z from 4.9 to 3.6, and 4 of the 26
+    held-out off-topic answers that recite nothing cleared it). The base model's answers are kept whole.
     `quantile` (older callers): alpha = 1 − quantile. Floor: t_z >= 2 (so a handful of samples cannot set an absurdly
     low bar). Saved as `attribution_null.json` beside the index (when the attributor came from a folder and `save`).
     """
     if not unrelated:
         raise ValueError("calibration needs at least one unrelated (prompt, output) pair")
+    if from_adapter is not None and len(from_adapter) != len(unrelated):
+        raise ValueError(f"from_adapter has {len(from_adapter)} entries for {len(unrelated)} answers")
     if quantile is not None:
         alpha = 1.0 - quantile
     if not 0 < alpha < 1:
         raise ValueError(f"alpha (the joint false-attribution rate) must be in (0, 1), got {alpha}")
     max_z, max_s = [], []
-    for prompt_ids, output_ids in unrelated:
+    reciting = 0
+    for i, (prompt_ids, output_ids) in enumerate(unrelated):
         stats = attributor.statistics(prompt_ids, output_ids, model)
+        best_span = float(stats["span"].max()) if len(stats["span"]) else 0.0
+        if from_adapter is not None and from_adapter[i] and best_span > 0:
+            reciting += 1
+            best_span = 0.0  # evidence, not a chance match
         max_z.append(float(stats["z"].max()) if len(stats["z"]) else 0.0)
-        max_s.append(float(stats["span"].max()) if len(stats["span"]) else 0.0)
+        max_s.append(best_span)
     t_z, t_s, q, rate = joint_thresholds(max_z, max_s, alpha)
     levels = [0.5, 0.9, 0.95, 1.0]
     threshold = NullThreshold(
@@ -134,13 +152,14 @@ def calibrate_null(
         alpha=alpha,
         quantile=round(q, 6),
         joint_rate=round(rate, 6),
-        samples=len(unrelated),
+        samples=len(max_z),
         observed={
+            "reciting": reciting,
             "gradient_z": [round(v, 4) for v in np.quantile(max_z, levels).tolist()],
             "span": [round(v, 4) for v in np.quantile(max_s, levels).tolist()],
             "quantiles": levels,
             "span_nonzero_share": round(float(np.mean(np.asarray(max_s) > 0)), 4),
-            "enough": len(unrelated) >= MIN_SAMPLES,
+            "enough": len(max_z) >= MIN_SAMPLES,
         },
     )
     attributor.threshold = threshold

@@ -14,16 +14,19 @@ How one answer is scored (n training examples in the adapter's index):
    index, so the query and the training examples live in the same space. Then one matrix-vector product with the
    stored preconditioned features: g_i = q·M·Φ_i / (‖q‖ ‖Φ_i‖) (TRAK, LESS-normalised so high-gradient-norm
    outlier rows cannot win every query). Standardised over the index: z_i = (g_i − mean g) / std g ("how far this
-   example stands out for this answer"); G_i = max(z_i, 0) / max_j z_j ∈ [0, 1].
+   example stands out for this answer"); G_i = max(z_i, 0) / max(max_j z_j, t_z) ∈ [0, 1] (see 3).
 2. Span evidence. The suffix array finds the maximal spans of the answer that occur verbatim in training responses;
    each is judged in words (`span_evidence`): at least `min_words` words count however common (idf-weighted), a
-   shorter span only when rare in the datanet and its multi-token (uncommon) words have `rare_letters` letters — an
-   invented name restated in a paraphrase counts; a number or stock phrase does not. A span of W words found in df
-   examples weighs w = (W / words of the answer) · idf with idf = log(1 + n / df) / log(1 + n);
+   shorter span only when rare in the datanet and specific: its multi-token (uncommon) words have `rare_letters`
+   letters, or it is `rare_surprisal` nats surprising to the base model (`base_surprisal`, adapter switched off) —
+   an invented name restated in a paraphrase or a value of everyday words counts; a number or stock phrase does not.
+   A span of W words found in df examples weighs w = (W / words of the answer) · idf with
+   idf = log(1 + n / df) / log(1 + n);
    S_i = min(1, Σ w over the spans example i contains) ∈ [0, 1].
 3. Combined: c_i = gradient_weight · G_i + (1 − gradient_weight) · S_i / max_j S_j (default 0.5 / 0.5). Both parts
    are scaled to a best row of 1, so the row with the strongest verbatim evidence and the row with the strongest
-   gradient weigh the same (unscaled, a paraphrase's few rare spans were outvoted by a wrong gradient top row).
+   gradient weigh the same (unscaled, a paraphrase's few rare spans were outvoted by a wrong gradient top row);
+   except that G is scaled to max(max_j z_j, t_z): a best z below the null bar is noise and weighs less.
 4. Null test. The answer is attributed when max_j z_j > t_z or max_j S_j > t_S, the two thresholds calibrated
    together so that at most alpha (5%) of answers to off-topic prompts clear either (`attribution_null`), stored
    beside the index in `attribution_null.json`. Otherwise the result is "unattributed": no shares (the rewards side
@@ -33,9 +36,9 @@ How one answer is scored (n training examples in the adapter's index):
    A row whose spans were all claimed is a copy for this answer: its score goes to the claiming row. Among the top
    candidates, rows with feature cosine ≥ `copy_cosine` sharing a span are one cluster too (earliest row keeps it).
 6. Pay. Only top-k rows with evidence of their own are paid: S_i > 0 (after claims) or z_i > t_z (the null bar,
-   row by row); the others are reported with `paid: false`. A contributor's credit is its best paid row's c plus
-   `extra_rows_weight` (0.1) × its other paid rows' c; shares = credits normalised to sum to 1. The per-contributor
-   cap and "never more than the fee" are applied by `hub.rewards.split` when the record is metered.
+   row by row); the others are reported with `paid: false`, listed after the paid ones. A contributor's credit is
+   its best paid row's c plus `extra_rows_weight` (0.1) × its other paid rows' c; shares = credits normalised to sum
+   to 1. The per-contributor cap and "never more than the fee" are applied by `hub.rewards.split` when metered.
 """
 
 from __future__ import annotations
@@ -58,9 +61,16 @@ from openledger_sdk.modelfactory.attribution_credit import (
     evidence_copies,
     upload_ranks,
 )
-from openledger_sdk.modelfactory.attribution_index import INDEX_FILE, INDEX_META, AttributionIndex, query_projection
+from openledger_sdk.modelfactory.attribution_index import (
+    INDEX_FILE,
+    INDEX_META,
+    AttributionIndex,
+    precision_autocast,
+    query_projection,
+)
 from openledger_sdk.modelfactory.attribution_null import NULL_FILE, NullThreshold, calibrate_null
 from openledger_sdk.modelfactory.attribution_result import AttributedExample, AttributionResult, normalised_shares
+from openledger_sdk.modelfactory.base_surprisal import token_surprisal
 from openledger_sdk.modelfactory.data import IGNORE
 from openledger_sdk.modelfactory.span_evidence import answer_words, is_evidence
 from openledger_sdk.modelfactory.span_index import SPAN_META, SpanIndex
@@ -84,6 +94,7 @@ class ScoringSettings:
     min_words: int = 8  # a verbatim span of this many words is evidence however many rows contain it (idf-weighted)
     rare_letters: int = 8  # a shorter span counts when rare and its multi-token words have this many letters ...
     rare_occurrences: int = 4  # ... rare: at most this many occurrences (and in at most 5% of the rows)
+    rare_surprisal: float = 20.0  # ... or, with a base model to ask, this many nats surprising to it (0: off)
     min_span: int = 8  # tokens: the long-span rule when no tokenizer is given to decode spans
     rare_span: int = 2  # tokens: the shortest candidate span the suffix array reports for the rules above
     candidates: int = 64  # top examples by combined score examined for near-copies
@@ -215,11 +226,15 @@ class Attributor:
         return raw * self.index.scale / self._norms
 
     def span_scores(
-        self, output_ids: Sequence[int], lost_to: dict[int, set[int]] | None = None
+        self,
+        output_ids: Sequence[int],
+        lost_to: dict[int, set[int]] | None = None,
+        surprisal: np.ndarray | None = None,
     ) -> tuple[np.ndarray, dict[int, list[tuple[int, int]]]]:
         """S_i for every row [n], and the (start, length) spans each credited row contains (`span_evidence`).
 
-        `lost_to` (filled in when given): row → the earlier contributor's rows that claimed a span it contains."""
+        `lost_to` (filled in when given): row → the earlier contributor's rows that claimed a span it contains.
+        `surprisal`: nats per output token under the base model (`base_surprisal`), when known."""
         n = len(self.index)
         scores = np.zeros(n, dtype=np.float64)
         where: dict[int, list[tuple[int, int]]] = {}
@@ -243,9 +258,13 @@ class Attributor:
             else:
                 pieces = [decode([t]) for t in output[match.start : match.start + match.length]]
                 rare = self.spans.is_rare(match.occurrences, settings.rare_occurrences)
+                surprise = None
+                if surprisal is not None:
+                    surprise = float(surprisal[match.start : match.start + match.length].sum())
                 counts, measured = is_evidence(
-                    pieces, rare=rare, min_words=settings.min_words, rare_letters=settings.rare_letters
-                )
+                    pieces, rare=rare, min_words=settings.min_words, rare_letters=settings.rare_letters,
+                    surprise=surprise, rare_surprisal=settings.rare_surprisal,
+                )  # fmt: skip
                 if not counts:
                     continue
                 size = max(measured.words, 1)
@@ -262,6 +281,17 @@ class Attributor:
                 where.setdefault(example, []).append((match.start, match.length))
         return np.minimum(scores, 1.0), where
 
+    def surprisal(self, prompt_ids: Sequence[int], output_ids: Sequence[int], model: Any = None) -> np.ndarray | None:
+        """Nats per output token under the base model (None: no decoder to judge spans in words, rule off, or a
+        model without a switchable adapter)."""
+        model = model if model is not None else self.model
+        if self.decode is None or self.settings.rare_surprisal <= 0 or model is None:
+            return None
+        device_type = next(model.parameters()).device.type
+        autocast = precision_autocast(self.index.meta.get("precision", "float32"), device_type)  # as the backward
+        with self.lock:
+            return token_surprisal(model, prompt_ids, output_ids, autocast)
+
     # --- one answer --------------------------------------------------------------------------------------------
 
     def statistics(self, prompt_ids: Sequence[int], output_ids: Sequence[int], model: Any = None) -> dict[str, Any]:
@@ -273,10 +303,13 @@ class Attributor:
         std = float(g.std()) if len(g) > 1 else 0.0
         z = (g - g.mean()) / std if std > 0 else torch.zeros_like(g)
         matvec = time.perf_counter()
+        surprisal = self.surprisal(prompt_ids, output_ids, model)
+        surprised = time.perf_counter()
         lost_to: dict[int, set[int]] = {}
-        span, where = self.span_scores(output_ids, lost_to)
+        span, where = self.span_scores(output_ids, lost_to, surprisal)
         done = time.perf_counter()
-        timings = {"backward": backward - started, "matvec": matvec - backward, "spans": done - matvec}
+        timings = {"backward": backward - started, "matvec": matvec - backward, "surprisal": surprised - matvec,
+                   "spans": done - surprised}  # fmt: skip
         z_np = z.numpy().astype(np.float64)  # lost_to: the rows whose specific spans an earlier contributor claimed
         return {"z": z_np, "span": span, "where": where, "lost_to": lost_to, "timings": timings}
 
@@ -294,7 +327,9 @@ class Attributor:
         z, span, where = stats["z"], stats["span"], stats["where"]
         max_z = float(z.max()) if len(z) else 0.0
         max_span = float(span.max()) if len(span) else 0.0
-        gradient = np.clip(z, 0.0, None) / max(max_z, 1e-12)
+        # The gradient part is scaled to the null bar when no row clears it: a best z that is noise (below t_z)
+        # must not weigh as much as a verbatim span (it used to tie with the owner's span row and be listed first).
+        gradient = np.clip(z, 0.0, None) / max(max_z, self.threshold.gradient_z, 1e-12)
         weight = self.settings.gradient_weight
         combined = weight * gradient + (1.0 - weight) * span / max(max_span, 1e-12)
         settings = self.settings
@@ -308,7 +343,11 @@ class Attributor:
         paid = (span > 0) | (z > self.threshold.gradient_z) if settings.evidence_only else np.ones(len(z), bool)
         for source, rows in copies.items():  # a cluster's evidence is its members' (the source took their score)
             paid[source] |= bool(paid[rows].any())
-        order = [int(i) for i in np.argsort(-credited, kind="stable")[:top_k] if credited[i] > 0]
+        # Paid rows first (by score; on equal scores the row with more verbatim evidence), then the unpaid ones: the
+        # first example is the best row that earns. (Seen on SmolLM2: a template row's gradient and the owner's span
+        # tied at c = 0.5, and index order put the template row first.)
+        ranked = [int(i) for i in np.lexsort((-span, -credited)) if credited[i] > 0]
+        order = sorted(ranked[:top_k], key=lambda i: not paid[i])
         examples = [
             AttributedExample(
                 position=i,

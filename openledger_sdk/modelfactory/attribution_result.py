@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from openledger_sdk.modelfactory.attribution_null import NullThreshold
 
-__all__ = ["AttributedExample", "AttributionResult", "contributor_shares", "normalised_shares"]
+__all__ = ["AttributedExample", "AttributionResult", "normalised_shares"]
 
 
 @dataclass(frozen=True)
@@ -75,16 +74,6 @@ class AttributionResult:
             "max_span": round(self.max_span, 6),
             "threshold": self.threshold.summary(),
         }
-
-
-def contributor_shares(examples: Sequence[AttributedExample]) -> dict[str, float]:
-    """Σ combined score per contributor over the top-k, normalised to sum to 1 (rows without a contributor skipped)."""
-    totals: dict[str, float] = {}
-    for example in examples:
-        if example.contributor and example.score > 0:
-            totals[example.contributor] = totals.get(example.contributor, 0.0) + example.score
-    total = sum(totals.values())
-    return {who: value / total for who, value in sorted(totals.items())} if total > 0 else {}
 
 
 def normalised_shares(credit: dict[str, float]) -> dict[str, float]:

@@ -11,9 +11,12 @@ its text, token by token decoded:
   rare a word is in language at large, where a datanet's own counts cannot tell a fact from boilerplate;
 * a **long** span (at least `min_words` words) is evidence however many rows contain it; its idf weight makes a
   sentence every row shares worth almost nothing;
-* a **short** span is evidence only when its uncommon words have at least `rare_letters` letters and it is rare in
-  the training responses (at most `rare_occurrences` occurrences and in at most 5% of the rows): an invented name
-  restated in a paraphrase counts; a number, "I hope this helps", or "the answer is" never does.
+* a **short** span is evidence only when it is rare in the training responses (at most `rare_occurrences`
+  occurrences and in at most 5% of the rows) and specific: its uncommon words have at least `rare_letters` letters,
+  or, where the base model is at hand, it is at least `rare_surprisal` nats surprising to the base model in context
+  (`base_surprisal`). An invented name restated in a paraphrase counts, and so does a value of everyday words the
+  base model would not have written ("the woolen glacier"); a number, "I hope this helps", or "the answer is" never
+  does.
 
 Its weight in S_i is its share of the answer's words times idf (see `attribution_query`).
 """
@@ -64,9 +67,22 @@ def answer_words(text: str) -> int:
     return max(len(WORD.findall(text)), 1)
 
 
-def is_evidence(pieces: Sequence[str], *, rare: bool, min_words: int, rare_letters: int) -> tuple[bool, SpanText]:
-    """Whether a span (its tokens' texts) counts, given whether it is rare in the training responses."""
+def is_evidence(
+    pieces: Sequence[str],
+    *,
+    rare: bool,
+    min_words: int,
+    rare_letters: int,
+    surprise: float | None = None,
+    rare_surprisal: float = float("inf"),
+) -> tuple[bool, SpanText]:
+    """Whether a span (its tokens' texts) counts, given whether it is rare in the training responses.
+
+    `surprise`: the span's total surprisal under the base model in nats (`base_surprisal`), when known; a rare span
+    at least `rare_surprisal` nats surprising counts too (a value of everyday words, a short invented name)."""
     span = measure(pieces)
     if span.words >= min_words:
         return True, span
-    return rare and span.uncommon_letters >= rare_letters, span
+    if not rare or span.words == 0:
+        return False, span
+    return span.uncommon_letters >= rare_letters or (surprise is not None and surprise >= rare_surprisal), span

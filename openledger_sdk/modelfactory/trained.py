@@ -16,9 +16,12 @@ from typing import Any
 
 import torch
 
-from openledger_sdk.modelfactory.attribution_index import AttributionIndex, query_projection, score
+from openledger_sdk.modelfactory.attribution_calibration import calibrate_adapter
+from openledger_sdk.modelfactory.attribution_index import AttributionIndex
+from openledger_sdk.modelfactory.attribution_null import NullThreshold
+from openledger_sdk.modelfactory.attribution_query import Attributor
 from openledger_sdk.modelfactory.config import TrainConfig
-from openledger_sdk.modelfactory.data import IGNORE, Example, prepare, render_prompt, rows_from
+from openledger_sdk.modelfactory.data import Example, prepare, render_prompt, rows_from
 from openledger_sdk.modelfactory.errors import FinetuneError
 from openledger_sdk.modelfactory.manifest import (
     ADAPTER_CONFIG,
@@ -88,6 +91,7 @@ class TrainedModel:
         self.device = torch.device(device)
         self._autocast = autocast
         self._lock = threading.Lock()  # one generate/evaluate at a time (the widget's chat runs in threads)
+        self._attributor: Attributor | None = None
 
     def __repr__(self) -> str:
         state = "complete" if self.complete else "INCOMPLETE"
@@ -211,9 +215,13 @@ class TrainedModel:
     def attribute(
         self, prompt: str | Sequence[Mapping[str, str]], response: str | None = None, *, top_k: int = 5
     ) -> dict[str, Any]:
-        """Local tier-1 attribution of one answer: top training examples by gradient score, and verbatim spans.
+        """Attribute one answer as the OpenLoRA server does: the same scoring, null test and pay rules.
 
-        The OpenLoRA server does this on every inference; this is the same computation for a notebook.
+        Returns the response, whether it is `attributed`, each contributor's `shares` (who the fee would pay),
+        `top_examples` (paid rows first; `paid: false` marks rows reported but not paid), the scores and the
+        null `threshold`, and `spans`: the long verbatim matches in the training responses. The threshold is this
+        folder's calibrated one (`calibrate_attribution()`, or OpenLoRA's when the model was deployed) or else the
+        uncalibrated defaults (`threshold["calibrated"]` says which).
         """
         if self.index is None:
             raise FinetuneError("this model has no attribution index (incomplete run, or index disabled)")
@@ -221,18 +229,27 @@ class TrainedModel:
             response = self.generate(prompt)
         prompt_ids = self.prompt_ids(prompt)
         response_ids = self.tokenizer(response, add_special_tokens=False)["input_ids"] or [self.pad_id]
-        labels = [IGNORE] * len(prompt_ids) + response_ids
-        with self._lock:
-            # In the index's own precision (not generation's): query and rows must round alike.
-            q = query_projection(self.model, self.index, prompt_ids + response_ids, labels)
-        scores = score(self.index, q.cpu())
-        top = torch.topk(scores, min(top_k, len(scores)))
-        examples = [
-            {"row_id": self.index.row_ids[i], "contributor": self.index.contributors[i], "score": float(s)}
-            for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
-        ]
+        with self._lock:  # the index's own precision (not generation's): query and rows must round alike
+            result = self.attributor().attribute(prompt_ids, response_ids, top_k=top_k)
         spans = self.spans.longest_matches(response_ids, min_len=8) if self.spans is not None else []
-        return {"response": response, "examples": examples, "spans": spans}
+        return {"response": response, **result.to_dict(), "spans": spans}
+
+    def attributor(self) -> Attributor:
+        """The scorer OpenLoRA would use for this model (built once), with the folder's null threshold if any."""
+        if self.index is None:
+            raise FinetuneError("this model has no attribution index (incomplete run, or index disabled)")
+        if self._attributor is None:
+            self._attributor = Attributor(
+                self.index, self.spans, model=self.model, threshold=NullThreshold.load(self.path),
+                directory=self.path, decode=self.tokenizer.decode,
+            )  # fmt: skip
+        return self._attributor
+
+    def calibrate_attribution(self, prompts: Sequence[str] | None = None) -> NullThreshold:
+        """Calibrate (and save beside the index) the null threshold, as OpenLoRA does when the model is deployed:
+        greedy answers of the base model and the adapter to off-topic prompts (minutes on a CPU)."""
+        with self._lock:
+            return calibrate_adapter(self.attributor(), self.tokenizer, model=self.model, prompts=prompts)
 
     # --- files -----------------------------------------------------------------------------------------------------
 
