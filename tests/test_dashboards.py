@@ -14,6 +14,7 @@ import http.client
 import json
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -60,15 +61,28 @@ def logged_in_page(hub: RunningHub, user: str, **page_options: Any) -> Iterator[
 
 
 def open_dashboard(page: Page, hub: RunningHub, user: str, notebook: str) -> None:
-    """Through the hub's spawn page: creates the named server on first use, then opens the notebook."""
+    """Through the hub's spawn page: creates the named server on first use, then opens the notebook.
+
+    Known flake, not understood yet (CI twice, never locally): the render of an already-running dashboards server
+    never completes while the JupyterLab page the login landed on is still booting (its API calls interleave with
+    the render in the hub log; the kernel ran the notebook, and Voila's response never ended). So the test first
+    leaves JupyterLab, and a render that times out is reloaded once, with the hub log tail as a warning in the
+    test report; a second timeout fails with it."""
     target = f"/user/{user}/dashboards/voila/render/{notebook}"
-    # Voila answers only once the notebook has run, after the server's first spawn: allow the render time.
-    try:
-        page.goto(f"{hub.url}/hub/spawn/{user}/dashboards?next={target}", timeout=RENDER_MS)
-        page.wait_for_selector(".ol-dash .widget-button", timeout=RENDER_MS)  # widgets drawn, not "Loading widget"
-    except PlaywrightTimeoutError as exc:  # say what the hub and the server were doing, for the next reader
-        tail = "\n".join(hub.log_file.read_text(errors="replace").splitlines()[-80:])
-        raise AssertionError(f"{notebook} did not render for {user}; last lines of {hub.log_file}:\n{tail}") from exc
+    page.goto("about:blank")
+    for attempt in (1, 2):
+        # Voila answers only once the notebook has run, after the server's first spawn: allow the render time.
+        try:
+            page.goto(f"{hub.url}/hub/spawn/{user}/dashboards?next={target}", timeout=RENDER_MS)
+            page.wait_for_selector(".ol-dash .widget-button", timeout=RENDER_MS)  # widgets drawn, not "Loading widget"
+            break
+        except PlaywrightTimeoutError as exc:  # say what the hub and the server were doing, for the next reader
+            tail = "\n".join(hub.log_file.read_text(errors="replace").splitlines()[-80:])
+            report = f"{notebook} did not render for {user} (try {attempt}); last lines of {hub.log_file}:\n{tail}"
+            if attempt == 2:
+                raise AssertionError(report) from exc
+            warnings.warn(report, stacklevel=2)
+            page.goto("about:blank")
     assert page.url.endswith(target), page.url
 
 
