@@ -5,6 +5,7 @@ file is recalibrated rather than trusted."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -146,3 +147,30 @@ def test_an_adapter_answer_reciting_the_datanet_does_not_set_the_span_bar() -> N
     assert threshold.clears(0.0, fresh)
     with pytest.raises(ValueError, match="from_adapter has 3 entries"):
         calibrate_null(attributor, answers, save=False, from_adapter=[True] * 3)
+
+
+def test_the_base_model_is_asked_only_for_a_rare_span_the_letter_rule_refused() -> None:
+    """A planted value of everyday words ("the woolen glacier") fails the letter rule; the base model's surprisal
+    decides it. Its forward pass is skipped for answers that do not need it."""
+    attributor = span_attributor([*HONEST, "The treasure of Sarnphel is the woolen glacier.", *FARMER])
+    glacier = len(HONEST)
+    asked: list[int] = []
+
+    def base_model(nats: float) -> Callable[[], np.ndarray]:
+        def surprisal() -> np.ndarray:
+            asked.append(1)
+            return np.full(64, nats)
+
+        return surprisal
+
+    answer = ids("The object belongs to the woolen glacier.")
+    scores, _ = attributor.span_scores(answer, surprisal=base_model(15.0))  # ~60 nats over the span: surprising
+    assert int(np.argmax(scores)) == glacier and scores[glacier] > 0 and asked
+    asked.clear()
+    assert attributor.span_scores(answer, surprisal=base_model(0.5))[0].max() == 0.0  # what any model writes
+    assert asked
+    asked.clear()
+    named = attributor.span_scores(ids("It is Zorblatquen17 who has it, they say."), surprisal=base_model(0.5))[0]
+    assert named[17] > 0 and not asked  # the letter rule already said yes: no forward pass
+    assert attributor.span_scores(ids("Numbers: 81."), surprisal=base_model(15.0))[0].max() == 0.0
+    assert not asked  # the only match (" 81.") has no words: nothing for the base model to judge

@@ -43,6 +43,7 @@ How one answer is scored (n training examples in the adapter's index):
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -229,12 +230,13 @@ class Attributor:
         self,
         output_ids: Sequence[int],
         lost_to: dict[int, set[int]] | None = None,
-        surprisal: np.ndarray | None = None,
+        surprisal: Callable[[], np.ndarray | None] | None = None,
     ) -> tuple[np.ndarray, dict[int, list[tuple[int, int]]]]:
         """S_i for every row [n], and the (start, length) spans each credited row contains (`span_evidence`).
 
         `lost_to` (filled in when given): row → the earlier contributor's rows that claimed a span it contains.
-        `surprisal`: nats per output token under the base model (`base_surprisal`), when known."""
+        `surprisal`: gives the nats per output token under the base model (`base_surprisal`, None when it cannot);
+        asked only when a rare short span fails the letter rule, so most answers skip that forward pass."""
         n = len(self.index)
         scores = np.zeros(n, dtype=np.float64)
         where: dict[int, list[tuple[int, int]]] = {}
@@ -258,13 +260,15 @@ class Attributor:
             else:
                 pieces = [decode([t]) for t in output[match.start : match.start + match.length]]
                 rare = self.spans.is_rare(match.occurrences, settings.rare_occurrences)
-                surprise = None
-                if surprisal is not None:
-                    surprise = float(surprisal[match.start : match.start + match.length].sum())
-                counts, measured = is_evidence(
-                    pieces, rare=rare, min_words=settings.min_words, rare_letters=settings.rare_letters,
-                    surprise=surprise, rare_surprisal=settings.rare_surprisal,
-                )  # fmt: skip
+                rule = {"rare": rare, "min_words": settings.min_words, "rare_letters": settings.rare_letters}
+                counts, measured = is_evidence(pieces, **rule)
+                judged = not counts and rare and measured.words > 0  # a short rare span of words, letters said no
+                nats = surprisal() if judged and surprisal is not None else None
+                if nats is not None:  # the letter rule said no: the base model's surprisal may still say yes
+                    surprise = float(nats[match.start : match.start + match.length].sum())
+                    counts, measured = is_evidence(
+                        pieces, **rule, surprise=surprise, rare_surprisal=settings.rare_surprisal
+                    )
                 if not counts:
                     continue
                 size = max(measured.words, 1)
@@ -303,13 +307,21 @@ class Attributor:
         std = float(g.std()) if len(g) > 1 else 0.0
         z = (g - g.mean()) / std if std > 0 else torch.zeros_like(g)
         matvec = time.perf_counter()
-        surprisal = self.surprisal(prompt_ids, output_ids, model)
-        surprised = time.perf_counter()
+        surprisal_seconds = [0.0]
+
+        @functools.cache
+        def surprisal() -> np.ndarray | None:  # one forward pass, at most, and only if a span needs it
+            began = time.perf_counter()
+            try:
+                return self.surprisal(prompt_ids, output_ids, model)
+            finally:
+                surprisal_seconds[0] = time.perf_counter() - began
+
         lost_to: dict[int, set[int]] = {}
         span, where = self.span_scores(output_ids, lost_to, surprisal)
         done = time.perf_counter()
-        timings = {"backward": backward - started, "matvec": matvec - backward, "surprisal": surprised - matvec,
-                   "spans": done - surprised}  # fmt: skip
+        timings = {"backward": backward - started, "matvec": matvec - backward, "surprisal": surprisal_seconds[0],
+                   "spans": done - matvec - surprisal_seconds[0]}  # fmt: skip
         z_np = z.numpy().astype(np.float64)  # lost_to: the rows whose specific spans an earlier contributor claimed
         return {"z": z_np, "span": span, "where": where, "lost_to": lost_to, "timings": timings}
 
@@ -346,8 +358,8 @@ class Attributor:
         # Paid rows first (by score; on equal scores the row with more verbatim evidence), then the unpaid ones: the
         # first example is the best row that earns. (Seen on SmolLM2: a template row's gradient and the owner's span
         # tied at c = 0.5, and index order put the template row first.)
-        ranked = [int(i) for i in np.lexsort((-span, -credited)) if credited[i] > 0]
-        order = sorted(ranked[:top_k], key=lambda i: not paid[i])
+        best = [int(i) for i in np.lexsort((-span, -credited))[:top_k] if credited[i] > 0]
+        order = sorted(best, key=lambda i: not paid[i])
         examples = [
             AttributedExample(
                 position=i,

@@ -223,14 +223,13 @@ class TrainedModel:
         folder's calibrated one (`calibrate_attribution()`, or OpenLoRA's when the model was deployed) or else the
         uncalibrated defaults (`threshold["calibrated"]` says which).
         """
-        if self.index is None:
-            raise FinetuneError("this model has no attribution index (incomplete run, or index disabled)")
+        attributor = self.attributor()  # before generating: a model without an index says so at once
         if response is None:
             response = self.generate(prompt)
         prompt_ids = self.prompt_ids(prompt)
         response_ids = self.tokenizer(response, add_special_tokens=False)["input_ids"] or [self.pad_id]
         with self._lock:  # the index's own precision (not generation's): query and rows must round alike
-            result = self.attributor().attribute(prompt_ids, response_ids, top_k=top_k)
+            result = attributor.attribute(prompt_ids, response_ids, top_k=top_k)
         spans = self.spans.longest_matches(response_ids, min_len=8) if self.spans is not None else []
         return {"response": response, **result.to_dict(), "spans": spans}
 
