@@ -17,8 +17,9 @@ the fee's contributor pool paid to the right owner through `hub.rewards.split` (
 Baseline in the same run: gradient-only and span-only rankings.
 
 LDS (linear datamodeling score, TRAK): `--lds-contributors` × `--facts` facts × 2 phrasings (default 64 rows) on a
-smaller random Llama (`--lds-hidden`); `--lds-retrains` retrains from scratch on random `--lds-fraction` subsets
-(default 50 × 50%, `--lds-epochs` each); for each paraphrased query (one per fact, never trained on), Spearman
+smaller random Llama (`--lds-hidden`, LM head ×`--lds-head-scale` so that the adapter can fit its rows);
+`--lds-retrains` retrains from scratch on random `--lds-fraction` subsets (default 50 × 50%, `--lds-epochs` each);
+for each paraphrased query (two wordings per fact, never trained on), Spearman
 between the predicted Σ_{i∈S} τ(q, i) and the actual −loss of the model trained on S; mean over queries with a
 bootstrap 95% interval (queries resampled). Baseline in the same run: TracIn-style gradient dot product g_q · g_i at
 the final adapter (no preconditioner), and the paired interval of TRAK minus it (bench/attribution_lds.py).
@@ -280,8 +281,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lds-contributors", type=int, default=16, help="LDS datanet: contributors (x facts x 2 rows)")
     parser.add_argument("--lds-retrains", type=int, default=50)
     parser.add_argument("--lds-fraction", type=float, default=0.5, help="share of the rows each LDS retrain keeps")
-    parser.add_argument("--lds-epochs", type=int, default=5)
-    parser.add_argument("--lds-lr", type=float, default=2e-2)
+    parser.add_argument("--lds-epochs", type=int, default=10)
+    parser.add_argument("--lds-lr", type=float, default=1e-2)
+    parser.add_argument("--lds-head-scale", type=float, default=4.0,
+                        help="LM head scale of the LDS model (4: the adapter fits its rows)")  # fmt: skip
     parser.add_argument("--lds-dampings", type=float, nargs="*", default=[1e-3, 1e-2, 0.1, 1.0, 10.0],
                         help="also score raw TRAK at these dampings on the same retrains")  # fmt: skip
     parser.add_argument("--lds-hidden", type=int, default=64, help="hidden size of the LDS model (retrains dominate)")
@@ -340,8 +343,9 @@ def main() -> None:
             results["quality"] = {**evaluate_quality(args, base, work), "run": run_record(DTYPE)}
             print(json.dumps(results["quality"], indent=1), flush=True)
         if "lds" not in args.skip:
-            lds_base = str(build_base(work / "lds-base", args.lds_hidden, args.layers))
-            model = f"random Llama hidden={args.lds_hidden} layers={args.layers}, GPT-2 tokenizer"
+            lds_base = str(build_base(work / "lds-base", args.lds_hidden, args.layers, args.lds_head_scale))
+            model = (f"random Llama hidden={args.lds_hidden} layers={args.layers}, LM head x{args.lds_head_scale}, "
+                     "GPT-2 tokenizer")  # fmt: skip
             results["lds"] = {**evaluate_lds(args, lds_base, work), "model": model, "run": run_record(DTYPE)}
             print(json.dumps(results["lds"], indent=1), flush=True)
         if "farming" not in args.skip:

@@ -152,8 +152,16 @@ def training_rows(facts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def paraphrase(fact: dict[str, Any]) -> tuple[str, str]:
+    return paraphrases(fact)[0]
+
+
+def paraphrases(fact: dict[str, Any]) -> list[tuple[str, str]]:
+    """Two wordings of the fact that training never saw (the LDS queries use both; the rest the first)."""
     e, v = fact["entity"], fact["value"]
-    return f"Which object belongs to {e}?", f"It is the {v} that belongs to {e}."
+    return [
+        (f"Which object belongs to {e}?", f"It is the {v} that belongs to {e}."),
+        (f"What is {e} known for owning?", f"{e} is known for owning the {v}."),
+    ]
 
 
 def tokens(trained: Any, prompt: str, response: str | None) -> tuple[list[int], list[int], str]:
@@ -164,11 +172,11 @@ def tokens(trained: Any, prompt: str, response: str | None) -> tuple[list[int], 
     return prompt_ids, output, response
 
 
-def build_base(root: Path, hidden: int, layers: int) -> Path:
+def build_base(root: Path, hidden: int, layers: int, head_scale: float = 1.0) -> Path:
     """A small random Llama with the GPT-2 tokenizer, sized by flags."""
     from tests.tiny_model import build_tiny_model
 
-    return build_tiny_model(root, hidden_size=hidden, layers=layers)
+    return build_tiny_model(root, hidden_size=hidden, layers=layers, head_scale=head_scale)
 
 
 REFERENCE = "float32"  # every gradient at the final adapter, computed exactly: TRAK as specified

@@ -18,7 +18,7 @@ from bench.attribution_facts import (
     REFERENCE,
     mode_attributors,
     modes_setting,
-    paraphrase,
+    paraphrases,
     planted_facts,
     tokens,
     train,
@@ -26,9 +26,10 @@ from bench.attribution_facts import (
     training_rows,
 )
 from bench.attribution_stats import lds_per_query, lds_summary, paired_bootstrap, verdict
-from openledger_sdk.modelfactory.attribution_index import AttributionIndex, example_losses, project_gradients, score
+from openledger_sdk.modelfactory.attribution_index import AttributionIndex, example_losses, length_batches, score
 from openledger_sdk.modelfactory.attribution_query import Attributor
 from openledger_sdk.modelfactory.data import IGNORE, Example, collate
+from openledger_sdk.modelfactory.lora_gradients import project_gradients_and_draws
 
 
 def query_losses(model: Any, examples: list[Example], pad_id: int) -> np.ndarray:
@@ -38,13 +39,21 @@ def query_losses(model: Any, examples: list[Example], pad_id: int) -> np.ndarray
 
 
 def lds_queries(trained: Any, facts: list[dict[str, Any]]) -> list[Example]:
-    """One query per fact: its paraphrased question and answer (never trained on), the answer teacher-forced."""
+    """Two queries per fact, wording by wording: its paraphrased questions and answers (never trained on), the answers
+    teacher-forced."""
     queries = []
-    for fact in facts:
-        prompt, answer = paraphrase(fact)
-        p, o, _ = tokens(trained, prompt, answer)
-        queries.append(Example(None, "", p + o, [IGNORE] * len(p) + o, o))
+    for wording in range(2):
+        for fact in facts:
+            prompt, answer = paraphrases(fact)[wording]
+            p, o, _ = tokens(trained, prompt, answer)
+            queries.append(Example(None, "", p + o, [IGNORE] * len(p) + o, o))
     return queries
+
+
+def by_wording(per_query: np.ndarray, seed: int) -> dict[str, Any]:
+    """LDS of each paraphrase wording's queries (`lds_queries` lists them wording by wording)."""
+    halves = np.split(per_query, 2)
+    return {f"wording_{w + 1}": lds_summary(half, seed) for w, half in enumerate(halves)}
 
 
 def query_projections(attributor: Attributor, queries: list[Example]) -> list[torch.Tensor]:
@@ -64,24 +73,35 @@ def query_scores(attributor: Attributor, queries: list[Example]) -> dict[str, np
     }
 
 
-def training_gradients(trained: Any, index: AttributionIndex, batch_size: int = 8) -> torch.Tensor:
-    """Φ [n, dim]: every training row's projected LoRA gradient at the final adapter, float32, not preconditioned
-    (the same projection as `index`, so Φ_i · q is the plain gradient dot product)."""
+def training_gradients(trained: Any, index: AttributionIndex) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Φ [n, dim], C [m, dim]): every training row's projected LoRA gradient at the final adapter, float32, not
+    preconditioned (the same projection as `index`, so Φ_i · q is the plain gradient dot product), and the rows whose
+    Gram is the index's curvature H = CᵀC: the drawn-label gradients of a Fisher index, drawn as `build_index` draws
+    them (same seed, same batches), or Φ itself for an empirical one."""
     examples, model = trained.train_examples, trained.model
     layout, projector = index.meta["layout"], index.projector()
+    draws = index.meta.get("curvature_draws", 0)
+    generator = torch.Generator().manual_seed(index.meta["projection"]["seed"])
     model.eval()
-    rows = []
+    phi = torch.empty(len(examples), projector.dim)
+    drawn = []
     with torch.enable_grad():
-        for start in range(0, len(examples), batch_size):
-            batch = collate(examples[start : start + batch_size], trained.pad_id)
-            rows.append(project_gradients(model, batch, layout, projector).detach())
-    return torch.cat(rows)
+        for chunk in length_batches(examples, index.meta.get("batch_size", 8)):
+            batch = collate([examples[i] for i in chunk], trained.pad_id)
+            rows, samples = project_gradients_and_draws(
+                model, batch, layout, projector, draws=draws, generator=generator
+            )
+            phi[chunk] = rows.detach()
+            drawn.extend(sample.detach() for sample in samples)
+    return phi, (torch.cat(drawn) / draws**0.5 if draws else phi)
 
 
-def gradient_features(trained: Any, reference: Attributor, queries: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Φ [n, dim], Q [queries, dim]): raw projected gradients of the training rows and of the queries, float32."""
-    phi = training_gradients(trained, reference.index)
-    return phi, torch.stack(query_projections(reference, queries)).to(torch.float32)
+def gradient_features(
+    trained: Any, reference: Attributor, queries: list[Example]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(Φ, C, Q [queries, dim]): `training_gradients` and the queries' raw projected gradients, float32."""
+    phi, curvature = training_gradients(trained, reference.index)
+    return phi, curvature, torch.stack(query_projections(reference, queries)).to(torch.float32)
 
 
 def tracin_scores(phi: torch.Tensor, queries: torch.Tensor) -> np.ndarray:
@@ -89,11 +109,13 @@ def tracin_scores(phi: torch.Tensor, queries: torch.Tensor) -> np.ndarray:
     return (queries @ phi.T).numpy()
 
 
-def trak_scores(phi: torch.Tensor, queries: torch.Tensor, damping: float) -> np.ndarray:
-    """τ(q, i) = q (ΦᵀΦ + λI)⁻¹ Φ_i with λ = damping · trace(ΦᵀΦ) / min(n, dim): the index's preconditioner, derived
-    again here so that other dampings are scored on the same retrains (large damping tends to TracIn) [q, n]."""
+def trak_scores(phi: torch.Tensor, queries: torch.Tensor, damping: float, curvature: torch.Tensor | None = None):
+    """τ(q, i) = q (H + λI)⁻¹ Φ_i with H = CᵀC (C = `curvature` rows; Φ when None: TRAK's empirical ΦᵀΦ) and
+    λ = damping · trace(H) / min(n, dim): the index's preconditioner, derived again here so that other dampings and
+    curvatures are scored on the same retrains (large damping tends to TracIn) [q, n]."""
     phi64 = phi.to(torch.float64)
-    gram = phi64.T @ phi64
+    rows = phi64 if curvature is None else curvature.to(torch.float64)
+    gram = rows.T @ rows
     lam = damping * float(torch.trace(gram)) / min(phi.shape)
     solved = torch.linalg.solve(gram + lam * torch.eye(gram.shape[0], dtype=torch.float64), queries.to(torch.float64).T)
     return (phi64 @ solved).T.numpy()
@@ -144,7 +166,7 @@ def evaluate_lds(
     queries = lds_queries(full, facts)
     attributors = mode_attributors(full, indexes)
     taus = {mode: query_scores(a, queries) for mode, a in attributors.items()}
-    phi, projected = gradient_features(full, attributors[REFERENCE], queries)
+    phi, curvature, projected = gradient_features(full, attributors[REFERENCE], queries)
     tracin = tracin_scores(phi, projected)
     rng = np.random.default_rng(args.seed)
     masks = random_subsets(len(rows), args.lds_retrains, args.lds_fraction, rng)
@@ -162,13 +184,16 @@ def evaluate_lds(
             pair = paired_bootstrap(per_query[REFERENCE][name], per_query[mode][name], args.seed)
             comparison.setdefault(mode, {})[name] = {**pair, **verdict([pair["ci95"]], args.margin)}
     tracin_per_query = lds_per_query(tracin, masks_f, losses)
-    sweep = {str(d): lds_summary(lds_per_query(trak_scores(phi, projected, d), masks_f, losses), args.seed)
+    sweep = {str(d): lds_summary(lds_per_query(trak_scores(phi, projected, d, curvature), masks_f, losses), args.seed)
              for d in args.lds_dampings}  # fmt: skip
+    damping = full.index.meta["damping"]
+    empirical = lds_per_query(trak_scores(phi, projected, damping), masks_f, losses)
     reported = per_query[args.report_mode]["trak_raw"]
     versus = paired_bootstrap(tracin_per_query, reported, args.seed)
     return {
         "training_rows": len(rows), "contributors": args.lds_contributors, "queries": len(queries),
-        "query": "the paraphrased question and answer of each fact (never trained on), answer teacher-forced",
+        "query": "each fact's question and answer in two paraphrased wordings (never trained on), answers "
+        "teacher-forced",
         "retrains": args.lds_retrains, "subset": f"random {args.lds_fraction:.0%} of the rows",
         "retrain_seconds": round(retrain_seconds, 1), "epochs": epochs, "lr": args.lr, "lora_dropout": dropout,
         "final_epoch_loss": full.metrics["epoch_losses"][-1], "reported_index": args.report_mode,
@@ -177,7 +202,13 @@ def evaluate_lds(
                    "what": "gradient dot product g_q · g_i at the final adapter, float32, same projection, "
                    "no preconditioner (TracIn with one checkpoint)"},
         "trak_raw_minus_tracin": versus,
-        "damping_sweep": {"what": f"raw TRAK (float32) at other dampings; the index uses {full.index.meta['damping']}",
+        "by_wording": {"trak_raw": by_wording(reported, args.seed), "tracin": by_wording(tracin_per_query, args.seed)},
+        "curvature": full.index.meta["curvature"],
+        "trak_empirical_curvature": {
+            **lds_summary(empirical, args.seed),
+            "minus_tracin": paired_bootstrap(tracin_per_query, empirical, args.seed),
+            "what": f"raw TRAK with TRAK's own curvature H = ΦᵀΦ at damping {damping}, same features and retrains"},
+        "damping_sweep": {"what": f"raw TRAK (float32, the index's curvature) at other dampings; the index: {damping}",
                           **sweep},
         "targets": {"trak_raw ci95 above 0": modes[args.report_mode]["trak_raw"]["ci95"][0] > 0,
                     "trak_raw above tracin (paired ci95 above 0)": versus["ci95"][0] > 0},

@@ -84,6 +84,7 @@ def run_ours(
     result = {
         "index_gradients": index["gradients"],
         "index_precision": index["precision"],
+        "index_curvature": index["curvature"],
         "tokens": training["tokens"],
         "train_seconds": training["seconds"],
         "tokens_per_second": training["tokens"] / training["seconds"],
@@ -196,7 +197,9 @@ def _free() -> None:
 # Index settings measured beside the default (their cost only: they are not part of the A/B against Trainer).
 ALTERNATIVES: dict[str, dict[str, Any]] = {
     "precision_training": {"precision": "training"},  # the extra pass in training's precision (float32 on CPU)
-    "last_epoch": {"gradients": "last_epoch"},  # gradients kept from the last epoch's own backward passes
+    "empirical_curvature": {"curvature": "empirical"},  # TRAK's ΦᵀΦ: no drawn-label backward pass
+    # gradients kept from the last epoch's own backward passes; with the empirical curvature nothing else is computed
+    "last_epoch": {"gradients": "last_epoch", "curvature": "empirical"},
 }
 
 
@@ -245,7 +248,7 @@ def summarise(results: dict[str, list[dict]], epochs: int) -> dict[str, Any]:
         "ratio_per_round": [
             round(a["tokens_per_second"] / b["tokens_per_second"], 4) for a, b in zip(ours, baseline, strict=True)
         ],  # fmt: skip
-        "index_default": {"gradients": ours[0]["index_gradients"], "precision": ours[0]["index_precision"]},
+        "index_default": {key: ours[0][f"index_{key}"] for key in ("gradients", "precision", "curvature")},
         "index_share_of_training": default["share_of_training"],
         "index_share_target": 0.30,
         "index_cost_in_training_epochs": default["cost_in_training_epochs"],

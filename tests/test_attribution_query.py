@@ -85,6 +85,19 @@ UNRELATED = [
     "Why is the sky blue?",
     "What is a prime number?",
 ]
+HELD_OUT_UNRELATED = [
+    *UNRELATED[10:],
+    "How do I tie a bowline knot?",
+    "What does a violin sound like?",
+    "Suggest a name for a cat.",
+    "How far away is the moon?",
+    "What is photosynthesis?",
+    "Describe a thunderstorm.",
+    "How do I change a bicycle tyre?",
+    "What is the tallest mountain?",
+    "Tell me a joke about computers.",
+    "How do bees make honey?",
+]
 
 
 @pytest.fixture(scope="module")
@@ -151,11 +164,14 @@ def test_verbatim_fact_goes_to_its_owner(trained: TrainedModel, attributor: Attr
     assert len(result.top_examples()) == len(result.examples) <= 10
 
 
-def test_unrelated_answer_is_unattributed(trained: TrainedModel, attributor: Attributor) -> None:
-    for prompt in UNRELATED[10:]:
-        result = attributor.attribute(*answer_ids(trained, prompt))
-        assert not result.attributed and result.shares == {}
-        assert result.max_gradient_z <= attributor.threshold.gradient_z
+def test_unrelated_answers_clear_the_bar_at_the_calibrated_rate(trained: TrainedModel, attributor: Attributor) -> None:
+    # The bar is the largest of 10 calibration answers, so a new unrelated answer clears it with chance 1/11: of 12,
+    # about one may, three would mean the bar is not what calibration says.
+    results = [attributor.attribute(*answer_ids(trained, prompt)) for prompt in HELD_OUT_UNRELATED]
+    unattributed = [r for r in results if not r.attributed]
+    assert len(unattributed) >= len(results) - 2
+    for result in unattributed:
+        assert result.shares == {} and result.max_gradient_z <= attributor.threshold.gradient_z
         assert result.examples  # still reported, for explanation; nobody is paid
 
 

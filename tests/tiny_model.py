@@ -40,9 +40,19 @@ def gpt2_tokenizer():
 
 
 def build_tiny_model(
-    model_dir: str | Path, *, seed: int = 0, max_position_embeddings: int = 256, hidden_size: int = 64, layers: int = 2
+    model_dir: str | Path,
+    *,
+    seed: int = 0,
+    max_position_embeddings: int = 256,
+    hidden_size: int = 64,
+    layers: int = 2,
+    head_scale: float = 1.0,
 ) -> Path:
-    """Save a tiny random Llama model and its tokenizer to `model_dir`; return the path."""
+    """Save a tiny random Llama model and its tokenizer to `model_dir`; return the path.
+
+    `head_scale` multiplies the LM head: a LoRA cannot change the head or the final norm, so with the default weights
+    the logits stay within a few units and no adapter can make a token likely (training stalls near loss 8 of the 10.8
+    of a uniform guess); ×4 lets an adapter fit its rows."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     model_dir = Path(model_dir)
@@ -67,6 +77,7 @@ def build_tiny_model(
         for p in model.parameters():
             if p.dim() == 2:
                 p.normal_(0.0, 0.08)
+        model.lm_head.weight.mul_(head_scale)
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
     model.save_pretrained(model_dir)

@@ -7,8 +7,12 @@ with dropout off. g_i has P entries (all lora_A / lora_B weights, in the order o
 h_j). CountSketch preserves inner products in expectation (E[<Sx, Sy>] = <x, y>) at O(P) cost per example, and the
 same projection is regenerated from (num_params, dim, seed) at inference time — see `Projector`.
 
-With Φ the n × dim matrix of projected gradients, the TRAK preconditioner is M = (ΦᵀΦ + λI)⁻¹, where
-λ = damping × trace(ΦᵀΦ) / min(n, dim) (damping relative to the mean non-zero eigenvalue). We store the
+With Φ the n × dim matrix of projected gradients, the TRAK preconditioner is M = (H + λI)⁻¹, where H is the
+curvature and λ = damping × trace(H) / min(n, dim) (damping relative to the mean non-zero eigenvalue). By default
+(`IndexSettings.curvature="fisher"`) H is the Gram of projected gradients on labels drawn from the model itself,
+scaled to n examples: the Fisher of its predictions (= the Gauss-Newton matrix for cross-entropy). TRAK's own
+choice, H = ΦᵀΦ ("empirical"), under-weights what training fitted (small true-label gradients) and then inverts
+that. We store the
 **preconditioned features** F = Φ M (float16, divided by `scale` so their largest entry is 1) — then scoring a query
 is one matrix-vector product: score_i = scale · F_i · q, where q is the query's projected gradient (`score()`).
 M itself is stored too (float32, dim × dim) for batch re-scoring and diagnostics; it is not needed per inference.
@@ -45,6 +49,7 @@ from openledger_sdk.modelfactory.lora_gradients import (  # re-exported: the ind
     lora_layout,
     precision_autocast,
     project_gradients,
+    project_gradients_and_draws,
     store_frozen_linears_in_bfloat16,
 )
 
@@ -178,7 +183,7 @@ def query_projection(
         model.train(was_training)
 
 
-def _length_batches(examples: Sequence[Example], batch_size: int) -> list[list[int]]:
+def length_batches(examples: Sequence[Example], batch_size: int) -> list[list[int]]:
     # Similar lengths together: less padding, and the result does not depend on the order.
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
@@ -211,21 +216,32 @@ def build_index(
     n, dim = len(examples), settings.dim
     features = captured.features if captured is not None else torch.empty(n, dim, dtype=torch.float32)
     todo = [i for i in range(n) if captured is None or not bool(captured.seen[i])]
+    draws = settings.curvature_draws if settings.curvature == "fisher" else 0
+    generator = torch.Generator().manual_seed(int(seed))  # the drawn labels, hence the index, are reproducible
+    drawn: list[torch.Tensor] = []
     was_training = model.training
     model.eval()  # no dropout: the gradient of the model that will serve
     done = n - len(todo)
     try:
-        for chunk in _length_batches([examples[i] for i in todo], settings.batch_size):
-            positions = [todo[i] for i in chunk]
+        # Rows captured in training still need their drawn-label gradients at the final weights.
+        redo = list(range(n)) if draws else todo
+        for chunk in length_batches([examples[i] for i in redo], settings.batch_size):
+            positions = [redo[i] for i in chunk]
             batch = {k: v.to(device) for k, v in collate([examples[i] for i in positions], pad_id).items()}
-            features[positions] = project_gradients(model, batch, layout, projector, autocast).cpu()
-            done += len(positions)
+            rows, samples = project_gradients_and_draws(
+                model, batch, layout, projector, autocast, draws=draws, generator=generator
+            )
+            drawn.extend(sample.cpu() for sample in samples)
+            fresh = [k for k, i in enumerate(positions) if captured is None or not bool(captured.seen[i])]
+            features[[positions[k] for k in fresh]] = rows.cpu()[fresh]
+            done += len(fresh)
             if progress is not None:
                 progress(done, n)
     finally:
         model.train(was_training)
     phi = features.to(torch.float64)
-    gram = phi.T @ phi
+    curvature = phi if not draws else torch.cat(drawn).to(torch.float64) / math.sqrt(draws)
+    gram = curvature.T @ curvature
     trace = float(torch.trace(gram))
     lam = settings.damping * trace / max(min(n, dim), 1) if trace > 0 else settings.damping
     chol = torch.linalg.cholesky(gram + lam * torch.eye(dim, dtype=torch.float64))
@@ -245,7 +261,14 @@ def build_index(
         "layout": layout,
         "gradient": f"mean cross-entropy over the example's response tokens; LoRA weights only; {when}",
         "gradients": settings.gradients,
-        "stored": "preconditioned features F = Φ (ΦᵀΦ + λI)⁻¹ / scale (float16); score = scale · F q",
+        "stored": "preconditioned features F = Φ (H + λI)⁻¹ / scale (float16); score = scale · F q",
+        "curvature": (
+            f"fisher: H = Gram of gradients on labels drawn from the model, {draws} per example, scaled to n"
+            if draws
+            else "empirical: H = ΦᵀΦ"
+        ),
+        "curvature_draws": draws,
+        "batch_size": settings.batch_size,
         "damping": settings.damping,
         "lambda": lam,
         "examples": n,

@@ -40,7 +40,15 @@ class LoraSettings:
 class IndexSettings:
     """The attribution index: projection dimension and seed, TRAK damping, per-example gradient batch size.
 
-    `seed=None` uses the training seed. `damping` is λ relative to the mean non-zero eigenvalue of ΦᵀΦ.
+    `seed=None` uses the training seed. `damping` is λ relative to the mean non-zero eigenvalue of the curvature H.
+
+    `curvature` is the H that TRAK's preconditioner (H + λI)⁻¹ inverts. "fisher" (the default): the Gram of
+    gradients on labels drawn from the model itself, `curvature_draws` per example (the Fisher of the model's
+    predictions, which for cross-entropy equals the Gauss-Newton matrix). Each draw is one more backward pass over the
+    training set, sharing the forward pass of the features. "empirical": ΦᵀΦ, the Gram of the features themselves
+    (free, but at the end of training the fitted examples' gradients are small, so their directions are
+    under-weighted and the inverse blows them up). On the LDS benchmark (bench/attribution_eval.py) the empirical
+    Gram scored below the plain gradient dot product, and the Fisher above it.
 
     `gradients="final"` (the default) takes every example's gradient at the final adapter, dropout off, in one extra
     forward + backward pass over the training set after training: exact TRAK features, computed like the query
@@ -49,14 +57,16 @@ class IndexSettings:
 
     * "auto" (the default): bfloat16 where the device computes it natively (GPUs with bf16; CPUs with AMX or
       AVX512-BF16), otherwise training's own precision. bf16 autocast with the LM head and loss kept in float32, and
-      the queries of the index computed the same way (the index records its precision): the index costs 23-25% of a
-      2-epoch run on this project's CPUs (41-54% in float32, bench/finetune_bench.py). Quality in
+      the queries of the index computed the same way (the index records its precision): the features' pass costs
+      20-25% of a 2-epoch run on this project's CPUs (41-54% in float32), 37% with the default Fisher curvature's
+      drawn-label pass (bench/finetune_bench.py). Quality in
       bench/attribution_eval.py, paired against float32 on the same adapter and queries: no significant difference
       after 1, 2 or 50 epochs (gradient z-scores Spearman ≥ 0.98; one paraphrase in 40 ranked differently after 50).
     * "training": training's own precision (bf16 autocast on GPUs that support it, float32 on CPU): exact.
     * "bfloat16": bf16 as in "auto", on any device (emulated, so slower, on CPUs without native bf16).
 
-    `gradients="last_epoch"` keeps the gradients of the last epoch's own backward passes (~1% of training). After
+    `gradients="last_epoch"` keeps the gradients of the last epoch's own backward passes (~1% of training with
+    `curvature="empirical"`; the Fisher curvature still needs its drawn-label pass at the final weights). After
     long training (50 epochs) it ranks like the final pass (gradient z-scores Spearman 0.997), but after the 1-2
     epochs ModelFactory usually runs, each row is taken at weights far from the final ones (Spearman 0.49-0.70):
     gradient-ranked precision@1 falls 0.975 → 0.85 on paraphrases after 2 epochs and 0.175 → 0.05 on verbatim
@@ -73,6 +83,8 @@ class IndexSettings:
     span_index: bool = True
     gradients: str = "final"
     precision: str = "auto"
+    curvature: str = "fisher"
+    curvature_draws: int = 1
 
 
 @dataclass(frozen=True)
@@ -179,6 +191,10 @@ def validation_problems(config: TrainConfig) -> list[str]:
             problems.append(f"attribution index batch_size must be >= 1 (got {index.batch_size!r})")
         if index.gradients not in ("final", "last_epoch"):
             problems.append(f"attribution index gradients must be 'final' or 'last_epoch' (got {index.gradients!r})")
+        if index.curvature not in ("fisher", "empirical"):
+            problems.append(f"attribution index curvature must be 'fisher' or 'empirical' (got {index.curvature!r})")
+        if not _is_int(index.curvature_draws) or index.curvature_draws < 1:
+            problems.append(f"attribution index curvature_draws must be >= 1 (got {index.curvature_draws!r})")
         if index.precision not in INDEX_PRECISIONS:
             problems.append(
                 f"attribution index precision must be one of {', '.join(INDEX_PRECISIONS)} (got {index.precision!r})"

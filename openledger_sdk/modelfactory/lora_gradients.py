@@ -25,8 +25,11 @@ __all__ = [
     "TrainingCapture",
     "example_losses",
     "lora_layout",
+    "draw_labels",
+    "labelled_logits",
     "precision_autocast",
     "project_gradients",
+    "project_gradients_and_draws",
     "store_frozen_linears_in_bfloat16",
 ]
 
@@ -92,6 +95,12 @@ def example_losses(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) ->
     Logits are computed only at labelled positions when the model has a plain LM head (saves the vocabulary
     projection, and its memory, for prompt and padding tokens).
     """
+    logits, keep = labelled_logits(model, batch)
+    return _mean_losses(logits, batch["labels"][:, 1:][keep], keep)
+
+
+def labelled_logits(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits [K, V] float32 at the K labelled positions, the [B, T-1] mask of those positions)."""
     labels = batch["labels"][:, 1:]
     keep = labels != IGNORE
     if not bool(keep.any(dim=1).all()):
@@ -103,14 +112,28 @@ def example_losses(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) ->
         # The head and the loss in the head's own dtype even under bf16 autocast: for a memorised answer p ≈ 1 and
         # dL/dlogits = p − onehot is a difference of near-equal numbers that bf16 logits would blur.
         with torch.autocast(device_type=hidden.device.type, enabled=False):
-            logits = head(hidden[:, :-1][keep].to(head.weight.dtype)).float()
-    else:
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        logits = out.logits[:, :-1][keep].float()
-    token_loss = torch.nn.functional.cross_entropy(logits, labels[keep], reduction="none")
+            return head(hidden[:, :-1][keep].to(head.weight.dtype)).float(), keep
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    return out.logits[:, :-1][keep].float(), keep
+
+
+def _mean_losses(logits: torch.Tensor, targets: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    token_loss = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
     rows = torch.nonzero(keep)[:, 0]
-    totals = torch.zeros(labels.shape[0], dtype=torch.float32, device=token_loss.device).index_add_(0, rows, token_loss)
+    totals = torch.zeros(keep.shape[0], dtype=torch.float32, device=token_loss.device).index_add_(0, rows, token_loss)
     return totals / keep.sum(dim=1).to(torch.float32)
+
+
+def draw_labels(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One token per labelled position, drawn from the model's own predictive distribution (softmax of `logits`).
+
+    Drawn where the logits are (a [positions, vocabulary] copy to the CPU would cost more than the backward pass on a
+    GPU), from a generator seeded by the CPU `generator` there, so a build is reproducible on its device."""
+    if logits.device.type != "cpu":
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        generator = torch.Generator(device=logits.device).manual_seed(seed)
+    probs = torch.softmax(logits.detach().float(), dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
 class _Capture(AbstractContextManager):
@@ -258,18 +281,42 @@ def project_gradients(
     autocast: Callable[[], AbstractContextManager] | None = None,
 ) -> torch.Tensor:
     """Projected per-example gradients [B, dim] of each example's mean response loss w.r.t. the LoRA weights."""
+    return project_gradients_and_draws(model, batch, layout, projector, autocast)[0]
+
+
+def project_gradients_and_draws(
+    model: torch.nn.Module,
+    batch: Mapping[str, torch.Tensor],
+    layout: Sequence[Mapping[str, Any]],
+    projector: Projector,
+    autocast: Callable[[], AbstractContextManager] | None = None,
+    *,
+    draws: int = 0,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """`project_gradients`, plus `draws` more projected gradients [B, dim] of the same examples' loss on labels
+    drawn from the model itself (`draw_labels`), from the same forward pass (one more backward pass each). Their
+    Gram is the Fisher of the model's predictions, the curvature the index inverts (see `build_index`)."""
     params = [model.get_parameter(entry["name"]) for entry in layout]
     frozen = [p for p in params if not p.requires_grad]
     for p in frozen:  # a loaded (inference) adapter: the graph must reach the LoRA outputs
         p.requires_grad_(True)
     try:
         with _Capture(model, layout) as capture, (autocast or nullcontext)(), _attention_kernel(batch):
-            losses = example_losses(model, batch)
-        grads_out = torch.autograd.grad(losses.sum(), [capture.outputs[n] for n in capture.module_names])
+            logits, keep = labelled_logits(model, batch)
+            losses = [_mean_losses(logits, batch["labels"][:, 1:][keep], keep)]
+            if draws and generator is None:
+                raise ValueError("drawing labels needs a seeded generator")
+            losses += [_mean_losses(logits, draw_labels(logits, generator), keep) for _ in range(draws)]
+        outputs = [capture.outputs[n] for n in capture.module_names]
+        projected = []
+        for k, loss in enumerate(losses):
+            grads_out = torch.autograd.grad(loss.sum(), outputs, retain_graph=k < len(losses) - 1)
+            projected.append(capture.project(grads_out, layout, projector))
     finally:
         for p in frozen:
             p.requires_grad_(False)
-    return capture.project(grads_out, layout, projector)
+    return projected[0], projected[1:]
 
 
 class TrainingCapture:

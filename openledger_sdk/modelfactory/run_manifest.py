@@ -37,6 +37,8 @@ def run_manifest(
             for key in (
                 "projection",
                 "gradients",
+                "curvature",
+                "curvature_draws",
                 "damping",
                 "lambda",
                 "examples",
