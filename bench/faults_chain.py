@@ -242,7 +242,10 @@ def lock_holders(engine: Engine, node: AnvilNode, address: str) -> int:
 
 def relay_leader_sigkill(directory: Path, database_url: str, n: int = 500) -> dict[str, Any]:
     """Two `python -m hub.relay` on one PostgreSQL: one holds the lease and signs; SIGKILL it mid-way through `n`
-    writes (about 5 s of work) and the standby must finish them, each on chain once."""
+    writes (about 5 s of work) and the standby must finish them, each on chain once.
+
+    The second half of the writes is queued only once the standby is waiting, just before the kill: a quiet machine
+    let the leader finish all `n` while the standby was still starting, and then there was nothing to take over."""
     node = start_anvil(free_port())
     processes: list[subprocess.Popen] = []
     try:
@@ -258,7 +261,7 @@ def relay_leader_sigkill(directory: Path, database_url: str, n: int = 500) -> di
         engine = make_engine(database_url)
         migrate(engine)
         recs = records("lease", n)
-        enqueue_records(engine, ledger, recs)
+        enqueue_records(engine, ledger, recs[: n // 2])
         leader = relay_process(config, "relay-a", "--batch-size", "20")
         processes.append(leader)
         wait_for(lambda: counts(engine)["confirmed"] > 0, 60, "the first relay confirms writes")
@@ -276,6 +279,8 @@ def relay_leader_sigkill(directory: Path, database_url: str, n: int = 500) -> di
         standby_log = other / "relay-b.log"
         wait_for(lambda: "another process relays" in standby_log.read_text(), 30, "the standby finds the lease taken")
         holders_with_two = lock_holders(engine, node, operator.address)
+        enqueue_records(engine, ledger, recs[n // 2 :])
+        wait_for(lambda: counts(engine)["confirmed"] > n // 2, 30, "the leader starts on the second half")
         leader.send_signal(signal.SIGKILL)
         leader.wait()
         killed = time.monotonic()
