@@ -26,10 +26,9 @@ from bench.attribution_facts import (
     training_rows,
 )
 from bench.attribution_stats import lds_per_query, lds_summary, paired_bootstrap, verdict
-from openledger_sdk.modelfactory.attribution_index import AttributionIndex, example_losses, length_batches, score
+from openledger_sdk.modelfactory.attribution_index import AttributionIndex, example_losses, gradient_rows, score
 from openledger_sdk.modelfactory.attribution_query import Attributor
 from openledger_sdk.modelfactory.data import IGNORE, Example, collate
-from openledger_sdk.modelfactory.lora_gradients import project_gradients_and_draws
 
 
 def query_losses(model: Any, examples: list[Example], pad_id: int) -> np.ndarray:
@@ -76,24 +75,14 @@ def query_scores(attributor: Attributor, queries: list[Example]) -> dict[str, np
 def training_gradients(trained: Any, index: AttributionIndex) -> tuple[torch.Tensor, torch.Tensor]:
     """(Φ [n, dim], C [m, dim]): every training row's projected LoRA gradient at the final adapter, float32, not
     preconditioned (the same projection as `index`, so Φ_i · q is the plain gradient dot product), and the rows whose
-    Gram is the index's curvature H = CᵀC: the drawn-label gradients of a Fisher index, drawn as `build_index` draws
-    them (same seed, same batches), or Φ itself for an empirical one."""
-    examples, model = trained.train_examples, trained.model
-    layout, projector = index.meta["layout"], index.projector()
-    draws = index.meta.get("curvature_draws", 0)
-    generator = torch.Generator().manual_seed(index.meta["projection"]["seed"])
-    model.eval()
-    phi = torch.empty(len(examples), projector.dim)
-    drawn = []
+    Gram is the index's curvature H = CᵀC, drawn as `build_index` drew them (`gradient_rows`, same seed and batches)."""
+    meta = index.meta
     with torch.enable_grad():
-        for chunk in length_batches(examples, index.meta.get("batch_size", 8)):
-            batch = collate([examples[i] for i in chunk], trained.pad_id)
-            rows, samples = project_gradients_and_draws(
-                model, batch, layout, projector, draws=draws, generator=generator
-            )
-            phi[chunk] = rows.detach()
-            drawn.extend(sample.detach() for sample in samples)
-    return phi, (torch.cat(drawn) / draws**0.5 if draws else phi)
+        return gradient_rows(
+            trained.model, trained.train_examples, meta["layout"], index.projector(),
+            batch_size=meta.get("batch_size", 8), pad_id=trained.pad_id, seed=meta["projection"]["seed"],
+            draws=meta.get("curvature_draws", 0),
+        )  # fmt: skip
 
 
 def gradient_features(

@@ -76,6 +76,18 @@ def test_the_curvature_is_reproducible_from_the_seed(trained: TrainedModel) -> N
     assert not torch.equal(other.preconditioner, trained.index.preconditioner)
 
 
+def test_features_kept_from_training_get_the_same_curvature_as_the_final_pass(tmp_path) -> None:
+    # gradients="last_epoch": the features come from training, the drawn-label gradients (without the true-label
+    # pass) from the final weights, drawn exactly as a final-pass build draws them.
+    settings = IndexSettings(dim=128, precision="training", gradients="last_epoch")
+    kept = tune(tmp_path, settings)
+    assert bool(kept.index.meta["curvature"].startswith("fisher"))
+    final = build_index(
+        kept.model, kept.train_examples, IndexSettings(dim=128, precision="training"), seed=5, pad_id=kept.pad_id
+    )
+    assert torch.equal(kept.index.preconditioner, final.preconditioner)
+
+
 def test_an_empirical_index_inverts_its_own_features(trained: TrainedModel) -> None:
     settings = IndexSettings(dim=128, precision="training", curvature="empirical")
     index = build_index(trained.model, trained.train_examples, settings, seed=5, pad_id=trained.pad_id)

@@ -66,6 +66,7 @@ __all__ = [
     "TrainingCapture",
     "build_index",
     "example_losses",
+    "gradient_rows",
     "lora_layout",
     "precision_autocast",
     "project_gradients",
@@ -183,10 +184,58 @@ def query_projection(
         model.train(was_training)
 
 
-def length_batches(examples: Sequence[Example], batch_size: int) -> list[list[int]]:
+def _length_batches(examples: Sequence[Example], batch_size: int) -> list[list[int]]:
     # Similar lengths together: less padding, and the result does not depend on the order.
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def gradient_rows(
+    model: torch.nn.Module,
+    examples: Sequence[Example],
+    layout: Sequence[Mapping[str, Any]],
+    projector: Projector,
+    *,
+    batch_size: int,
+    pad_id: int,
+    seed: int,
+    draws: int = 0,
+    device: torch.device | str = "cpu",
+    autocast: Callable[[], AbstractContextManager] | None = None,
+    captured: TrainingCapture | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Φ [n, dim], C [m, dim]) at the model's current weights, dropout off: every example's projected gradient, and
+    the rows whose Gram is the index's curvature H = CᵀC — `draws` drawn-label gradients per example (labels drawn
+    with a generator seeded by `seed`, batch by batch in `_length_batches` order), scaled by 1/√draws; Φ itself
+    when `draws` is 0. With `captured`, the examples it saw keep their training-time features and only get their
+    drawn-label gradients here."""
+    n = len(examples)
+    features = captured.features if captured is not None else torch.empty(n, projector.dim, dtype=torch.float32)
+    fresh = [captured is None or not bool(captured.seen[i]) for i in range(n)]
+    todo = list(range(n)) if draws else [i for i in range(n) if fresh[i]]
+    generator = torch.Generator().manual_seed(int(seed))  # the drawn labels, hence the index, are reproducible
+    drawn: list[torch.Tensor] = []
+    done = n - sum(fresh)
+    was_training = model.training
+    model.eval()  # no dropout: the gradient of the model that will serve
+    try:
+        for chunk in _length_batches([examples[i] for i in todo], batch_size):
+            positions = [todo[i] for i in chunk]
+            new = [k for k, i in enumerate(positions) if fresh[i]]
+            batch = {k: v.to(device) for k, v in collate([examples[i] for i in positions], pad_id).items()}
+            rows, samples = project_gradients_and_draws(
+                model, batch, layout, projector, autocast, draws=draws, generator=generator, features=bool(new)
+            )
+            drawn.extend(sample.cpu() for sample in samples)
+            if new:
+                features[[positions[k] for k in new]] = rows.cpu()[new]
+            done += len(new)
+            if progress is not None:
+                progress(done, n)
+    finally:
+        model.train(was_training)
+    return features, (torch.cat(drawn) / math.sqrt(draws) if draws else features)
 
 
 def build_index(
@@ -214,33 +263,14 @@ def build_index(
     num_params = sum(math.prod(entry["shape"]) for entry in layout)
     projector = Projector(num_params, settings.dim, seed, device)
     n, dim = len(examples), settings.dim
-    features = captured.features if captured is not None else torch.empty(n, dim, dtype=torch.float32)
-    todo = [i for i in range(n) if captured is None or not bool(captured.seen[i])]
     draws = settings.curvature_draws if settings.curvature == "fisher" else 0
-    generator = torch.Generator().manual_seed(int(seed))  # the drawn labels, hence the index, are reproducible
-    drawn: list[torch.Tensor] = []
-    was_training = model.training
-    model.eval()  # no dropout: the gradient of the model that will serve
-    done = n - len(todo)
-    try:
-        # Rows captured in training still need their drawn-label gradients at the final weights.
-        redo = list(range(n)) if draws else todo
-        for chunk in length_batches([examples[i] for i in redo], settings.batch_size):
-            positions = [redo[i] for i in chunk]
-            batch = {k: v.to(device) for k, v in collate([examples[i] for i in positions], pad_id).items()}
-            rows, samples = project_gradients_and_draws(
-                model, batch, layout, projector, autocast, draws=draws, generator=generator
-            )
-            drawn.extend(sample.cpu() for sample in samples)
-            fresh = [k for k, i in enumerate(positions) if captured is None or not bool(captured.seen[i])]
-            features[[positions[k] for k in fresh]] = rows.cpu()[fresh]
-            done += len(fresh)
-            if progress is not None:
-                progress(done, n)
-    finally:
-        model.train(was_training)
+    features, curvature_rows = gradient_rows(
+        model, examples, layout, projector, batch_size=settings.batch_size, pad_id=pad_id, seed=seed, draws=draws,
+        device=device, autocast=autocast, captured=captured, progress=progress,
+    )  # fmt: skip
+    computed = n if captured is None else n - int(captured.seen.sum())
     phi = features.to(torch.float64)
-    curvature = phi if not draws else torch.cat(drawn).to(torch.float64) / math.sqrt(draws)
+    curvature = curvature_rows.to(torch.float64)
     gram = curvature.T @ curvature
     trace = float(torch.trace(gram))
     lam = settings.damping * trace / max(min(n, dim), 1) if trace > 0 else settings.damping
@@ -250,8 +280,8 @@ def build_index(
     scale = float(preconditioned.abs().max()) or 1.0
     seconds = time.perf_counter() - started + (captured.seconds if captured is not None else 0.0)
     when = (
-        f"weights of the training step that saw it in the last epoch ({n - len(todo)} examples; the other "
-        f"{len(todo)} at the final adapter), LoRA dropout undone"
+        f"weights of the training step that saw it in the last epoch ({n - computed} examples; the other "
+        f"{computed} at the final adapter), LoRA dropout undone"
         if captured is not None
         else "final adapter, dropout off"
     )

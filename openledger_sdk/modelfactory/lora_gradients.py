@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -281,7 +281,7 @@ def project_gradients(
     autocast: Callable[[], AbstractContextManager] | None = None,
 ) -> torch.Tensor:
     """Projected per-example gradients [B, dim] of each example's mean response loss w.r.t. the LoRA weights."""
-    return project_gradients_and_draws(model, batch, layout, projector, autocast)[0]
+    return cast(torch.Tensor, project_gradients_and_draws(model, batch, layout, projector, autocast)[0])
 
 
 def project_gradients_and_draws(
@@ -293,10 +293,12 @@ def project_gradients_and_draws(
     *,
     draws: int = 0,
     generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    features: bool = True,
+) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
     """`project_gradients`, plus `draws` more projected gradients [B, dim] of the same examples' loss on labels
     drawn from the model itself (`draw_labels`), from the same forward pass (one more backward pass each). Their
-    Gram is the Fisher of the model's predictions, the curvature the index inverts (see `build_index`)."""
+    Gram is the Fisher of the model's predictions, the curvature the index inverts (see `build_index`).
+    `features=False` skips the true-label backward pass (None in its place): rows whose features training kept."""
     params = [model.get_parameter(entry["name"]) for entry in layout]
     frozen = [p for p in params if not p.requires_grad]
     for p in frozen:  # a loaded (inference) adapter: the graph must reach the LoRA outputs
@@ -304,7 +306,7 @@ def project_gradients_and_draws(
     try:
         with _Capture(model, layout) as capture, (autocast or nullcontext)(), _attention_kernel(batch):
             logits, keep = labelled_logits(model, batch)
-            losses = [_mean_losses(logits, batch["labels"][:, 1:][keep], keep)]
+            losses = [_mean_losses(logits, batch["labels"][:, 1:][keep], keep)] if features else []
             if draws and generator is None:
                 raise ValueError("drawing labels needs a seeded generator")
             losses += [_mean_losses(logits, draw_labels(logits, generator), keep) for _ in range(draws)]
@@ -316,7 +318,7 @@ def project_gradients_and_draws(
     finally:
         for p in frozen:
             p.requires_grad_(False)
-    return projected[0], projected[1:]
+    return (projected[0], projected[1:]) if features else (None, projected)
 
 
 class TrainingCapture:
